@@ -1,0 +1,105 @@
+"""The hardware catalog: accelerators, node types and fabrics, read from the TOML files in `data/`.
+
+Users add hardware by adding a TOML table; every entry carries a `source` string.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from functools import cache
+from importlib import resources
+
+PRECISION_BYTES = {"fp4": 0.5, "fp8": 1.0, "bf16": 2.0, "fp16": 2.0}
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    name: str
+    display_name: str
+    bf16_tflops: float
+    hbm_gb: float
+    hbm_tb_s: float
+    scaleup_gb_s: float
+    tdp_w: float
+    idle_w: float
+    matmul_efficiency_bf16: float
+    source: str
+    fp8_tflops: float | None = None
+    fp4_tflops: float | None = None
+    matmul_efficiency_fp8: float | None = None
+
+    @property
+    def hbm_bytes(self) -> float:
+        return self.hbm_gb * 1e9
+
+    @property
+    def hbm_bytes_per_s(self) -> float:
+        return self.hbm_tb_s * 1e12
+
+    def supports(self, precision: str) -> bool:
+        return precision in ("bf16", "fp16") or getattr(self, f"{precision}_tflops", None) is not None
+
+    def peak_flops_per_s(self, precision: str) -> float:
+        """Dense tensor-core peak for matmuls whose inputs are `precision` (fp16 runs at the bf16 rate)."""
+        tflops = self.bf16_tflops if precision in ("bf16", "fp16") else getattr(self, f"{precision}_tflops")
+        if tflops is None:
+            raise ValueError(f"{self.name} has no {precision} tensor cores")
+        return tflops * 1e12
+
+    def matmul_efficiency(self, precision: str) -> float:
+        """Measured best-case matmul share of peak; precisions without a measurement use the bf16 share."""
+        measured = getattr(self, f"matmul_efficiency_{precision}", None)
+        return measured if measured is not None else self.matmul_efficiency_bf16
+
+
+@dataclass(frozen=True)
+class NodeType:
+    name: str
+    display_name: str
+    gpus_per_node: int
+    scaleup: str
+    scaleup_link_latency_s: float
+    pcie_gb_s: float
+    pcie_link_latency_s: float
+    nics_per_node: int
+    source: str
+
+
+@dataclass(frozen=True)
+class Fabric:
+    name: str
+    display_name: str
+    port_gb_s: float
+    switch_latency_s: float
+    source: str
+
+
+def _read(filename: str) -> dict:
+    with resources.files("hardware").joinpath("data", filename).open("rb") as f:
+        return tomllib.load(f)
+
+
+def _build(cls, table: dict) -> dict:
+    known = {f.name for f in fields(cls)}
+    out = {}
+    for name, entry in table.items():
+        unknown = set(entry) - known
+        if unknown:
+            raise ValueError(f"hardware catalog entry {name!r} has unknown keys {sorted(unknown)}")
+        out[name] = cls(name=name, **entry)
+    return out
+
+
+@cache
+def accelerators() -> dict[str, Accelerator]:
+    return _build(Accelerator, _read("accelerators.toml")["accelerators"])
+
+
+@cache
+def node_types() -> dict[str, NodeType]:
+    return _build(NodeType, _read("nodes.toml")["nodes"])
+
+
+@cache
+def fabrics() -> dict[str, Fabric]:
+    return _build(Fabric, _read("fabrics.toml")["fabrics"])

@@ -1,0 +1,185 @@
+"""Experiment files: TOML read with tomllib, validated into typed objects by pydantic.
+
+Every problem becomes one `ConfigError` line: file, table, key, what is wrong, what would be valid.
+"""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hardware import catalog as hw
+from sim.errors import ConfigError
+from sim.models import catalog as model_catalog
+from workloads import podcast
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _one_of(kind: str, name: str, valid) -> str:
+    if name not in valid:
+        raise ValueError(f"unknown {kind} '{name}'; valid: {', '.join(sorted(valid))}")
+    return name
+
+
+class RunSpec(_Strict):
+    name: str = "run"
+    seed: int = 0
+    # bulk: decode steps of an unchanged batch computed at once; per_step: the reference, one event per step.
+    mode: Literal["bulk", "per_step"] = "bulk"
+
+
+class WorkloadSpec(_Strict):
+    kind: Literal["podcast"] = "podcast"
+    duration_h: float = Field(10.0, gt=0)
+    sessions: int = Field(1, ge=1)
+    session_stagger_s: float = Field(0.0, ge=0)
+    words_per_minute: float = Field(podcast.WORDS_PER_MINUTE, gt=0)
+    tokens_per_word: float = Field(podcast.TOKENS_PER_WORD, gt=0)
+    human_median_words: float = Field(40.0, gt=0)
+    human_log_sigma: float = Field(0.6, ge=0)
+    reply_median_words: float = Field(podcast.REPLY_MEDIAN_WORDS, gt=0)
+    reply_log_sigma: float = Field(podcast.REPLY_LOG_SIGMA, ge=0)
+    # What a session does after a failed turn: go on with the next phrase, or end.
+    on_failure: Literal["continue", "stop"] = "continue"
+    # A reply that takes longer than this (seconds, 0 = no deadline) ends as `timeout` and is dropped.
+    reply_deadline_s: float = Field(0.0, ge=0)
+
+    def podcast_spec(self) -> podcast.PodcastSpec:
+        return podcast.PodcastSpec(
+            duration_s=self.duration_h * 3600.0, words_per_minute=self.words_per_minute,
+            tokens_per_word=self.tokens_per_word, human_median_words=self.human_median_words,
+            human_log_sigma=self.human_log_sigma, reply_median_words=self.reply_median_words,
+            reply_log_sigma=self.reply_log_sigma)
+
+
+class ReportSpec(_Strict):
+    minutes: list[float] = [5, 55, 205, 305, 505]
+    # Human brain power: ~20 W (Raichle & Gusnard 2002, PNAS 99:10237, 'Appraising the brain's energy budget').
+    brain_w: float = Field(20.0, gt=0)
+
+
+class DeploymentSpec(_Strict):
+    model: str
+    gpu: str
+    node: str = "hgx_8gpu"
+    nodes: int = Field(ge=1)
+    fabric: str = "ib_ndr"
+    tp: int = Field(1, ge=1)
+    pp: int = Field(1, ge=1)
+    ep: int = Field(1, ge=1)
+    weights: Literal["bf16", "fp8", "fp4"] = "bf16"
+    kv_cache: Literal["bf16", "fp8"] = "bf16"
+    prefix_caching: bool = True
+    # Overrides the model's published context (e.g. a YaRN extension); 0 keeps the catalog value.
+    max_context_tokens: int = Field(0, ge=0)
+    # Scheduler token budget per step (vLLM `max_num_batched_tokens`) and sequence cap (`max_num_seqs`).
+    max_batched_tokens: int = Field(8192, ge=1)
+    max_seqs: int = Field(256, ge=1)
+    # Share of HBM the engine may use (vLLM `gpu_memory_utilization`, default 0.9).
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    # Paged-KV block size in tokens (vLLM default 16); prefix caching reuses whole blocks only.
+    block_tokens: int = Field(16, ge=1)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        return _one_of("model", v, model_catalog())
+
+    @field_validator("gpu")
+    @classmethod
+    def _gpu(cls, v: str) -> str:
+        return _one_of("gpu", v, hw.accelerators())
+
+    @field_validator("node")
+    @classmethod
+    def _node(cls, v: str) -> str:
+        return _one_of("node type", v, hw.node_types())
+
+    @field_validator("fabric")
+    @classmethod
+    def _fabric(cls, v: str) -> str:
+        return _one_of("fabric", v, hw.fabrics())
+
+    @model_validator(mode="after")
+    def _layout(self):
+        if self.ep not in (1, self.tp):
+            raise ValueError(f"ep must be 1 or equal to tp ({self.tp}); got {self.ep}")
+        if not hw.accelerators()[self.gpu].supports(self.weights):
+            raise ValueError(f"gpu '{self.gpu}' has no {self.weights} tensor cores; valid weights: bf16"
+                             + (", fp8" if hw.accelerators()[self.gpu].supports("fp8") else ""))
+        return self
+
+    @property
+    def architecture(self):
+        return model_catalog()[self.model]
+
+    @property
+    def max_context(self) -> int:
+        return self.max_context_tokens or self.architecture.max_context
+
+
+class Experiment(_Strict):
+    run: RunSpec = RunSpec()
+    workload: WorkloadSpec = WorkloadSpec()
+    report: ReportSpec = ReportSpec()
+    deployments: dict[str, DeploymentSpec]
+
+    @field_validator("deployments")
+    @classmethod
+    def _some(cls, v):
+        if not v:
+            raise ValueError("at least one [deployments.NAME] table is needed")
+        return v
+
+
+def _where(loc: tuple) -> tuple[str, str | None]:
+    """pydantic's error location -> (TOML table, key)."""
+    parts = [str(p) for p in loc]
+    if len(parts) == 1:
+        return "top level", parts[0]
+    if parts[0] == "deployments":
+        if len(parts) == 2:
+            return f"deployments.{parts[1]}", None
+        return f"deployments.{parts[1]}", parts[2]
+    return parts[0], parts[1]
+
+
+def _message(err: dict) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    msg = err["msg"].removeprefix("Value error, ")
+    if "input" in err and err["type"] not in ("value_error", "missing"):
+        msg += f" (got {err['input']!r})"
+    return msg
+
+
+def _valid_keys(table: str) -> str:
+    model = {"run": RunSpec, "workload": WorkloadSpec, "report": ReportSpec}.get(table.split(".")[0], DeploymentSpec)
+    if table == "top level":
+        model = Experiment
+    return ", ".join(model.model_fields)
+
+
+def load(path: str | Path) -> Experiment:
+    path = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(path, "top level", None, "no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, "top level", None, f"invalid TOML: {e}") from None
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        table, key = _where(err["loc"])
+        msg = _message(err)
+        if err["type"] == "extra_forbidden":
+            msg += f"; valid keys: {_valid_keys(table)}"
+        raise ConfigError(path, table, key, msg) from None

@@ -1,0 +1,247 @@
+"""One replica's serving engine in SimPy: continuous batching, chunked prefill, paged KV with prefix caching.
+
+Each step takes every decoding sequence (one token each), then fills the rest of the token budget
+with prefill chunks in arrival order. The engine wakes only when the batch can change: in bulk mode,
+the decode steps of an unchanged batch are priced at once (numpy over the growing context) and
+slept through, stopping early at the step in flight when a request arrives. Per-step mode runs the
+same code one step at a time and is the reference. Time is kept in integer nanoseconds so both
+modes add up the same durations exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from sim.cost import ReplicaCostModel
+from sim.kv import KVPool, blocks_for
+from sim.records import NS_PER_S, StepLog, TurnRecord, accumulate
+
+
+@dataclass
+class SessionState:
+    index: int
+    replica: int
+    started: bool = False
+    ended: bool = False
+    pending_idle_j: float = 0.0
+    last_turn: TurnRecord | None = None
+
+
+@dataclass(eq=False)
+class Sequence:
+    record: TurnRecord
+    prompt_tokens: int
+    output_tokens: int
+    done: simpy.Event
+    prefilled: int = 0   # prompt tokens computed so far, cached ones included
+    decoded: int = 0     # reply tokens sampled so far
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.output_tokens
+
+
+@dataclass
+class EngineLimits:
+    max_batched_tokens: int
+    max_seqs: int
+    max_context: int
+    prefix_caching: bool
+    reply_deadline_s: float
+
+
+@dataclass
+class ReplicaEngine:
+    env: simpy.Environment
+    index: int
+    cost: ReplicaCostModel
+    pool: KVPool
+    limits: EngineLimits
+    bulk: bool
+    n_gpus: int
+    steps: StepLog
+    sessions: dict[int, SessionState] = field(default_factory=dict)
+    waiting: list[Sequence] = field(default_factory=list)
+    running: list[Sequence] = field(default_factory=list)
+    last_end_ns: int = 0
+    idle_s: float = 0.0
+    idle_j: float = 0.0
+    step_j: float = 0.0
+    stage_busy_s: np.ndarray = None
+    stage_energy_j: np.ndarray = None
+
+    def __post_init__(self):
+        self.wakeup = self.env.event()
+        n_stages = len(self.cost.stages)
+        self.stage_busy_s = np.zeros(n_stages)
+        self.stage_energy_j = np.zeros(n_stages)
+        self.process = self.env.process(self._run())
+
+    # ---- arrivals ------------------------------------------------------------------------------
+    def submit(self, record: TurnRecord, prompt_tokens: int, output_tokens: int) -> simpy.Event:
+        """Hand a turn to the engine; the returned event fires when the turn has ended, ok or not."""
+        self.settle_idle(self.env.now)
+        session = self.sessions[record.session]
+        session.started = True
+        record.energy_idle_j, session.pending_idle_j = session.pending_idle_j, 0.0
+        session.last_turn = record
+        seq = Sequence(record, prompt_tokens, output_tokens, self.env.event())
+        total = seq.total_tokens
+        if total > self.limits.max_context:
+            self._fail(seq, "context_overflow",
+                       f"prompt {prompt_tokens} + reply {output_tokens} tokens > max context {self.limits.max_context}")
+        elif blocks_for(total, self.pool.block_tokens) > self.pool.capacity_blocks:
+            self._fail(seq, "kv_oom",
+                       f"prompt {prompt_tokens} + reply {output_tokens} tokens need "
+                       f"{blocks_for(total, self.pool.block_tokens)} KV blocks; the replica holds "
+                       f"{self.pool.capacity_blocks} ({self.pool.capacity_tokens} tokens)")
+        else:
+            self.waiting.append(seq)
+            if not self.wakeup.triggered:
+                self.wakeup.succeed()
+        return seq.done
+
+    def _fail(self, seq: Sequence, status: str, reason: str) -> None:
+        seq.record.status, seq.record.reason = status, reason
+        seq.record.finish_ns = self.env.now
+        seq.done.succeed()
+
+    # ---- idle energy ---------------------------------------------------------------------------
+    def settle_idle(self, now_ns: int) -> None:
+        """Charge the replica's idle time up to `now_ns` to the sessions it holds."""
+        if now_ns <= self.last_end_ns:
+            return
+        gap_s = (now_ns - self.last_end_ns) / NS_PER_S
+        energy = self.n_gpus * self.cost.accel.idle_w * gap_s
+        self.idle_s += gap_s
+        self.idle_j += energy
+        sessions = list(self.sessions.values())
+        held = ([s for s in sessions if s.started and not s.ended]
+                or [s for s in sessions if not s.ended] or sessions)
+        for s in held:
+            s.pending_idle_j += energy / len(held)
+        self.last_end_ns = now_ns
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def _admit(self) -> None:
+        while self.waiting and len(self.running) < self.limits.max_seqs:
+            seq = self.waiting[0]
+            rec = seq.record
+            history = rec.context_tokens
+            cached = self.pool.cached_tokens(rec.session, history) if self.limits.prefix_caching else 0
+            if not self.pool.try_reserve(rec.session, seq.total_tokens, cached):
+                return
+            rec.cached_tokens = cached
+            rec.recomputed_tokens = history - cached
+            seq.prefilled = cached
+            self.running.append(self.waiting.pop(0))
+
+    def _run(self):
+        while True:
+            if self.wakeup.triggered:
+                self.wakeup = self.env.event()
+            self._admit()
+            if not self.running:
+                yield self.wakeup
+                continue
+            self.settle_idle(self.env.now)
+            decode = [s for s in self.running if s.prefilled == s.prompt_tokens]
+            budget = self.limits.max_batched_tokens - len(decode)
+            chunks = []
+            for seq in self.running:
+                if seq.prefilled < seq.prompt_tokens and budget > 0:
+                    c = min(seq.prompt_tokens - seq.prefilled, budget)
+                    chunks.append((seq, c))
+                    budget -= c
+            n = min(s.output_tokens - s.decoded for s in decode) if (self.bulk and decode and not chunks) else 1
+            yield from self._steps(decode, chunks, n)
+
+    def _steps(self, decode: list[Sequence], chunks: list[tuple[Sequence, int]], n: int):
+        """Run up to `n` steps of one batch shape (n > 1 only for decode-only batches)."""
+        start = self.env.now
+        k = np.arange(n)
+        dec_ctx = np.array([s.prompt_tokens + s.decoded for s in decode], dtype=np.int64)  # L + 1
+        n_dec = len(decode)
+        p = np.array([s.prefilled for s, _ in chunks], dtype=np.int64)
+        c = np.array([c for _, c in chunks], dtype=np.int64)
+        completes = np.array([s.prefilled + c == s.prompt_tokens for s, c in chunks], dtype=bool)
+        prefill_pos = c * p + c * (c + 1) // 2
+        tokens = int(c.sum()) + n_dec
+        cost = self.cost.step(tokens, n_dec + int(completes.sum()), float(prefill_pos.sum()), float(p.sum()),
+                              (int(dec_ctx.sum()) + k * n_dec).astype(float))
+        durations = np.maximum(1, np.rint(cost.duration_s * NS_PER_S).astype(np.int64))
+        ends = start + np.cumsum(durations)
+        self.last_end_ns = int(ends[-1])
+        if n == 1:
+            yield self.env.timeout(int(durations[0]))
+        else:
+            yield self.env.timeout(int(ends[-1] - start)) | self.wakeup
+            if self.env.now < ends[-1]:
+                # A request arrived mid-run: finish the step in flight, then re-plan.
+                done_at = int(ends[np.searchsorted(ends, self.env.now)])
+                if done_at > self.env.now:
+                    yield self.env.timeout(done_at - self.env.now)
+        done = int(np.searchsorted(ends, self.env.now, side="right"))
+        self.last_end_ns = int(ends[done - 1])
+        self._apply(decode, chunks, completes, dec_ctx, cost, ends, durations, done)
+
+    def _apply(self, decode, chunks, completes, dec_ctx, cost, ends, durations, done) -> None:
+        seqs = [s for s, _ in chunks] + decode
+        k = np.arange(done)[:, None]
+        tokens_i = np.array([c for _, c in chunks] + [1] * len(decode), dtype=float)
+        p = np.array([s.prefilled for s, _ in chunks], dtype=float)
+        c = tokens_i[:len(chunks)]
+        positions = np.concatenate([np.broadcast_to(c * p + c * (c + 1) / 2, (done, len(chunks))),
+                                    dec_ctx[None, :] + k], axis=1)
+        kv_tokens = np.concatenate([np.broadcast_to(p + c, (done, len(chunks))),
+                                    dec_ctx[None, :] + k + 1], axis=1)
+        is_prefill = np.array([True] * len(chunks) + [False] * len(decode))
+        shares = self.cost.cost_shares(tokens_i[None, :], positions, kv_tokens, is_prefill)
+        energy = cost.energy_j[:done]
+        per_seq = shares * energy[:, None]
+        for i, seq in enumerate(seqs):
+            rec = seq.record
+            if is_prefill[i]:
+                rec.energy_prefill_j = accumulate(rec.energy_prefill_j, per_seq[:, i])
+            else:
+                rec.energy_decode_j = accumulate(rec.energy_decode_j, per_seq[:, i])
+        end_ns = int(ends[done - 1])
+        for (seq, c_i), complete in zip(chunks, completes):
+            seq.prefilled += c_i
+            if complete:
+                seq.decoded = 1
+                seq.record.first_token_ns = end_ns
+        for seq in decode:
+            seq.decoded += done
+        kv_in_use = sum(s.prefilled + max(0, s.decoded - 1) for s in self.running)
+        starts = np.concatenate([[ends[0] - durations[0]], ends[:done - 1]])
+        self.steps.append(
+            replica=self.index, start_s=starts / NS_PER_S, duration_s=durations[:done] / NS_PER_S,
+            prefill_tokens=int(sum(c for _, c in chunks)), decode_seqs=len(decode),
+            kv_tokens=kv_in_use - (done - 1 - np.arange(done)) * len(decode),
+            flops=cost.flops[:done], hbm_bytes=cost.hbm_bytes[:done], comm_bytes=cost.comm_bytes[:done],
+            bound=cost.bound[:done], power_w=energy / cost.duration_s[:done], energy_j=energy)
+        self.step_j += float(energy.sum())
+        for s, (busy, e) in enumerate(zip(cost.stage_busy_s, cost.stage_energy_j)):
+            self.stage_busy_s[s] += float(np.broadcast_to(busy, cost.duration_s.shape)[:done].sum())
+            self.stage_energy_j[s] += float(e[:done].sum())
+        for seq in [s for s in self.running if s.decoded >= s.output_tokens]:
+            self._finish(seq, end_ns)
+
+    def _finish(self, seq: Sequence, end_ns: int) -> None:
+        rec = seq.record
+        rec.finish_ns = end_ns
+        rec.output_tokens = seq.output_tokens
+        self.running.remove(seq)
+        e2e_s = (end_ns - rec.arrival_ns) / NS_PER_S
+        deadline = self.limits.reply_deadline_s
+        if deadline and e2e_s > deadline:
+            rec.status, rec.reason = "timeout", f"reply took {e2e_s:.3f} s > deadline {deadline:g} s; dropped"
+            keep = seq.prompt_tokens
+        else:
+            rec.status = "ok"
+            keep = seq.total_tokens - 1  # the last sampled token was never fed back
+        self.pool.release(rec.session, seq.total_tokens, keep if self.limits.prefix_caching else 0)
+        seq.done.succeed()

@@ -1,0 +1,99 @@
+"""Results as Parquet tables plus run.json, written whole or not at all (temporary folder, then rename).
+
+Parquet because pyarrow, pandas, polars and DuckDB all read it without extensions.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sim.cost import BOUND_NAMES
+from sim.simulation import DeploymentResult
+
+TURN_SCHEMA = pa.schema([
+    ("run", pa.string()), ("deployment", pa.string()), ("session", pa.int64()), ("turn", pa.int64()),
+    ("speaker", pa.string()), ("minute", pa.float64()), ("context_tokens", pa.int64()),
+    ("new_tokens", pa.int64()), ("output_tokens", pa.int64()), ("cached_tokens", pa.int64()),
+    ("recomputed_tokens", pa.int64()), ("arrival_s", pa.float64()), ("first_token_s", pa.float64()),
+    ("finish_s", pa.float64()), ("ttft_s", pa.float64()), ("tpot_s", pa.float64()), ("e2e_s", pa.float64()),
+    ("reply_speech_s", pa.float64()), ("energy_j", pa.float64()), ("energy_prefill_j", pa.float64()),
+    ("energy_decode_j", pa.float64()), ("energy_idle_j", pa.float64()), ("replica", pa.int64()),
+    ("status", pa.string()), ("reason", pa.string()),
+])
+
+
+def turns_table(results: list[DeploymentResult]) -> pa.Table:
+    rows = [t.row() for r in results for t in r.turns]
+    return pa.Table.from_pylist(rows, schema=TURN_SCHEMA)
+
+
+def steps_table(results: list[DeploymentResult]) -> pa.Table:
+    parts = []
+    for r in results:
+        cols = r.steps.columns()
+        n = len(cols["start_s"])
+        parts.append(pa.table({
+            "deployment": pa.array([r.deployment.name] * n, pa.string()),
+            "replica": cols["replica"].astype(np.int64),
+            "start_s": cols["start_s"].astype(float), "duration_s": cols["duration_s"].astype(float),
+            "prefill_tokens": cols["prefill_tokens"].astype(np.int64),
+            "decode_seqs": cols["decode_seqs"].astype(np.int64), "kv_tokens": cols["kv_tokens"].astype(np.int64),
+            "flops": cols["flops"].astype(float), "hbm_bytes": cols["hbm_bytes"].astype(float),
+            "comm_bytes": cols["comm_bytes"].astype(float),
+            "bound": pa.array([BOUND_NAMES[b] for b in cols["bound"].astype(int)], pa.string()),
+            "power_w": cols["power_w"].astype(float), "energy_j": cols["energy_j"].astype(float),
+        }))
+    return pa.concat_tables(parts)
+
+
+def gpus_table(results: list[DeploymentResult]) -> pa.Table:
+    rows = []
+    for r in results:
+        for engine, rep in zip(r.engines, r.deployment.replicas):
+            cost, accel = rep.cost, rep.cost.accel
+            kv_per_token_layer = cost.kv_bytes_per_token_per_gpu() / max(s.n_layers for s in cost.stages)
+            for s, stage_gpus in enumerate(rep.placement.stages):
+                stage_kv = engine.pool.peak_used_blocks * engine.pool.block_tokens * kv_per_token_layer \
+                    * cost.stages[s].n_layers
+                for gpu in stage_gpus:
+                    rows.append({
+                        "deployment": r.deployment.name, "gpu": gpu, "replica": engine.index, "stage": s,
+                        "accelerator": accel.name,
+                        "energy_j": float(engine.stage_energy_j[s]) + accel.idle_w * engine.idle_s,
+                        "busy_s": float(engine.stage_busy_s[s]),
+                        "peak_hbm_bytes": rep.memory.weights_bytes + rep.memory.activation_bytes + stage_kv,
+                        "kv_pool_bytes": rep.memory.kv_pool_bytes,
+                    })
+    return pa.Table.from_pylist(rows)
+
+
+def write(out_dir: str | Path, tables: dict[str, pa.Table], run_info: dict) -> Path:
+    """Write every table and run.json into `out_dir`, replacing it only once all are complete."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        meta = {b"simrun": json.dumps(run_info, sort_keys=True).encode()}
+        for name, table in tables.items():
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+            pq.write_table(table, tmp / f"{name}.parquet")
+        (tmp / "run.json").write_text(json.dumps(run_info, indent=2, sort_keys=True) + "\n")
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

@@ -1,0 +1,86 @@
+"""What a run records: one row per model turn, and per-step columns appended in blocks."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NS_PER_S = 1_000_000_000
+
+
+def accumulate(start: float, values: np.ndarray) -> float:
+    """start + values[0] + values[1] + ... added left to right, so that adding a run of steps at once
+    and adding them one per step give the same float."""
+    total = start
+    for v in values.tolist():
+        total += v
+    return total
+
+
+@dataclass
+class TurnRecord:
+    run: str
+    deployment: str
+    session: int
+    turn: int
+    minute: float
+    context_tokens: int
+    new_tokens: int
+    reply_tokens: int          # the reply the model gives if the turn succeeds
+    reply_speech_s: float
+    arrival_ns: int
+    replica: int
+    speaker: str = "model"
+    cached_tokens: int = 0
+    recomputed_tokens: int = 0
+    output_tokens: int = 0
+    first_token_ns: int | None = None
+    finish_ns: int | None = None
+    energy_prefill_j: float = 0.0
+    energy_decode_j: float = 0.0
+    energy_idle_j: float = 0.0
+    status: str = "pending"
+    reason: str = ""
+
+    def row(self) -> dict:
+        arrival_s = self.arrival_ns / NS_PER_S
+        first = None if self.first_token_ns is None else self.first_token_ns / NS_PER_S
+        finish = None if self.finish_ns is None else self.finish_ns / NS_PER_S
+        decode_steps = self.output_tokens - 1
+        tpot = ((self.finish_ns - self.first_token_ns) / NS_PER_S / decode_steps
+                if first is not None and decode_steps > 0 else None)
+        return {
+            "run": self.run, "deployment": self.deployment, "session": self.session, "turn": self.turn,
+            "speaker": self.speaker, "minute": self.minute, "context_tokens": self.context_tokens,
+            "new_tokens": self.new_tokens, "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens, "recomputed_tokens": self.recomputed_tokens,
+            "arrival_s": arrival_s, "first_token_s": first, "finish_s": finish,
+            "ttft_s": None if first is None else first - arrival_s,
+            "tpot_s": tpot,
+            "e2e_s": None if finish is None else finish - arrival_s,
+            "reply_speech_s": self.reply_speech_s,
+            "energy_j": self.energy_prefill_j + self.energy_decode_j + self.energy_idle_j,
+            "energy_prefill_j": self.energy_prefill_j, "energy_decode_j": self.energy_decode_j,
+            "energy_idle_j": self.energy_idle_j, "replica": self.replica,
+            "status": self.status, "reason": self.reason,
+        }
+
+
+STEP_COLUMNS = ("replica", "start_s", "duration_s", "prefill_tokens", "decode_seqs", "kv_tokens", "flops",
+                "hbm_bytes", "comm_bytes", "bound", "power_w", "energy_j")
+
+
+@dataclass
+class StepLog:
+    """Per-step columns, appended a block of steps at a time."""
+
+    blocks: dict = field(default_factory=lambda: {c: [] for c in STEP_COLUMNS})
+
+    def append(self, **columns) -> None:
+        n = len(columns["start_s"])
+        for name in STEP_COLUMNS:
+            value = columns[name]
+            self.blocks[name].append(np.broadcast_to(value, (n,)) if np.ndim(value) == 0 else value)
+
+    def columns(self) -> dict:
+        return {c: (np.concatenate(v) if v else np.array([])) for c, v in self.blocks.items()}

@@ -1,0 +1,64 @@
+"""An experiment end to end: validate, build every deployment, simulate, write tables, render the report."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from sim import __version__, config, output, report
+from sim.deployment import build
+from sim.simulation import DeploymentResult, simulate
+
+
+@dataclass
+class RunResult:
+    experiment: config.Experiment
+    results: list[DeploymentResult]
+    tables: dict[str, pa.Table]
+    info: dict
+
+
+def describe(built) -> str:
+    spec, rep = built.spec, built.replicas[0]
+    return (f"{spec.architecture.display_name} ({spec.weights} weights, {spec.kv_cache} KV) on {spec.nodes} x "
+            f"{built.cluster.node_type.gpus_per_node} {built.cluster.accelerator.display_name}; "
+            f"{len(built.replicas)} replica(s) of tp {spec.tp} x pp {spec.pp} x ep {spec.ep}; "
+            f"prefix caching {'on' if spec.prefix_caching else 'off'}; "
+            f"KV pool {rep.kv_capacity_blocks * spec.block_tokens:,} tokens per replica")
+
+
+def run_experiment(path: str, mode: str | None = None, progress=None) -> RunResult:
+    started = time.perf_counter()
+    experiment = config.load(path)
+    if mode:
+        experiment = experiment.model_copy(update={"run": experiment.run.model_copy(update={"mode": mode})})
+    built = [build(path, name, spec) for name, spec in experiment.deployments.items()]
+    results = []
+    for b in built:
+        if progress:
+            progress(f"simulating {b.name} ...")
+        results.append(simulate(experiment, b))
+    tables = {"turns": output.turns_table(results), "steps": output.steps_table(results),
+              "gpus": output.gpus_table(results)}
+    info = {
+        "simrun_version": __version__, "experiment_file": str(path), "seed": experiment.run.seed,
+        "mode": experiment.run.mode, "config": experiment.model_dump(mode="json"),
+        "deployments": {b.name: describe(b) for b in built},
+        "energy_j": {r.deployment.name: r.energy_j for r in results},
+        "steps_table": "one row per engine step (not sampled or aggregated)",
+        "wall_s": time.perf_counter() - started,
+        "python": sys.version.split()[0],
+    }
+    return RunResult(experiment, results, tables, info)
+
+
+def default_output(path: str) -> Path:
+    return Path("results") / Path(path).stem
+
+
+def render(result: RunResult) -> str:
+    exp = result.experiment
+    return report.render(result.tables["turns"], result.info["deployments"], exp.report.minutes, exp.report.brain_w)

@@ -1,0 +1,87 @@
+"""Run one deployment: session processes speak, a router with session affinity feeds replica engines."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import simpy
+
+from sim.config import Experiment
+from sim.deployment import BuiltDeployment
+from sim.engine import EngineLimits, ReplicaEngine, SessionState
+from sim.kv import KVPool
+from sim.records import NS_PER_S, StepLog, TurnRecord
+from workloads.podcast import exchanges
+
+
+@dataclass
+class DeploymentResult:
+    deployment: BuiltDeployment
+    turns: list[TurnRecord]
+    steps: StepLog
+    engines: list[ReplicaEngine]
+    end_ns: int
+
+    @property
+    def energy_j(self) -> float:
+        return sum(e.step_j + e.idle_j for e in self.engines)
+
+
+def _ns(seconds: float) -> int:
+    return int(round(seconds * NS_PER_S))
+
+
+def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None = None) -> DeploymentResult:
+    spec, workload = built.spec, experiment.workload
+    bulk = experiment.run.mode == "bulk" if bulk is None else bulk
+    env = simpy.Environment()
+    steps = StepLog()
+    limits = EngineLimits(spec.max_batched_tokens, spec.max_seqs, spec.max_context, spec.prefix_caching,
+                          workload.reply_deadline_s)
+    engines = [
+        ReplicaEngine(env, r, rep.cost, KVPool(rep.kv_capacity_blocks, spec.block_tokens), limits, bulk,
+                      len(rep.placement.gpus), steps)
+        for r, rep in enumerate(built.replicas)]
+    turns: list[TurnRecord] = []
+    podcast = workload.podcast_spec()
+
+    def session(index: int):
+        engine = engines[index % len(engines)]  # session affinity: a session always meets its replica
+        state = engine.sessions[index]
+        start_ns = _ns(index * workload.session_stagger_s)
+        end_ns = start_ns + _ns(podcast.duration_s)
+        yield env.timeout(start_ns)
+        history = 0
+        for ex in exchanges(podcast, experiment.run.seed, index):
+            if env.now >= end_ns:
+                break
+            yield env.timeout(_ns(ex.human.speech_s))
+            record = TurnRecord(
+                run=experiment.run.name, deployment=built.name, session=index, turn=ex.index,
+                minute=(env.now - start_ns) / NS_PER_S / 60.0, context_tokens=history,
+                new_tokens=ex.human.tokens, reply_tokens=ex.reply.tokens, reply_speech_s=ex.reply.speech_s,
+                arrival_ns=env.now, replica=engine.index)
+            turns.append(record)
+            yield engine.submit(record, history + ex.human.tokens, ex.reply.tokens)
+            history += ex.human.tokens
+            if record.status == "ok":
+                history += ex.reply.tokens
+                yield env.timeout(_ns(ex.reply.speech_s))
+            elif workload.on_failure == "stop":
+                break
+        state.ended = True
+
+    states = {i: SessionState(i, i % len(engines)) for i in range(workload.sessions)}
+    for i, state in states.items():
+        engines[state.replica].sessions[i] = state
+    for engine in engines:
+        if not engine.sessions:  # a replica no session reaches still idles on the deployment's bill
+            engine.sessions = states
+    for i in range(workload.sessions):
+        env.process(session(i))
+    env.run()
+    for engine in engines:
+        engine.settle_idle(env.now)
+    for state in states.values():
+        state.last_turn.energy_idle_j += state.pending_idle_j
+        state.pending_idle_j = 0.0
+    return DeploymentResult(built, turns, steps, engines, env.now)

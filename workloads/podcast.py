@@ -1,0 +1,66 @@
+"""The podcast: a human and the model alternate phrases for hours; everything said enters the context.
+
+Phrase lengths in words are lognormal (median, sigma of log), drawn in order from a numpy Generator
+seeded with (run seed, session index), so a session's phrases never depend on the simulation.
+tokens = max(1, round(words x tokens_per_word)); speech_s = words / words_per_minute x 60.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+# OpenAI tokenizer rule of thumb: 1 token ~ 3/4 of an English word ("What are tokens and how to
+# count them?", OpenAI Help Center), i.e. 4/3 tokens per word.
+TOKENS_PER_WORD = 4 / 3
+# Conversational speech rate: the issue's default, 150 words per minute.
+WORDS_PER_MINUTE = 150.0
+# Model replies: lognormal fit to the output lengths of Azure's 2023 conversation trace
+# (splitwise_conv, 19,366 requests: geometric mean 151.3 tokens, log-sd 0.859), converted to words.
+REPLY_MEDIAN_WORDS = 151.3 / TOKENS_PER_WORD
+REPLY_LOG_SIGMA = 0.859
+
+
+@dataclass(frozen=True)
+class PodcastSpec:
+    duration_s: float = 10 * 3600.0
+    words_per_minute: float = WORDS_PER_MINUTE
+    tokens_per_word: float = TOKENS_PER_WORD
+    human_median_words: float = 40.0
+    human_log_sigma: float = 0.6
+    reply_median_words: float = REPLY_MEDIAN_WORDS
+    reply_log_sigma: float = REPLY_LOG_SIGMA
+
+
+@dataclass(frozen=True)
+class Phrase:
+    words: int
+    tokens: int
+    speech_s: float
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One round: the human's phrase and the reply the model will give to it."""
+
+    index: int
+    human: Phrase
+    reply: Phrase
+
+
+def _phrase(spec: PodcastSpec, rng: np.random.Generator, median: float, sigma: float) -> Phrase:
+    words = max(1, int(round(rng.lognormal(np.log(median), sigma))))
+    tokens = max(1, int(round(words * spec.tokens_per_word)))
+    return Phrase(words, tokens, words / spec.words_per_minute * 60.0)
+
+
+def exchanges(spec: PodcastSpec, seed: int, session: int) -> Iterator[Exchange]:
+    """Endless stream of exchanges for one session; the caller stops when its clock passes duration_s."""
+    rng = np.random.default_rng([seed, session])
+    index = 0
+    while True:
+        human = _phrase(spec, rng, spec.human_median_words, spec.human_log_sigma)
+        reply = _phrase(spec, rng, spec.reply_median_words, spec.reply_log_sigma)
+        yield Exchange(index, human, reply)
+        index += 1
