@@ -72,6 +72,8 @@ class DeploymentSpec(_Strict):
     tp: int = Field(1, ge=1)
     pp: int = Field(1, ge=1)
     ep: int = Field(1, ge=1)
+    # Replicas of tp x pp GPUs; 0 fills every GPU of the nodes. GPUs left over are not simulated.
+    replicas: int = Field(0, ge=0)
     weights: Literal["bf16", "fp8", "fp4"] = "bf16"
     kv_cache: Literal["bf16", "fp8"] = "bf16"
     prefix_caching: bool = True
@@ -152,6 +154,8 @@ def _where(loc: tuple) -> tuple[str, str | None]:
 def _message(err: dict) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
     msg = err["msg"].removeprefix("Value error, ")
     if "input" in err and err["type"] not in ("value_error", "missing"):
         msg += f" (got {err['input']!r})"

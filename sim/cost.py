@@ -15,8 +15,9 @@ sequences (one token after L cached). For each pipeline stage s, per GPU of its 
 
 Step time = sum over stages + PP sends between stages + STEP_OVERHEAD_S (a batch crosses the stages
 in turn: this prices latency, not pipelined throughput).
-GPU power = P_idle + (TDP - P_idle) x activity, activity = max(FLOPs / peak, bytes / BW) / step time,
-capped at 1; step energy = sum over GPUs of power x step time.
+GPU power = P_idle + (TDP - P_idle) x activity, activity = the share of the step the GPU's compute and
+memory kernels run (their roofline time above / step time; communication and overhead count as idle);
+step energy = sum over GPUs of power x step time.
 """
 from __future__ import annotations
 
@@ -83,8 +84,6 @@ class ReplicaCostModel:
         self.kv_dtype_bytes = kv_dtype_bytes
         self.linear_flops_per_s = accel.peak_flops_per_s(weight_precision) * accel.matmul_efficiency(weight_precision)
         self.attention_flops_per_s = accel.peak_flops_per_s("bf16") * accel.matmul_efficiency("bf16")
-        self.linear_peak_flops_per_s = accel.peak_flops_per_s(weight_precision)
-        self.attention_peak_flops_per_s = accel.peak_flops_per_s("bf16")
         self.hbm_bytes_per_s = accel.hbm_bytes_per_s
         self.hbm_efficiency = hbm_efficiency
         self.step_overhead_s = step_overhead_s
@@ -188,7 +187,8 @@ class ReplicaCostModel:
             n_a2a = 2 * stage.n_moe if self.ep > 1 else 0
             comm_s = (n_allreduce * self.comm.tp_allreduce[s].time_s(act_bytes)
                       + n_a2a * self.comm.ep_all_to_all[s].time_s(a2a_bytes))
-            busy = np.maximum(lin_c, lin_m) + np.maximum(att_c, att_m) + comm_s
+            kernel_s = np.maximum(lin_c, lin_m) + np.maximum(att_c, att_m)
+            busy = kernel_s + comm_s
             compute_s += np.where(lin_c >= lin_m, lin_c, 0.0) + np.where(att_c >= att_m, att_c, 0.0)
             memory_s += np.where(lin_c >= lin_m, 0.0, lin_m) + np.where(att_c >= att_m, 0.0, att_m)
             network_s += comm_s
@@ -196,17 +196,15 @@ class ReplicaCostModel:
             flops += (lin_flops + attn_flops) * tp
             hbm += (w_bytes + kv_bytes) * tp
             comm_bytes += (n_allreduce * act_bytes + n_a2a * a2a_bytes) * tp
-            busy_ideal = np.maximum(lin_flops / self.linear_peak_flops_per_s + attn_flops / self.attention_peak_flops_per_s,
-                                    (w_bytes + kv_bytes) / self.hbm_bytes_per_s)
-            per_stage.append((busy, busy_ideal))
+            per_stage.append((busy, kernel_s))
         for send in self.comm.pp_send:
             pp_s = send.time_s(act_bytes)
             duration = duration + pp_s
             network_s += pp_s
             comm_bytes += act_bytes
         stage_energy = []
-        for busy, busy_ideal in per_stage:
-            activity = np.minimum(1.0, busy_ideal / duration)
+        for _, kernel_s in per_stage:
+            activity = np.minimum(1.0, kernel_s / duration)
             power = accel.idle_w + (accel.tdp_w - accel.idle_w) * activity
             stage_energy.append(power * duration)
         energy = sum(e * tp for e in stage_energy)

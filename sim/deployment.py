@@ -34,10 +34,15 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
     node = hw.node_types()[spec.node]
     n_gpus = spec.nodes * node.gpus_per_node
     group = spec.tp * spec.pp
-    if n_gpus % group:
+    if spec.replicas:
+        if spec.replicas * group > n_gpus:
+            raise ConfigError(path, table, "replicas", f"{spec.replicas} replicas of tp {spec.tp} x pp {spec.pp} "
+                              f"need {spec.replicas * group} GPUs; {spec.nodes} nodes have {n_gpus}; "
+                              f"valid: at most {n_gpus // group}")
+    elif n_gpus % group:
         raise ConfigError(path, table, "nodes", f"{spec.nodes} nodes x {node.gpus_per_node} GPUs = {n_gpus} GPUs "
                           f"do not split into replicas of tp {spec.tp} x pp {spec.pp} = {group}; "
-                          f"valid: a GPU count that is a multiple of {group}")
+                          f"valid: a GPU count that is a multiple of {group}, or set replicas")
     if arch.n_heads % spec.tp:
         raise ConfigError(path, table, "tp", f"{arch.n_heads} attention heads of {spec.model} do not split over "
                           f"tp {spec.tp}; valid: a divisor of {arch.n_heads}")
@@ -46,7 +51,7 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
     cluster = Cluster(hw.accelerators()[spec.gpu], node, spec.nodes,
                       hw.fabrics()[spec.fabric] if spec.nodes > 1 else None)
     replicas = []
-    for placement in place_replicas(cluster, n_gpus // group, spec.tp, spec.pp):
+    for placement in place_replicas(cluster, spec.replicas or n_gpus // group, spec.tp, spec.pp):
         cost = ReplicaCostModel(arch, cluster.accelerator, price_replica(cluster, placement, spec.ep),
                                 spec.tp, spec.pp, spec.ep, spec.weights, PRECISION_BYTES[spec.kv_cache])
         try:

@@ -42,9 +42,7 @@ class KVPool:
         running turns hold too much for it to fit now.
         """
         need = blocks_for(total_tokens, self.block_tokens)
-        evictable = sum(b for s, b in self.cached.items() if s != session)
-        free_after_own = self.capacity_blocks - self.reserved_blocks - evictable
-        if need > free_after_own:
+        if need > self.capacity_blocks - self.reserved_blocks:  # cached blocks can all be evicted
             return False
         self.cached.pop(session, None)  # its resident blocks become part of the reservation
         shortfall = need - (self.capacity_blocks - self.used_blocks)

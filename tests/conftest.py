@@ -1,0 +1,32 @@
+"""Shared helpers: build experiments in memory and run them without touching the disk."""
+from __future__ import annotations
+
+import pytest
+
+from sim.config import Experiment
+from sim.deployment import build
+from sim.simulation import simulate
+
+REPO_EXPERIMENT = "experiments/podcast10h.toml"
+
+
+def experiment(deployments: dict, **workload) -> Experiment:
+    return Experiment.model_validate({
+        "run": {"name": "test", "seed": workload.pop("seed", 7)},
+        "workload": {"duration_h": 0.25, **workload},
+        "deployments": deployments,
+    })
+
+
+def run_all(exp: Experiment, bulk: bool = True):
+    return [simulate(exp, build("test.toml", name, spec), bulk=bulk) for name, spec in exp.deployments.items()]
+
+
+LLAMA8B_H100 = {"model": "llama31_8b", "gpu": "h100_sxm", "nodes": 1, "tp": 8}
+
+
+@pytest.fixture(scope="session")
+def podcast10h():
+    """The shipped experiment, run once for every test that reads it."""
+    from sim.run import run_experiment
+    return run_experiment(REPO_EXPERIMENT)

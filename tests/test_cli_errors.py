@@ -1,0 +1,78 @@
+"""Bad input: one line naming file, table and key, exit code 2, no traceback, no output directory."""
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from sim.cli import main
+
+GOOD = """
+[run]
+name = "t"
+[workload]
+duration_h = 0.05
+[deployments.d]
+model = "llama31_8b"
+gpu = "h100_sxm"
+nodes = 1
+tp = 8
+"""
+
+
+def run_cli(tmp_path, text):
+    exp = tmp_path / "exp.toml"
+    exp.write_text(text)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, [str(exp), "--output", str(out), "-q"])
+    return result, exp, out
+
+
+@pytest.mark.parametrize("old, new, table, key, expect", [
+    ("tp = 8", "tpp = 8", "deployments.d", "tpp", "unknown key; valid keys: model, gpu,"),
+    ("tp = 8", 'tp = "eight"', "deployments.d", "tp", "valid integer"),
+    ('gpu = "h100_sxm"', 'gpu = "h900"', "deployments.d", "gpu",
+     "unknown gpu 'h900'; valid: a100_80gb, b200, h100_sxm, h200, mi300x"),
+    ('model = "llama31_8b"', 'model = "llama9"', "deployments.d", "model", "unknown model 'llama9'; valid:"),
+    ('model = "llama31_8b"', 'model = "megatron_1t"', "deployments.d", "nodes",
+     "does not fit on h100_sxm with tp 8 x pp 1"),
+    ("tp = 8", "tp = 8\nep = 4", "deployments.d", None, "ep must be 1 or equal to tp (8)"),
+    ('gpu = "h100_sxm"', 'gpu = "a100_80gb"\nweights = "fp8"', "deployments.d", None, "no fp8 tensor cores"),
+    ('name = "t"', 'name = "t"\nmode = "fast"', "run", "mode", "'bulk' or 'per_step'"),
+    ("duration_h = 0.05", "duration_h = -1", "workload", "duration_h", "greater than 0"),
+    ("nodes = 1", "", "deployments.d", "nodes", "required key is missing"),
+    ("[run]", "[runn]", "top level", "runn", "unknown key; valid keys: run, workload, report, deployments"),
+    ("tp = 8", "tp = 3", "deployments.d", "nodes", "multiple of 3"),
+])
+def test_bad_input_is_one_line(tmp_path, old, new, table, key, expect):
+    result, exp, out = run_cli(tmp_path, GOOD.replace(old, new))
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert str(exp) in line and f"[{table}]" in line and expect in line
+    if key:
+        assert f"key '{key}'" in line
+    assert not out.exists()
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    result, exp, out = run_cli(tmp_path, "[run\n")
+    assert result.exit_code == 2 and "invalid TOML" in result.output and not out.exists()
+    result = CliRunner().invoke(main, [str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_error_through_the_console_entry_point(tmp_path):
+    exp = tmp_path / "exp.toml"
+    exp.write_text(GOOD.replace('gpu = "h100_sxm"', 'gpu = "h900"'))
+    proc = subprocess.run([sys.executable, "-m", "sim", str(exp), "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_good_file_runs_and_writes(tmp_path):
+    result, exp, out = run_cli(tmp_path, GOOD)
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} == {"turns.parquet", "steps.parquet", "gpus.parquet", "run.json"}

@@ -1,0 +1,117 @@
+"""Engine invariants: every turn ends ok or with a reason, joules add up, KV never exceeds capacity,
+bulk and per-step modes give identical tables, same seed gives the same tables."""
+import pyarrow as pa
+import pytest
+from hypothesis import given, reject, settings
+from hypothesis import strategies as st
+
+from conftest import LLAMA8B_H100, experiment, run_all
+from sim.errors import ConfigError
+from sim.output import steps_table, turns_table
+
+KIMI = {"model": "kimi_k2", "gpu": "h200", "nodes": 2, "tp": 8, "pp": 2, "ep": 8, "weights": "fp8"}
+
+
+def check_invariants(results):
+    for r in results:
+        capacity = {e.index: e.pool.capacity_tokens for e in r.engines}
+        for t in r.turns:
+            assert t.status in ("ok", "kv_oom", "context_overflow", "timeout")
+            assert (t.status == "ok") == (t.reason == "")
+            assert t.finish_ns is not None and t.finish_ns >= t.arrival_ns
+            if t.status == "ok":
+                assert t.first_token_ns is not None and t.output_tokens == t.reply_tokens
+        total_turn_j = sum(t.energy_prefill_j + t.energy_decode_j + t.energy_idle_j for t in r.turns)
+        assert total_turn_j == pytest.approx(r.energy_j, rel=1e-9)
+        for e in r.engines:
+            assert e.pool.peak_used_blocks <= e.pool.capacity_blocks
+        steps = r.steps.columns()
+        for replica, kv in zip(steps["replica"], steps["kv_tokens"]):
+            assert kv <= capacity[int(replica)]
+
+
+def tables(results):
+    return turns_table(results), steps_table(results)
+
+
+def test_bulk_and_per_step_give_identical_tables():
+    exp = experiment({"kimi": KIMI, "kimi_nocache": {**KIMI, "prefix_caching": False},
+                      "llama": LLAMA8B_H100}, duration_h=0.3, sessions=3, session_stagger_s=7.3)
+    bulk, per_step = run_all(exp, bulk=True), run_all(exp, bulk=False)
+    check_invariants(bulk)
+    turns_b, steps_b = tables(bulk)
+    turns_p, steps_p = tables(per_step)
+    assert turns_b.num_rows > 30
+    assert turns_b.equals(turns_p)
+    assert steps_b.equals(steps_p)
+    # Bulk mode woke the engine far less often than there were steps.
+    assert steps_b.num_rows > 5 * len(bulk[0].turns)
+
+
+def test_same_seed_same_tables_other_seed_differs():
+    a = tables(run_all(experiment({"llama": LLAMA8B_H100}, seed=3)))
+    b = tables(run_all(experiment({"llama": LLAMA8B_H100}, seed=3)))
+    c = tables(run_all(experiment({"llama": LLAMA8B_H100}, seed=4)))
+    assert a[0].equals(b[0]) and a[1].equals(b[1])
+    assert not a[0].equals(c[0])
+
+
+def test_prefix_caching_prefills_only_the_new_phrase():
+    cached, = run_all(experiment({"d": LLAMA8B_H100}))
+    for t in cached.turns[1:]:
+        # Whole 16-token blocks of the history are reused; the partial last block is recomputed.
+        assert t.cached_tokens == t.context_tokens // 16 * 16
+        assert t.recomputed_tokens == t.context_tokens - t.cached_tokens
+    uncached, = run_all(experiment({"d": {**LLAMA8B_H100, "prefix_caching": False}}))
+    assert all(t.cached_tokens == 0 and t.recomputed_tokens == t.context_tokens for t in uncached.turns)
+
+
+def test_context_overflow_and_stop_policy():
+    small = {**LLAMA8B_H100, "max_context_tokens": 2000}
+    r, = run_all(experiment({"d": small}, duration_h=0.5))
+    statuses = [t.status for t in r.turns]
+    assert "context_overflow" in statuses
+    first = statuses.index("context_overflow")
+    t = r.turns[first]
+    assert t.context_tokens + t.new_tokens + t.reply_tokens > 2000
+    assert "max context 2000" in t.reason
+    stopped, = run_all(experiment({"d": small}, duration_h=0.5, on_failure="stop"))
+    assert [t.status for t in stopped.turns][-1] == "context_overflow"
+    assert len(stopped.turns) == first + 1
+
+
+def test_reply_deadline_drops_the_reply():
+    r, = run_all(experiment({"d": {**LLAMA8B_H100, "tp": 1, "replicas": 1}}, reply_deadline_s=0.5))
+    timeouts = [t for t in r.turns if t.status == "timeout"]
+    assert timeouts and all("deadline 0.5 s" in t.reason for t in timeouts)
+    after = r.turns[r.turns.index(timeouts[0]) + 1]
+    # The dropped reply never entered the context.
+    assert after.context_tokens == timeouts[0].context_tokens + timeouts[0].new_tokens
+    check_invariants([r])
+
+
+def test_kv_pressure_evicts_and_waits_but_never_overflows():
+    tight = {**LLAMA8B_H100, "tp": 1, "replicas": 1, "gpu_memory_utilization": 0.25}
+    results = run_all(experiment({"d": tight}, sessions=6, duration_h=0.4, session_stagger_s=3))
+    check_invariants(results)
+    pool = results[0].engines[0].pool
+    assert pool.peak_used_blocks > 0.8 * pool.capacity_blocks
+
+
+@settings(max_examples=20, deadline=None)
+@given(model=st.sampled_from(["llama31_8b", "qwen3_235b_a22b", "llama31_70b"]),
+       gpu=st.sampled_from(["h100_sxm", "h200", "b200"]),
+       tp=st.sampled_from([2, 4, 8]), pp=st.sampled_from([1, 2]), nodes=st.sampled_from([1, 2]),
+       sessions=st.integers(1, 4), caching=st.booleans(), seed=st.integers(0, 10_000),
+       minutes=st.floats(2.0, 8.0), budget=st.sampled_from([256, 2048, 8192]))
+def test_invariants_over_random_configs(model, gpu, tp, pp, nodes, sessions, caching, seed, minutes, budget):
+    dep = {"model": model, "gpu": gpu, "nodes": nodes, "tp": tp, "pp": pp, "ep": tp if "qwen3" in model else 1,
+           "weights": "fp8", "prefix_caching": caching, "max_batched_tokens": budget}
+    exp = experiment({"d": dep}, seed=seed, sessions=sessions, duration_h=minutes / 60, session_stagger_s=11.0)
+    try:
+        bulk = run_all(exp, bulk=True)
+    except ConfigError as e:  # a layout that cannot run is refused, saying what would be valid
+        assert "valid" in e.message
+        reject()
+    check_invariants(bulk)
+    assert turns_table(bulk).equals(turns_table(run_all(exp, bulk=False)))

@@ -1,0 +1,95 @@
+"""The shipped experiment end to end: what issue 'simrun end to end' promises a newcomer."""
+import statistics
+
+import duckdb
+import pandas as pd
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from conftest import REPO_EXPERIMENT
+from sim.cli import main
+from test_engine import check_invariants
+from workloads.podcast import exchanges
+
+DESIGN_TURN_COLUMNS = {
+    "run", "deployment", "session", "turn", "speaker", "minute", "context_tokens", "new_tokens", "output_tokens",
+    "cached_tokens", "recomputed_tokens", "arrival_s", "first_token_s", "finish_s", "ttft_s", "tpot_s", "e2e_s",
+    "energy_j", "energy_prefill_j", "energy_decode_j", "energy_idle_j", "replica", "status", "reason"}
+
+
+def turns_of(podcast10h, name):
+    return next(r for r in podcast10h.results if r.deployment.name == name).turns
+
+
+def test_invariants_hold_on_all_four(podcast10h):
+    assert [r.deployment.name for r in podcast10h.results] == [
+        "kimi_k2_h200", "ling_1t_h200", "megatron_1t_h100", "kimi_k2_h200_nocache"]
+    check_invariants(podcast10h.results)
+    turns = podcast10h.tables["turns"]
+    assert DESIGN_TURN_COLUMNS <= set(turns.column_names)
+    assert turns.num_rows == sum(len(r.turns) for r in podcast10h.results)
+
+
+def test_megatron_kv_runs_out_where_the_hand_computation_says(podcast10h):
+    """Free HBM per GPU / KV bytes per token per GPU, by hand (TP8 x PP4 on 32 H100, BF16)."""
+    d = 25600
+    layer_params = 12 * d * d + 13 * d                               # MHA + GELU FFN + biases + 2 LayerNorms
+    first_stage_weights = (32 * layer_params + (51200 + 2048) * d) * 2 / 8  # 32 layers + token/position tables
+    activations = 8192 * 2 * (2 * d + 2 * 102400 / 8) + 256 * 51200 * 4 / 8
+    free_hbm = 80e9 * 0.9 - first_stage_weights - activations
+    assert free_hbm == pytest.approx(7.4771e9, rel=1e-4)
+    kv_per_token = 32 * 2 * (160 // 8) * 160 * 2                      # 32 layers, 20 of 160 heads, K and V
+    assert kv_per_token == 409_600 == 13_107_200 / 32
+    capacity_tokens = int(free_hbm // (16 * kv_per_token)) * 16      # whole 16-token blocks
+    assert capacity_tokens == 18_240
+
+    turns = turns_of(podcast10h, "megatron_1t_h100")
+    spec = podcast10h.experiment.workload.podcast_spec()
+    plan = exchanges(spec, podcast10h.experiment.run.seed, 0)
+    reply = {ex.index: ex.reply.tokens for ex, _ in zip(plan, range(len(turns)))}
+    needed = [t.context_tokens + t.new_tokens + reply[t.turn] for t in turns]
+    first_over = next(i for i, n in enumerate(needed) if n > capacity_tokens)
+    statuses = [t.status for t in turns]
+    assert statuses[:first_over] == ["ok"] * first_over
+    assert statuses[first_over] == "kv_oom"
+    assert f"({capacity_tokens} tokens)" in turns[first_over].reason
+    minute = turns[first_over].minute
+    # The conversation reaches the capacity in the second hour, well before the 10th.
+    assert 60 < minute < 600
+    assert turns[first_over - 1].context_tokens < capacity_tokens < needed[first_over]
+
+
+def test_prefill_grows_without_caching_and_stays_flat_with_it(podcast10h):
+    def ttft_by_hour(name):
+        turns = [t for t in turns_of(podcast10h, name) if t.status == "ok"]
+        first = [t.first_token_ns - t.arrival_ns for t in turns if t.minute < 60]
+        last = [t.first_token_ns - t.arrival_ns for t in turns if t.minute > 540]
+        return statistics.median(first), statistics.median(last)
+
+    cached_first, cached_last = ttft_by_hour("kimi_k2_h200")
+    full_first, full_last = ttft_by_hour("kimi_k2_h200_nocache")
+    assert cached_last < 1.5 * cached_first
+    assert full_last > 10 * full_first
+    assert full_last > 20 * cached_last
+
+
+def test_cli_prints_the_minute_table_and_tables_read_everywhere(tmp_path):
+    out = tmp_path / "results"
+    result = CliRunner().invoke(main, [REPO_EXPERIMENT, "--output", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    for name in ("kimi_k2_h200", "ling_1t_h200", "megatron_1t_h100", "kimi_k2_h200_nocache"):
+        assert f"{name}:" in result.output
+    assert "kv_oom" in result.output and "brain Wh" in result.output
+    turns = out / "turns.parquet"
+    pdf = pd.read_parquet(turns)
+    assert len(pl.read_parquet(turns)) == len(pdf)
+    count = duckdb.sql(f"select count(*) from '{turns}' where status = 'ok'").fetchall()[0][0]
+    assert count == (pdf.status == "ok").sum()
+    steps = pd.read_parquet(out / "steps.parquet")
+    gpus = pd.read_parquet(out / "gpus.parquet")
+    assert len(gpus) == 16 + 16 + 32 + 16
+    # Per-turn energy, per-step plus idle energy and per-GPU energy are three views of the same joules.
+    for name, g in pdf.groupby("deployment"):
+        assert g.energy_j.sum() == pytest.approx(gpus[gpus.deployment == name].energy_j.sum(), rel=1e-9)
+    assert steps.energy_j.sum() < pdf.energy_j.sum()
