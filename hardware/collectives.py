@@ -8,8 +8,10 @@ crosses, and a phase lasts as long as its most loaded link needs (load / bandwid
   over every ring edge at once:
       time = 2(n-1) * max_link(edges crossing link / bandwidth) * size/n + 2(n-1) * max edge latency.
   Inside one NVSwitch node this is the textbook 2(n-1)/n * size / link_bw + 2(n-1) * hop latency.
-- All-to-all over n GPUs, `size` bytes held per GPU, size/n to each peer, all pairs at once:
-      time = max_link(pairs crossing link / bandwidth) * size/n + max pair latency.
+- All-to-all over n GPUs, `size` bytes held per GPU, size/n to each peer, by pairwise exchange
+  (n - 1 rounds, one peer each; Thakur, Rabenseifner & Gropp 2005): every link carries the same
+  bytes as if all pairs sent at once, and each round pays one route latency:
+      time = max_link(pairs crossing link / bandwidth) * size/n + (n-1) * max pair latency.
 - Point-to-point: size / bottleneck bandwidth + path latency.
 """
 from __future__ import annotations
@@ -60,7 +62,7 @@ def all_to_all(cluster: Cluster, group: list[str]) -> CollectivePrice:
         return FREE
     routes = [cluster.path(a, b) for a in group for b in group if a != b]
     worst, latency = _max_load(cluster, routes)
-    return CollectivePrice(worst / n, latency)
+    return CollectivePrice(worst / n, (n - 1) * latency)
 
 
 def point_to_point(cluster: Cluster, src: str, dst: str) -> CollectivePrice:

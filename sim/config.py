@@ -79,9 +79,10 @@ class DeploymentSpec(_Strict):
     prefix_caching: bool = True
     # Overrides the model's published context (e.g. a YaRN extension); 0 keeps the catalog value.
     max_context_tokens: int = Field(0, ge=0)
-    # Scheduler token budget per step (vLLM `max_num_batched_tokens`) and sequence cap (`max_num_seqs`).
+    # Scheduler token budget per step (`max_num_batched_tokens`) and sequence cap (`max_num_seqs`):
+    # vLLM V1's API-server defaults on GPUs of 70 GB or more (EngineArgs.get_batch_defaults, arg_utils.py).
     max_batched_tokens: int = Field(8192, ge=1)
-    max_seqs: int = Field(256, ge=1)
+    max_seqs: int = Field(1024, ge=1)
     # Share of HBM the engine may use (vLLM `gpu_memory_utilization`, default 0.9).
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     # Paged-KV block size in tokens (vLLM default 16); prefix caching reuses whole blocks only.

@@ -33,8 +33,9 @@ def render(turns: pa.Table, deployments: dict[str, str], minutes: list[float], b
             active = (r["energy_prefill_j"] + r["energy_decode_j"]) / r["energy_j"] if r["energy_j"] else 0.0
             brain_wh = brain_w * r["reply_speech_s"] / J_PER_WH
             status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
+            reply_s = r["e2e_s"] if r["first_token_s"] is not None else None  # refused turns never replied
             lines.append(f"{r['minute']:>6.1f} {r['context_tokens']:>8d} {_fmt_s(r['ttft_s']):>9} "
-                         f"{_fmt_s(r['e2e_s']):>9} {energy_wh:>10.3f} {active:>7.0%} {1 - active:>7.0%} "
+                         f"{_fmt_s(reply_s):>9} {energy_wh:>10.3f} {active:>7.0%} {1 - active:>7.0%} "
                          f"{brain_wh:>9.4f}  {status}")
     lines.append("")
     lines.append(f"energy: GPU energy charged to the phrase (its share of steps + idle time of the GPUs holding "

@@ -103,11 +103,15 @@ def test_kv_pressure_evicts_and_waits_but_never_overflows():
        gpu=st.sampled_from(["h100_sxm", "h200", "b200"]),
        tp=st.sampled_from([2, 4, 8]), pp=st.sampled_from([1, 2]), nodes=st.sampled_from([1, 2]),
        sessions=st.integers(1, 4), caching=st.booleans(), seed=st.integers(0, 10_000),
-       minutes=st.floats(2.0, 8.0), budget=st.sampled_from([256, 2048, 8192]))
-def test_invariants_over_random_configs(model, gpu, tp, pp, nodes, sessions, caching, seed, minutes, budget):
+       minutes=st.floats(2.0, 8.0), budget=st.sampled_from([256, 2048, 8192]),
+       deadline_s=st.sampled_from([0.0, 0.3, 2.0]), max_context=st.sampled_from([0, 2500]))
+def test_invariants_over_random_configs(model, gpu, tp, pp, nodes, sessions, caching, seed, minutes, budget,
+                                        deadline_s, max_context):
     dep = {"model": model, "gpu": gpu, "nodes": nodes, "tp": tp, "pp": pp, "ep": tp if "qwen3" in model else 1,
-           "weights": "fp8", "prefix_caching": caching, "max_batched_tokens": budget}
-    exp = experiment({"d": dep}, seed=seed, sessions=sessions, duration_h=minutes / 60, session_stagger_s=11.0)
+           "weights": "fp8", "prefix_caching": caching, "max_batched_tokens": budget,
+           "max_context_tokens": max_context}
+    exp = experiment({"d": dep}, seed=seed, sessions=sessions, duration_h=minutes / 60, session_stagger_s=11.0,
+                     reply_deadline_s=deadline_s)
     try:
         bulk = run_all(exp, bulk=True)
     except ConfigError as e:  # a layout that cannot run is refused, saying what would be valid
