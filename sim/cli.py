@@ -1,30 +1,69 @@
-"""`simrun EXPERIMENT.toml [--output DIR] [--mode bulk|per_step]`."""
+"""Command line: `simrun EXPERIMENT.toml` runs an experiment; `simrun report DIR` re-renders a run."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
+from sim import plots
 from sim.errors import ConfigError
-from sim.output import write
+from sim.output import read, write
 from sim.run import default_output, render, run_experiment
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+class _RunByDefault(click.Group):
+    """`simrun FILE ...` means `simrun run FILE ...`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_RunByDefault, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Simulate long LLM conversations on GPU clusters: latency, failures and energy per phrase.
+
+    simrun EXPERIMENT.toml runs an experiment (see `simrun run --help`).
+    """
+
+
+@main.command("run")
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--output", "-o", "output_dir", type=click.Path(file_okay=False),
               help="Where to write the tables (default: results/<experiment name>/).")
 @click.option("--mode", type=click.Choice(["bulk", "per_step"]), default=None,
               help="Override [run] mode: bulk decode (fast) or one event per step (reference).")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--quiet", "-q", is_flag=True, help="Print no progress lines.")
-def main(experiment: str, output_dir: str | None, mode: str | None, quiet: bool) -> None:
-    """Simulate the conversations of EXPERIMENT on its deployments; print the minute-mark table."""
+def run_command(experiment: str, output_dir: str | None, mode: str | None, no_plots: bool, quiet: bool) -> None:
+    """Simulate EXPERIMENT on its deployments; print the minute-mark table; write tables and plots."""
     progress = None if quiet else (lambda msg: click.echo(msg, err=True))
     try:
         result = run_experiment(experiment, mode, progress)
     except ConfigError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    out = write(output_dir or default_output(experiment), result.tables, result.info)
-    click.echo(render(result))
-    click.echo(f"\ntables written to {out}/ (turns, steps, gpus .parquet; run.json)")
+    extras = None if no_plots else (
+        lambda folder: plots.render(result.tables["turns"], result.info["deployments"], folder / "plots"))
+    out = write(output_dir or default_output(experiment), result.tables, result.info, extras)
+    click.echo(render(result.tables["turns"], result.info))
+    click.echo(f"\ntables written to {out}/ (turns, steps, gpus .parquet; run.json"
+               + ("" if no_plots else "; plots/*.png") + ")")
+
+
+@main.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--plots/--no-plots", "with_plots", default=True, help="Redraw the PNG plots into RUN_DIR/plots.")
+def report_command(run_dir: str, with_plots: bool) -> None:
+    """Re-render a finished run's minute-mark table (and plots) from its files alone."""
+    try:
+        turns, info = read(run_dir)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        click.echo(f"error: {run_dir}: not a simrun results folder ({e})", err=True)
+        sys.exit(2)
+    click.echo(render(turns, info))
+    if with_plots:
+        for path in plots.render(turns, info["deployments"], Path(run_dir) / "plots"):
+            click.echo(f"wrote {path}")

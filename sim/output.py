@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -74,8 +75,16 @@ def gpus_table(results: list[DeploymentResult]) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
-def write(out_dir: str | Path, tables: dict[str, pa.Table], run_info: dict) -> Path:
-    """Write every table and run.json into `out_dir`, replacing it only once all are complete."""
+def read(run_dir: str | Path) -> tuple[pa.Table, dict]:
+    """A written run's turns table and run.json."""
+    run_dir = Path(run_dir)
+    return pq.read_table(run_dir / "turns.parquet"), json.loads((run_dir / "run.json").read_text())
+
+
+def write(out_dir: str | Path, tables: dict[str, pa.Table], run_info: dict,
+          extras: Callable[[Path], object] | None = None) -> Path:
+    """Write every table, run.json and whatever `extras(folder)` adds into `out_dir`, replacing it
+    only once all are complete."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -85,6 +94,8 @@ def write(out_dir: str | Path, tables: dict[str, pa.Table], run_info: dict) -> P
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
             pq.write_table(table, tmp / f"{name}.parquet")
         (tmp / "run.json").write_text(json.dumps(run_info, indent=2, sort_keys=True) + "\n")
+        if extras:
+            extras(tmp)
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old")
             shutil.rmtree(old, ignore_errors=True)

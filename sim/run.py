@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from hardware.catalog import PRECISION_BYTES
 from sim import __version__, config, output, report
 from sim.deployment import build
 from sim.simulation import DeploymentResult, simulate
@@ -46,7 +47,12 @@ def run_experiment(path: str, mode: str | None = None, progress=None) -> RunResu
     info = {
         "simrun_version": __version__, "experiment_file": str(path), "seed": experiment.run.seed,
         "mode": experiment.run.mode, "config": experiment.model_dump(mode="json"),
-        "deployments": {b.name: describe(b) for b in built},
+        "deployments": {b.name: {
+            "description": describe(b),
+            "kv_bytes_per_token": b.spec.architecture.kv_bytes_per_token(PRECISION_BYTES[b.spec.kv_cache]),
+            "kv_capacity_tokens": b.replicas[0].kv_capacity_blocks * b.spec.block_tokens,
+            "gpus": sum(len(r.placement.gpus) for r in b.replicas),
+        } for b in built},
         "energy_j": {r.deployment.name: r.energy_j for r in results},
         "steps_table": "one row per engine step (not sampled or aggregated)",
         "wall_s": time.perf_counter() - started,
@@ -59,6 +65,8 @@ def default_output(path: str) -> Path:
     return Path("results") / Path(path).stem
 
 
-def render(result: RunResult) -> str:
-    exp = result.experiment
-    return report.render(result.tables["turns"], result.info["deployments"], exp.report.minutes, exp.report.brain_w)
+def render(turns: pa.Table, info: dict) -> str:
+    """The minute-mark table from a run's turns table and run.json (what `simrun report` re-reads)."""
+    cfg = info["config"]["report"]
+    return report.render(turns, {n: d["description"] for n, d in info["deployments"].items()},
+                         cfg["minutes"], cfg["brain_w"])

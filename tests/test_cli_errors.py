@@ -75,4 +75,18 @@ def test_error_through_the_console_entry_point(tmp_path):
 def test_good_file_runs_and_writes(tmp_path):
     result, exp, out = run_cli(tmp_path, GOOD)
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"turns.parquet", "steps.parquet", "gpus.parquet", "run.json"}
+    assert {p.name for p in out.iterdir()} == {"turns.parquet", "steps.parquet", "gpus.parquet", "run.json", "plots"}
+    assert {p.name for p in (out / "plots").iterdir()} == {"energy_per_phrase.png", "latency.png", "kv_memory.png"}
+
+
+def test_report_rerenders_from_files_alone(tmp_path):
+    result, exp, out = run_cli(tmp_path, GOOD)
+    exp.unlink()  # the experiment file is gone: the report needs only the results folder
+    (out / "plots").rename(tmp_path / "old_plots")
+    again = CliRunner().invoke(main, ["report", str(out)])
+    assert again.exit_code == 0, again.output
+    table = result.output.split("tables written")[0].strip()
+    assert again.output.strip().startswith(table)
+    assert (out / "plots" / "latency.png").exists()
+    missing = CliRunner().invoke(main, ["report", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "not a simrun results folder" in missing.output

@@ -1,0 +1,83 @@
+"""PNG plots of a run, drawn from the turns table and run.json alone (matplotlib, headless Agg backend).
+
+- energy_per_phrase.png: energy charged to each phrase (Wh) vs conversation minute, log y.
+- latency.png: TTFT and reply latency (s) vs minute, log y.
+- kv_memory.png: KV bytes the conversation holds (context x KV bytes per token) vs minute, with each
+  deployment's KV capacity.
+Failed turns are marked with x at the minute they happened.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import pyarrow as pa  # noqa: E402
+
+from sim.report import J_PER_WH  # noqa: E402
+
+
+def _by_deployment(turns: pa.Table) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {}
+    for r in turns.to_pylist():
+        if r["session"] == 0:
+            rows.setdefault(r["deployment"], []).append(r)
+    return rows
+
+
+def _mark_failures(ax, rows, y_of, color) -> None:
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        ax.scatter([r["minute"] for r in failed], [y_of(r) for r in failed], marker="x", color=color, s=12,
+                   zorder=3)
+
+
+def render(turns: pa.Table, deployments: dict[str, dict], out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = _by_deployment(turns)
+    colors = dict(zip(rows, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
+    written = []
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name, rs in rows.items():
+        ax.plot([r["minute"] for r in rs], [r["energy_j"] / J_PER_WH for r in rs], lw=0.8, label=name,
+                color=colors[name])
+        _mark_failures(ax, rs, lambda r: r["energy_j"] / J_PER_WH, colors[name])
+    ax.set(yscale="log", xlabel="conversation minute", ylabel="energy per phrase (Wh)",
+           title="Energy charged to each phrase (x: failed turn)")
+    ax.legend(fontsize=8)
+    written.append(_save(fig, out_dir / "energy_per_phrase.png"))
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name, rs in rows.items():
+        ok = [r for r in rs if r["status"] == "ok"]
+        ax.plot([r["minute"] for r in ok], [r["e2e_s"] for r in ok], lw=0.8, color=colors[name],
+                label=f"{name} reply")
+        ax.plot([r["minute"] for r in ok], [r["ttft_s"] for r in ok], lw=0.8, ls=":", color=colors[name],
+                label=f"{name} TTFT")
+    ax.set(yscale="log", xlabel="conversation minute", ylabel="seconds", title="Latency of each reply")
+    ax.legend(fontsize=7, ncol=2)
+    written.append(_save(fig, out_dir / "latency.png"))
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name, rs in rows.items():
+        per_token = deployments[name]["kv_bytes_per_token"]
+        gb = lambda r: (r["context_tokens"] + r["new_tokens"]) * per_token / 1e9  # noqa: E731
+        ax.plot([r["minute"] for r in rs], [gb(r) for r in rs], lw=0.8, color=colors[name], label=name)
+        ax.axhline(deployments[name]["kv_capacity_tokens"] * per_token / 1e9, color=colors[name], ls="--",
+                   lw=0.6)
+        _mark_failures(ax, rs, gb, colors[name])
+    ax.set(yscale="log", xlabel="conversation minute", ylabel="KV cache of the conversation (GB)",
+           title="KV memory per conversation (dashed: replica capacity; x: failed turn)")
+    ax.legend(fontsize=8)
+    written.append(_save(fig, out_dir / "kv_memory.png"))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
