@@ -4,14 +4,18 @@ Measured hardware ceilings (best-case matmul throughput as a share of peak) live
 catalog beside each accelerator; what is here is what no datasheet gives.
 """
 
-# Achieved share of datasheet HBM bandwidth for the weight and KV streams of a step.
-# Fitted, with STEP_OVERHEAD_S, to NVIDIA NIM Llama-3.3-70B FP8 on 2x H100 (TP2) at concurrency 1:
-# ITL 18.58 ms at ISL 5,000 and 18.91 ms at ISL 500 (published.md section 3, T2); the tests check
-# both rows within 5%.
+# Achieved share of datasheet HBM bandwidth for the weight and KV streams of a step. Measured:
+# weight loads on H100 reach 2.6-2.8 of 3.35 TB/s (78-84%, Nsight Compute on a 70B TP8 server,
+# mikamirai.com 'GPU Memory Bandwidth', 2026, T3); FlashMLA decode reaches 3,000 GB/s on H800 SXM5
+# (3.35 TB/s: 90%, github deepseek-ai/FlashMLA README). 0.80 is the weight-stream figure, which
+# dominates decode.
 HBM_EFFICIENCY = 0.80
 
 # Fixed time per engine step outside the forward pass's kernels (scheduling, sampling, launch gaps).
-# Fitted together with HBM_EFFICIENCY (see above).
+# Fitted, given HBM_EFFICIENCY, to NVIDIA NIM Llama-3.3-70B FP8 on 2x H100 (TP2) at concurrency 1:
+# ITL 18.58 ms at ISL 5,000 and 18.91 ms at ISL 500 (published.md section 3, T2); the kernels
+# and collectives of that step price at 13.9 ms, the measured 18.6-18.9 ms leave 4.9 ms. The tests
+# check both rows within 5%.
 STEP_OVERHEAD_S = 4.9e-3
 
 # Bytes per activation element exchanged by collectives and kept live during a step (BF16).
