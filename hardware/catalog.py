@@ -24,13 +24,15 @@ class Accelerator:
     idle_w: float
     matmul_efficiency_bf16: float
     source: str
+    hbm_mib: float | None = None
     fp8_tflops: float | None = None
     fp4_tflops: float | None = None
     matmul_efficiency_fp8: float | None = None
 
     @property
     def hbm_bytes(self) -> float:
-        return self.hbm_gb * 1e9
+        """Memory the driver reports (MiB x 2^20) where known, else the datasheet GB x 1e9."""
+        return self.hbm_mib * 2**20 if self.hbm_mib else self.hbm_gb * 1e9
 
     @property
     def hbm_bytes_per_s(self) -> float:

@@ -8,28 +8,46 @@ import click
 
 from sim import plots
 from sim.errors import ConfigError
-from sim.output import read, write
+from sim.output import output_problem, read, write
 from sim.run import default_output, render, run_experiment
 
 
 class _RunByDefault(click.Group):
-    """`simrun FILE ...` means `simrun run FILE ...`."""
+    """`simrun [OPTIONS] FILE` means `simrun run [OPTIONS] FILE`."""
 
     def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
+        first = next((a for a in args if not a.startswith("-")), None)
+        if first is not None and first not in self.commands:
             args = ["run", *args]
         return super().parse_args(ctx, args)
 
 
-@click.group(cls=_RunByDefault, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
+    """Console entry point: every usage error is one line on stderr with exit code 2."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.ClickException as e:
+        click.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(2)
+    except click.Abort:
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group(cls=_RunByDefault, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
     """Simulate long LLM conversations on GPU clusters: latency, failures and energy per phrase.
 
     simrun EXPERIMENT.toml runs an experiment (see `simrun run --help`).
     """
 
 
-@main.command("run")
+@cli.command("run")
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--output", "-o", "output_dir", type=click.Path(file_okay=False),
               help="Where to write the tables (default: results/<experiment name>/).")
@@ -40,30 +58,33 @@ def main() -> None:
 def run_command(experiment: str, output_dir: str | None, mode: str | None, no_plots: bool, quiet: bool) -> None:
     """Simulate EXPERIMENT on its deployments; print the minute-mark table; write tables and plots."""
     progress = None if quiet else (lambda msg: click.echo(msg, err=True))
+    out_dir = Path(output_dir) if output_dir else default_output(experiment)
+    problem = output_problem(out_dir)
+    if problem:
+        _fail(f"{out_dir}: cannot write results there: {problem}; valid: a folder path you may write to")
     try:
         result = run_experiment(experiment, mode, progress)
     except ConfigError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        _fail(str(e))
     extras = None if no_plots else (
         lambda folder: plots.render(result.tables["turns"], result.info["deployments"], folder / "plots"))
-    out = write(output_dir or default_output(experiment), result.tables, result.info, extras)
+    out = write(out_dir, result.tables, result.info, extras)
     click.echo(render(result.tables["turns"], result.info))
     click.echo(f"\ntables written to {out}/ (turns, steps, gpus .parquet; run.json"
                + ("" if no_plots else "; plots/*.png") + ")")
 
 
-@main.command("report")
+@cli.command("report")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--plots/--no-plots", "with_plots", default=True, help="Redraw the PNG plots into RUN_DIR/plots.")
 def report_command(run_dir: str, with_plots: bool) -> None:
     """Re-render a finished run's minute-mark table (and plots) from its files alone."""
     try:
         turns, info = read(run_dir)
-    except (FileNotFoundError, KeyError, ValueError) as e:
-        click.echo(f"error: {run_dir}: not a simrun results folder ({e})", err=True)
-        sys.exit(2)
-    click.echo(render(turns, info))
+        table = render(turns, info)
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        _fail(f"{run_dir}: not a simrun results folder ({type(e).__name__}: {e}); valid: a folder `simrun` wrote")
+    click.echo(table)
     if with_plots:
         for path in plots.render(turns, info["deployments"], Path(run_dir) / "plots"):
             click.echo(f"wrote {path}")

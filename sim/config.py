@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -17,7 +17,7 @@ from workloads import podcast
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 def _one_of(kind: str, name: str, valid) -> str:
@@ -28,39 +28,40 @@ def _one_of(kind: str, name: str, valid) -> str:
 
 class RunSpec(_Strict):
     name: str = "run"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
     # bulk: decode steps of an unchanged batch computed at once; per_step: the reference, one event per step.
     mode: Literal["bulk", "per_step"] = "bulk"
 
 
 class WorkloadSpec(_Strict):
     kind: Literal["podcast"] = "podcast"
-    duration_h: float = Field(10.0, gt=0)
-    sessions: int = Field(1, ge=1)
-    session_stagger_s: float = Field(0.0, ge=0)
-    words_per_minute: float = Field(podcast.WORDS_PER_MINUTE, gt=0)
-    tokens_per_word: float = Field(podcast.TOKENS_PER_WORD, gt=0)
-    human_median_words: float = Field(40.0, gt=0)
-    human_log_sigma: float = Field(0.6, ge=0)
-    reply_median_words: float = Field(podcast.REPLY_MEDIAN_WORDS, gt=0)
-    reply_log_sigma: float = Field(podcast.REPLY_LOG_SIGMA, ge=0)
+    # Bounds keep every count and nanosecond clock finite; they are far beyond any real conversation.
+    duration_h: float = Field(10.0, gt=0, le=1000)
+    sessions: int = Field(1, ge=1, le=100_000)
+    session_stagger_s: float = Field(0.0, ge=0, le=1e6)
+    words_per_minute: float = Field(podcast.WORDS_PER_MINUTE, ge=1, le=1000)
+    tokens_per_word: float = Field(podcast.TOKENS_PER_WORD, ge=0.1, le=10)
+    human_median_words: float = Field(40.0, ge=1, le=10_000)
+    human_log_sigma: float = Field(0.6, ge=0, le=3)
+    reply_median_tokens: float = Field(podcast.REPLY_MEDIAN_TOKENS, ge=1, le=100_000)
+    reply_log_sigma: float = Field(podcast.REPLY_LOG_SIGMA, ge=0, le=3)
     # What a session does after a failed turn: go on with the next phrase, or end.
     on_failure: Literal["continue", "stop"] = "continue"
     # A reply that takes longer than this (seconds, 0 = no deadline) ends as `timeout` and is dropped.
-    reply_deadline_s: float = Field(0.0, ge=0)
+    reply_deadline_s: float = Field(0.0, ge=0, le=1e6)
 
     def podcast_spec(self) -> podcast.PodcastSpec:
         return podcast.PodcastSpec(
             duration_s=self.duration_h * 3600.0, words_per_minute=self.words_per_minute,
             tokens_per_word=self.tokens_per_word, human_median_words=self.human_median_words,
-            human_log_sigma=self.human_log_sigma, reply_median_words=self.reply_median_words,
+            human_log_sigma=self.human_log_sigma, reply_median_tokens=self.reply_median_tokens,
             reply_log_sigma=self.reply_log_sigma)
 
 
 class ReportSpec(_Strict):
-    minutes: list[float] = [5, 55, 205, 305, 505]
+    minutes: list[Annotated[float, Field(ge=0, le=60_000)]] = [5, 55, 205, 305, 505]
     # Human brain power: ~20 W (Raichle & Gusnard 2002, PNAS 99:10237, 'Appraising the brain's energy budget').
-    brain_w: float = Field(20.0, gt=0)
+    brain_w: float = Field(20.0, gt=0, le=1000)
 
 
 class DeploymentSpec(_Strict):
@@ -177,7 +178,9 @@ def load(path: str | Path) -> Experiment:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(path, "top level", None, "no such file") from None
-    except tomllib.TOMLDecodeError as e:
+    except OSError as e:
+        raise ConfigError(path, "top level", None, f"cannot read: {e.strerror or e}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(path, "top level", None, f"invalid TOML: {e}") from None
     try:
         return Experiment.model_validate(data)

@@ -1,23 +1,30 @@
 """The physics of one engine step on one replica (DESIGN.md, 'The physics of one engine step').
 
 A step is one forward pass over a batch: prefill chunks (c new tokens after p cached) and decode
-sequences (one token after L cached). For each pipeline stage s, per GPU of its tp group:
+sequences (one token attending L + 1 positions). For each pipeline stage s, per GPU of its tp group:
 
-  linear FLOPs  = 2 x (weights touched per token / tp) x tokens  (+ LM head 2 x vocab x d / tp per sampled token)
-  attention FLOPs = positions x flops_per_position x layers / tp, positions = c*p + c(c+1)/2 per chunk,
-                  L + 1 per decode sequence
-  weight bytes  = (dense and always-on MoE weights + distinct experts hit) / tp x bytes per weight,
-                  distinct experts per MoE layer = E x (1 - (1 - k/E)^tokens)
+  linear FLOPs  = 2 x (weights touched per token on this GPU) x tokens (+ LM head 2 x vocab x d / tp
+                  per sampled token); replicated weights (norms, MLA down-projections) count whole,
+                  the rest / tp
+  attention FLOPs = per-chunk prefill FLOPs (models.prefill_attention_flops) + (L + 1) x per-position
+                  decode FLOPs, x layers / tp
+  weight bytes  = (dense and always-on MoE weights + distinct experts hit) on this GPU x bytes per
+                  weight, distinct experts per MoE layer = E x (1 - (1 - k/E)^tokens)
   KV bytes      = (positions read + tokens written) x KV bytes per token per layer per GPU x layers
   time_s        = max(linear FLOPs / (peak x eff), weight bytes / (BW x eff_hbm))
                 + max(attention FLOPs / (peak_bf16 x eff), KV bytes / (BW x eff_hbm))
-                + TP all-reduces (2 per layer; 1 + EP dispatch/combine all-to-all in MoE layers when ep > 1)
+                + 2 TP ring all-reduces of tokens x d activations per layer
+
+With attention tensor-parallel every rank holds every token, so expert parallelism (ep = tp) combines
+the experts' outputs with the same all-reduce (vLLM's path); an all-to-all dispatch needs
+data-parallel attention, which this model does not have yet.
 
 Step time = sum over stages + PP sends between stages + STEP_OVERHEAD_S (a batch crosses the stages
 in turn: this prices latency, not pipelined throughput).
-GPU power = P_idle + (TDP - P_idle) x activity, activity = the share of the step the GPU's compute and
-memory kernels run (their roofline time above / step time; communication and overhead count as idle);
-step energy = sum over GPUs of power x step time.
+GPU power = P_idle + (TDP - P_idle) x activity, where activity is the step's achieved compute or
+memory throughput relative to the achievable ceiling (peak x measured efficiency), i.e. the share of
+the step the GPU's kernels run at that ceiling; communication and overhead count as idle.
+Step energy = sum over GPUs of power x step time.
 """
 from __future__ import annotations
 
@@ -57,7 +64,7 @@ def split_layers(arch: Architecture, pp: int) -> list[Stage]:
 
 @dataclass
 class StepCost:
-    """Cost of one step, or of a run of steps (every field then an array over steps)."""
+    """Cost of a run of steps sharing one batch shape: every field an array over steps."""
 
     duration_s: np.ndarray
     flops: np.ndarray
@@ -67,6 +74,7 @@ class StepCost:
     bound: np.ndarray            # 0 compute, 1 memory, 2 network
     stage_busy_s: list           # per stage, per GPU
     stage_energy_j: list         # per stage, per GPU
+    shares: np.ndarray           # (steps, sequences): each sequence's share of the step, rows sum to 1
 
 
 BOUND_NAMES = ("compute", "memory", "network")
@@ -90,25 +98,34 @@ class ReplicaCostModel:
         a, moe = arch, arch.moe
         routed_active = moe.top_k * arch.expert_params if moe else 0
         self._linear_params_per_token = [  # per GPU
-            (s.n_dense * a.dense_layer_params + s.n_moe * (a.moe_layer_always_params + routed_active)) / tp
+            self._per_gpu(s.n_layers, s.n_dense * a.dense_layer_params
+                          + s.n_moe * (a.moe_layer_always_params + routed_active))
             for s in self.stages]
         self._static_weight_bytes = [
-            (s.n_dense * a.dense_layer_params + s.n_moe * a.moe_layer_always_params) * self.weight_bytes / tp
-            for s in self.stages]
+            self._per_gpu(s.n_layers, s.n_dense * a.dense_layer_params + s.n_moe * a.moe_layer_always_params)
+            * self.weight_bytes for s in self.stages]
         self._head_params = a.vocab * a.d_model / tp
-        self._kv_bytes_per_token_layer = a.kv_elements_per_token_per_layer(tp) * kv_dtype_bytes
+        self.kv_bytes_per_token_layer = a.kv_elements_per_token_per_layer(tp) * kv_dtype_bytes
+
+    def _per_gpu(self, n_layers: int, params: float) -> float:
+        """Params of `n_layers` layers held by one GPU: replicated ones whole, the rest split over tp."""
+        replicated = n_layers * self.arch.replicated_params_per_layer
+        return replicated + (params - replicated) / self.tp
 
     # ---- memory ----------------------------------------------------------------------------------
-    def weights_bytes_per_gpu(self) -> float:
-        """Largest stage's weights per GPU: layers at the weight precision, embedding / head in BF16."""
-        a, tp = self.arch, self.tp
+    def stage_weights_bytes(self, s: int) -> float:
+        """Weights on one GPU of stage s: layers at the weight precision, embedding / head in BF16."""
+        a, stage = self.arch, self.stages[s]
         routed = a.moe.n_experts * a.expert_params if a.moe else 0
-        worst = 0.0
-        for s in self.stages:
-            layers = s.n_dense * a.dense_layer_params + s.n_moe * (a.moe_layer_always_params + routed)
-            table = (a.embedding_params if s.first else 0) + (a.vocab * a.d_model if s.last else 0)
-            worst = max(worst, (layers * self.weight_bytes + table * calibration.EMBEDDING_BYTES) / tp)
-        return worst
+        layers = self._per_gpu(stage.n_layers, stage.n_dense * a.dense_layer_params
+                               + stage.n_moe * (a.moe_layer_always_params + routed))
+        table = a.embedding_params if stage.first else 0
+        if stage.last and not (stage.first and a.tie_embeddings):
+            table += a.vocab * a.d_model  # the LM head, or the tied table's copy on the last stage
+        return layers * self.weight_bytes + table * calibration.EMBEDDING_BYTES / self.tp
+
+    def weights_bytes_per_gpu(self) -> float:
+        return max(self.stage_weights_bytes(s) for s in range(self.pp))
 
     def activation_bytes_per_gpu(self, max_batched_tokens: int, max_seqs: int) -> float:
         """Peak live activations of a full step, per GPU (vLLM profiles this before sizing the KV pool).
@@ -125,89 +142,90 @@ class ReplicaCostModel:
         per_token = calibration.ACTIVATION_BYTES * (2 * a.d_model + 2 * ffn / self.tp)
         return max_batched_tokens * per_token + max_seqs * a.vocab * 4 / self.tp
 
+    def stage_kv_bytes_per_token(self, s: int) -> float:
+        return self.stages[s].n_layers * self.kv_bytes_per_token_layer
+
     def kv_bytes_per_token_per_gpu(self) -> float:
-        return max(s.n_layers for s in self.stages) * self._kv_bytes_per_token_layer
+        """The fullest stage's KV per token on one GPU: it sizes the replica's KV pool."""
+        return max(self.stage_kv_bytes_per_token(s) for s in range(self.pp))
 
-    # ---- attribution ---------------------------------------------------------------------------------
-    def cost_shares(self, tokens_i, positions_i, kv_tokens_i, prefill_i):
-        """Each sequence's share of a step: the mean of its share of FLOPs and of HBM bytes.
-
-        Weights are shared by token count; attention FLOPs and KV bytes follow the sequence's own
-        positions. Arrays broadcast over (steps, sequences); shares sum to 1 along the last axis.
-        """
-        a, tp = self.arch, self.tp
-        layers = a.n_layers
-        tokens_i = np.asarray(tokens_i, dtype=float)
-        lin_flops = 2.0 * sum(self._linear_params_per_token) * tp * tokens_i
-        per_pos = np.where(prefill_i, a.attention_flops_per_position("prefill"),
-                           a.attention_flops_per_position("decode"))
-        attn_flops = positions_i * per_pos * layers
-        weight_bytes = sum(self._static_weight_bytes) * tp
-        kv_bytes = kv_tokens_i * a.kv_bytes_per_token(self.kv_dtype_bytes)
-        total_tokens = tokens_i.sum(axis=-1, keepdims=True)
-        byte_i = weight_bytes * tokens_i / total_tokens + kv_bytes
-        flop_i = lin_flops + attn_flops
-        w = flop_i / flop_i.sum(axis=-1, keepdims=True) + byte_i / byte_i.sum(axis=-1, keepdims=True)
-        return w / w.sum(axis=-1, keepdims=True)
+    def experts_hit(self, tokens: int) -> float:
+        """Expected distinct experts a batch of `tokens` routes to, per MoE layer: E (1 - (1 - k/E)^T)."""
+        moe = self.arch.moe
+        if not moe or tokens <= 0:
+            return 0.0
+        return moe.n_experts * (1.0 - (1.0 - moe.top_k / moe.n_experts) ** tokens)
 
     # ---- time, bytes, energy -------------------------------------------------------------------------
-    def step(self, tokens: int, sampled: int, prefill_positions: float, prefill_kv_tokens: float,
-             decode_positions) -> StepCost:
-        """Cost of steps sharing one batch shape; `decode_positions` (sum of L + 1 over decode
-        sequences) may be an array, one entry per step."""
+    def step(self, chunk_tokens, chunk_prior, chunk_sampled, decode_ctx, n_steps: int = 1) -> StepCost:
+        """Cost of `n_steps` steps of one batch: prefill chunks (tokens, cached tokens before them,
+        whether the chunk ends its prompt) and decode sequences attending `decode_ctx` (= L + 1)
+        positions at the first step, one more at each later step (prefill only when n_steps == 1)."""
         a, tp, accel = self.arch, self.tp, self.accel
-        decode_positions = np.asarray(decode_positions, dtype=float)
-        f_prefill = a.attention_flops_per_position("prefill")
-        f_decode = a.attention_flops_per_position("decode")
-        hit = 0.0
-        if a.moe and tokens > 0:
-            hit = a.moe.n_experts * (1.0 - (1.0 - a.moe.top_k / a.moe.n_experts) ** tokens)
+        c = np.asarray(chunk_tokens, dtype=float)
+        p = np.asarray(chunk_prior, dtype=float)
+        sampled_i = np.concatenate([np.asarray(chunk_sampled, dtype=float), np.ones(len(decode_ctx))])
+        dec_pos = np.asarray(decode_ctx, dtype=float)[None, :] + np.arange(n_steps)[:, None]   # (steps, decode)
+        tokens = int(c.sum()) + len(decode_ctx)
+        sampled = float(sampled_i.sum())
+        tokens_i = np.concatenate([c, np.ones(len(decode_ctx))])
+        # Per sequence and layer, all heads: attention FLOPs and KV tokens read + written.
+        attn_i = np.concatenate([np.broadcast_to(a.prefill_attention_flops(c, p), (n_steps, len(c))),
+                                 dec_pos * a.attention_flops_per_position("decode")], axis=1)
+        kv_i = np.concatenate([np.broadcast_to(p + c, (n_steps, len(c))), dec_pos + 1.0], axis=1)
+        attn_sum, kv_sum = attn_i.sum(axis=1), kv_i.sum(axis=1)
+
+        hit = self.experts_hit(tokens)
         act_bytes = tokens * a.d_model * calibration.ACTIVATION_BYTES
-        a2a_bytes = act_bytes * (a.moe.top_k if a.moe else 0) / self.ep
         eff_bw = self.hbm_bytes_per_s * self.hbm_efficiency
-        zeros = np.zeros_like(decode_positions)
+        zeros = np.zeros(n_steps)
         duration = zeros + self.step_overhead_s
         compute_s, memory_s, network_s = zeros.copy(), zeros.copy(), zeros.copy()
         flops, hbm, comm_bytes = zeros.copy(), zeros.copy(), zeros.copy()
+        weight_bytes_all = 0.0      # summed over every GPU, for the shares
         per_stage = []
         for s, stage in enumerate(self.stages):
             lin_flops = 2.0 * self._linear_params_per_token[s] * tokens
-            w_bytes = self._static_weight_bytes[s]
-            if a.moe:
-                w_bytes += stage.n_moe * hit * a.expert_params * self.weight_bytes / tp
+            w_bytes = self._static_weight_bytes[s] + stage.n_moe * hit * a.expert_params * self.weight_bytes / tp
             if stage.last and sampled:
                 lin_flops += 2.0 * self._head_params * sampled
                 w_bytes += self._head_params * calibration.EMBEDDING_BYTES
-            attn_flops = (prefill_positions * f_prefill + decode_positions * f_decode) * stage.n_layers / tp
-            kv_bytes = ((prefill_kv_tokens + decode_positions + tokens)
-                        * self._kv_bytes_per_token_layer * stage.n_layers)
+            attn_flops = attn_sum * stage.n_layers / tp
+            kv_bytes = kv_sum * self.kv_bytes_per_token_layer * stage.n_layers
             lin_c, lin_m = lin_flops / self.linear_flops_per_s, w_bytes / eff_bw
             att_c, att_m = attn_flops / self.attention_flops_per_s, kv_bytes / eff_bw
-            n_allreduce = 2 * stage.n_dense + (2 if self.ep == 1 else 1) * stage.n_moe
-            n_a2a = 2 * stage.n_moe if self.ep > 1 else 0
-            comm_s = (n_allreduce * self.comm.tp_allreduce[s].time_s(act_bytes)
-                      + n_a2a * self.comm.ep_all_to_all[s].time_s(a2a_bytes))
+            n_allreduce = 2 * stage.n_layers
+            comm_s = n_allreduce * self.comm.tp_allreduce[s].time_s(act_bytes)
             kernel_s = np.maximum(lin_c, lin_m) + np.maximum(att_c, att_m)
-            busy = kernel_s + comm_s
             compute_s += np.where(lin_c >= lin_m, lin_c, 0.0) + np.where(att_c >= att_m, att_c, 0.0)
             memory_s += np.where(lin_c >= lin_m, 0.0, lin_m) + np.where(att_c >= att_m, 0.0, att_m)
             network_s += comm_s
-            duration = duration + busy
+            duration = duration + kernel_s + comm_s
             flops += (lin_flops + attn_flops) * tp
             hbm += (w_bytes + kv_bytes) * tp
-            comm_bytes += (n_allreduce * act_bytes + n_a2a * a2a_bytes) * tp
-            per_stage.append((busy, kernel_s))
+            comm_bytes += n_allreduce * act_bytes * tp
+            weight_bytes_all += w_bytes * tp
+            per_stage.append((kernel_s, comm_s))
         for send in self.comm.pp_send:
             pp_s = send.time_s(act_bytes)
             duration = duration + pp_s
             network_s += pp_s
             comm_bytes += act_bytes
         stage_energy = []
-        for _, kernel_s in per_stage:
+        for kernel_s, _ in per_stage:
             activity = np.minimum(1.0, kernel_s / duration)
-            power = accel.idle_w + (accel.tdp_w - accel.idle_w) * activity
-            stage_energy.append(power * duration)
+            stage_energy.append((accel.idle_w + (accel.tdp_w - accel.idle_w) * activity) * duration)
         energy = sum(e * tp for e in stage_energy)
         bound = np.argmax(np.stack([compute_s, memory_s, network_s]), axis=0)
+
+        # Each sequence's share: the mean of its share of the FLOPs and of the HBM bytes it caused.
+        # Weights are shared by token count; attention and KV follow the sequence's own positions.
+        linear_flops_per_token = 2.0 * tp * sum(self._linear_params_per_token)
+        flop_i = (linear_flops_per_token * tokens_i + 2.0 * a.vocab * a.d_model * sampled_i)[None, :] \
+            + attn_i * a.n_layers
+        byte_i = (weight_bytes_all * tokens_i / tokens)[None, :] \
+            + kv_i * self.kv_bytes_per_token_layer * tp * a.n_layers
+        w = flop_i / flop_i.sum(axis=1, keepdims=True) + byte_i / byte_i.sum(axis=1, keepdims=True)
+        shares = w / w.sum(axis=1, keepdims=True)
         return StepCost(duration, flops, hbm, comm_bytes, energy, bound,
-                        [b for b, _ in per_stage], stage_energy)
+                        [k + c for k, c in per_stage], stage_energy, shares)

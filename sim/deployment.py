@@ -34,12 +34,7 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
     node = hw.node_types()[spec.node]
     n_gpus = spec.nodes * node.gpus_per_node
     group = spec.tp * spec.pp
-    if spec.replicas:
-        if spec.replicas * group > n_gpus:
-            raise ConfigError(path, table, "replicas", f"{spec.replicas} replicas of tp {spec.tp} x pp {spec.pp} "
-                              f"need {spec.replicas * group} GPUs; {spec.nodes} nodes have {n_gpus}; "
-                              f"valid: at most {n_gpus // group}")
-    elif n_gpus % group:
+    if not spec.replicas and n_gpus % group:
         raise ConfigError(path, table, "nodes", f"{spec.nodes} nodes x {node.gpus_per_node} GPUs = {n_gpus} GPUs "
                           f"do not split into replicas of tp {spec.tp} x pp {spec.pp} = {group}; "
                           f"valid: a GPU count that is a multiple of {group}, or set replicas")
@@ -50,8 +45,12 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
         raise ConfigError(path, table, "pp", f"pp {spec.pp} exceeds the {arch.n_layers} layers of {spec.model}")
     cluster = Cluster(hw.accelerators()[spec.gpu], node, spec.nodes,
                       hw.fabrics()[spec.fabric] if spec.nodes > 1 else None)
+    try:
+        placements = place_replicas(cluster, spec.replicas or n_gpus // group, spec.tp, spec.pp)
+    except DoesNotFit as e:
+        raise ConfigError(path, table, "replicas", f"{e}; valid: at most {n_gpus // group} replicas") from None
     replicas = []
-    for placement in place_replicas(cluster, spec.replicas or n_gpus // group, spec.tp, spec.pp):
+    for placement in placements:
         cost = ReplicaCostModel(arch, cluster.accelerator, price_replica(cluster, placement, spec.ep),
                                 spec.tp, spec.pp, spec.ep, spec.weights, PRECISION_BYTES[spec.kv_cache])
         try:
@@ -59,6 +58,11 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
                                  cost.weights_bytes_per_gpu(),
                                  cost.activation_bytes_per_gpu(spec.max_batched_tokens, spec.max_seqs))
         except DoesNotFit as e:
+            usable = cluster.accelerator.hbm_bytes * spec.gpu_memory_utilization
+            if cost.weights_bytes_per_gpu() < usable:  # the weights fit: the step's activations do not
+                raise ConfigError(path, table, "max_batched_tokens", f"{spec.model} leaves no KV cache on "
+                                  f"{spec.gpu} with tp {spec.tp} x pp {spec.pp}: {e}; valid: a smaller "
+                                  f"max_batched_tokens or max_seqs, or more GPUs per replica") from None
             raise ConfigError(path, table, "nodes", f"{spec.model} ({spec.weights}) does not fit on "
                               f"{spec.gpu} with tp {spec.tp} x pp {spec.pp}: {e}; valid: more GPUs per replica "
                               f"(tp x pp), smaller weights, or a larger GPU") from None

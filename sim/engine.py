@@ -49,7 +49,6 @@ class EngineLimits:
     max_seqs: int
     max_context: int
     prefix_caching: bool
-    reply_deadline_s: float
 
 
 @dataclass
@@ -80,9 +79,8 @@ class ReplicaEngine:
         self.process = self.env.process(self._run())
 
     # ---- arrivals ------------------------------------------------------------------------------
-    def submit(self, record: TurnRecord, prompt_tokens: int, output_tokens: int) -> simpy.Event:
-        """Hand a turn to the engine; the returned event fires when the turn has ended, ok or not."""
-        self.settle_idle(self.env.now)
+    def submit(self, record: TurnRecord, prompt_tokens: int, output_tokens: int) -> Sequence:
+        """Hand a turn to the engine; its `done` event fires when the turn has ended, ok or not."""
         session = self.sessions[record.session]
         session.started = True
         record.energy_idle_j, session.pending_idle_j = session.pending_idle_j, 0.0
@@ -99,9 +97,26 @@ class ReplicaEngine:
                        f"{self.pool.capacity_blocks} ({self.pool.capacity_tokens} tokens)")
         else:
             self.waiting.append(seq)
-            if not self.wakeup.triggered:
-                self.wakeup.succeed()
-        return seq.done
+            self._batch_changed()
+        return seq
+
+    def abort(self, seq: Sequence, reason: str) -> None:
+        """End a turn that missed its deadline: out of the queue or the batch, its reply dropped.
+
+        With prefix caching the prompt blocks it computed stay cached for the session's next turn.
+        """
+        if seq in self.waiting:
+            self.waiting.remove(seq)
+        elif seq in self.running:
+            self.running.remove(seq)
+            keep = min(seq.prefilled, seq.prompt_tokens) if self.limits.prefix_caching else 0
+            self.pool.release(seq.record.session, seq.total_tokens, keep)
+            self._batch_changed()
+        self._fail(seq, "timeout", reason)
+
+    def _batch_changed(self) -> None:
+        if not self.wakeup.triggered:
+            self.wakeup.succeed()
 
     def _fail(self, seq: Sequence, status: str, reason: str) -> None:
         seq.record.status, seq.record.reason = status, reason
@@ -131,7 +146,7 @@ class ReplicaEngine:
             rec = seq.record
             history = rec.context_tokens
             cached = self.pool.cached_tokens(rec.session, history) if self.limits.prefix_caching else 0
-            if not self.pool.try_reserve(rec.session, seq.total_tokens, cached):
+            if not self.pool.try_reserve(rec.session, seq.total_tokens):
                 return
             rec.cached_tokens = cached
             rec.recomputed_tokens = history - cached
@@ -161,16 +176,11 @@ class ReplicaEngine:
     def _steps(self, decode: list[Sequence], chunks: list[tuple[Sequence, int]], n: int):
         """Run up to `n` steps of one batch shape (n > 1 only for decode-only batches)."""
         start = self.env.now
-        k = np.arange(n)
-        dec_ctx = np.array([s.prompt_tokens + s.decoded for s in decode], dtype=np.int64)  # L + 1
-        n_dec = len(decode)
-        p = np.array([s.prefilled for s, _ in chunks], dtype=np.int64)
-        c = np.array([c for _, c in chunks], dtype=np.int64)
-        completes = np.array([s.prefilled + c == s.prompt_tokens for s, c in chunks], dtype=bool)
-        prefill_pos = c * p + c * (c + 1) // 2
-        tokens = int(c.sum()) + n_dec
-        cost = self.cost.step(tokens, n_dec + int(completes.sum()), float(prefill_pos.sum()), float(p.sum()),
-                              (int(dec_ctx.sum()) + k * n_dec).astype(float))
+        prior = [s.prefilled for s, _ in chunks]
+        sizes = [c for _, c in chunks]
+        completes = [s.prefilled + c == s.prompt_tokens for s, c in chunks]
+        decode_ctx = [s.prompt_tokens + s.decoded for s in decode]  # L + 1 positions attended
+        cost = self.cost.step(sizes, prior, completes, decode_ctx, n)
         durations = np.maximum(1, np.rint(cost.duration_s * NS_PER_S).astype(np.int64))
         ends = start + np.cumsum(durations)
         self.last_end_ns = int(ends[-1])
@@ -179,69 +189,49 @@ class ReplicaEngine:
         else:
             yield self.env.timeout(int(ends[-1] - start)) | self.wakeup
             if self.env.now < ends[-1]:
-                # A request arrived mid-run: finish the step in flight, then re-plan.
+                # The batch changed mid-run (an arrival or an abort): finish the step in flight, re-plan.
                 done_at = int(ends[np.searchsorted(ends, self.env.now)])
                 if done_at > self.env.now:
                     yield self.env.timeout(done_at - self.env.now)
         done = int(np.searchsorted(ends, self.env.now, side="right"))
         self.last_end_ns = int(ends[done - 1])
-        self._apply(decode, chunks, completes, dec_ctx, cost, ends, durations, done)
+        self._apply(decode, chunks, completes, cost, ends, durations, done)
 
-    def _apply(self, decode, chunks, completes, dec_ctx, cost, ends, durations, done) -> None:
-        seqs = [s for s, _ in chunks] + decode
-        k = np.arange(done)[:, None]
-        tokens_i = np.array([c for _, c in chunks] + [1] * len(decode), dtype=float)
-        p = np.array([s.prefilled for s, _ in chunks], dtype=float)
-        c = tokens_i[:len(chunks)]
-        positions = np.concatenate([np.broadcast_to(c * p + c * (c + 1) / 2, (done, len(chunks))),
-                                    dec_ctx[None, :] + k], axis=1)
-        kv_tokens = np.concatenate([np.broadcast_to(p + c, (done, len(chunks))),
-                                    dec_ctx[None, :] + k + 1], axis=1)
-        is_prefill = np.array([True] * len(chunks) + [False] * len(decode))
-        shares = self.cost.cost_shares(tokens_i[None, :], positions, kv_tokens, is_prefill)
+    def _apply(self, decode, chunks, completes, cost, ends, durations, done) -> None:
         energy = cost.energy_j[:done]
-        per_seq = shares * energy[:, None]
-        for i, seq in enumerate(seqs):
-            rec = seq.record
-            if is_prefill[i]:
-                rec.energy_prefill_j = accumulate(rec.energy_prefill_j, per_seq[:, i])
-            else:
-                rec.energy_decode_j = accumulate(rec.energy_decode_j, per_seq[:, i])
+        per_seq = cost.shares[:done] * energy[:, None]
+        for i, (seq, _) in enumerate(chunks):
+            seq.record.energy_prefill_j = accumulate(seq.record.energy_prefill_j, per_seq[:, i])
+        for i, seq in enumerate(decode, start=len(chunks)):
+            seq.record.energy_decode_j = accumulate(seq.record.energy_decode_j, per_seq[:, i])
         end_ns = int(ends[done - 1])
-        for (seq, c_i), complete in zip(chunks, completes):
-            seq.prefilled += c_i
+        for (seq, c), complete in zip(chunks, completes):
+            seq.prefilled += c
             if complete:
                 seq.decoded = 1
-                seq.record.first_token_ns = end_ns
+                if seq.record.status == "pending":  # not aborted while this step ran
+                    seq.record.first_token_ns = end_ns
         for seq in decode:
             seq.decoded += done
-        kv_in_use = sum(s.prefilled + max(0, s.decoded - 1) for s in self.running)
-        starts = np.concatenate([[ends[0] - durations[0]], ends[:done - 1]])
+        # KV tokens held by running turns after the last step; each earlier step held one less per decode.
+        kv_after = sum(s.prefilled + max(0, s.decoded - 1) for s in self.running)
         self.steps.append(
-            replica=self.index, start_s=starts / NS_PER_S, duration_s=durations[:done] / NS_PER_S,
-            prefill_tokens=int(sum(c for _, c in chunks)), decode_seqs=len(decode),
-            kv_tokens=kv_in_use - (done - 1 - np.arange(done)) * len(decode),
+            replica=self.index, start_s=(ends[:done] - durations[:done]) / NS_PER_S,
+            duration_s=durations[:done] / NS_PER_S, prefill_tokens=sum(c for _, c in chunks),
+            decode_seqs=len(decode), kv_tokens=kv_after - (done - 1 - np.arange(done)) * len(decode),
             flops=cost.flops[:done], hbm_bytes=cost.hbm_bytes[:done], comm_bytes=cost.comm_bytes[:done],
             bound=cost.bound[:done], power_w=energy / cost.duration_s[:done], energy_j=energy)
         self.step_j += float(energy.sum())
         for s, (busy, e) in enumerate(zip(cost.stage_busy_s, cost.stage_energy_j)):
-            self.stage_busy_s[s] += float(np.broadcast_to(busy, cost.duration_s.shape)[:done].sum())
+            self.stage_busy_s[s] += float(busy[:done].sum())
             self.stage_energy_j[s] += float(e[:done].sum())
         for seq in [s for s in self.running if s.decoded >= s.output_tokens]:
             self._finish(seq, end_ns)
 
     def _finish(self, seq: Sequence, end_ns: int) -> None:
         rec = seq.record
-        rec.finish_ns = end_ns
-        rec.output_tokens = seq.output_tokens
+        rec.finish_ns, rec.output_tokens, rec.status = end_ns, seq.output_tokens, "ok"
         self.running.remove(seq)
-        e2e_s = (end_ns - rec.arrival_ns) / NS_PER_S
-        deadline = self.limits.reply_deadline_s
-        if deadline and e2e_s > deadline:
-            rec.status, rec.reason = "timeout", f"reply took {e2e_s:.3f} s > deadline {deadline:g} s; dropped"
-            keep = seq.prompt_tokens
-        else:
-            rec.status = "ok"
-            keep = seq.total_tokens - 1  # the last sampled token was never fed back
+        keep = seq.total_tokens - 1  # the last sampled token was never fed back
         self.pool.release(rec.session, seq.total_tokens, keep if self.limits.prefix_caching else 0)
         seq.done.succeed()

@@ -35,8 +35,9 @@ class KVPool:
         resident = self.cached.get(session, 0) * self.block_tokens
         return min(resident, history_tokens // self.block_tokens * self.block_tokens)
 
-    def try_reserve(self, session: int, total_tokens: int, cached_tokens: int) -> bool:
-        """Reserve blocks for a turn of `total_tokens` (prompt + reply), reusing its cached prefix.
+    def try_reserve(self, session: int, total_tokens: int) -> bool:
+        """Reserve blocks for a turn of `total_tokens` (prompt + reply); the session's cached blocks
+        become part of the reservation.
 
         Evicts other idle sessions' blocks (LRU) when needed; returns False, changing nothing, if the
         running turns hold too much for it to fit now.

@@ -16,7 +16,7 @@ Embeddings: vocab*d (+ max_context*d learned positions); LM head vocab*d unless 
 KV cache bytes per token per layer (b bytes per element): MHA/GQA 2*KV*hd*b; MLA (kv_lora+rope)*b.
 Attention core FLOPs per (query token, attended position) per layer, 2 FLOP per MAC:
 MHA/GQA 4*H*hd (QK^T and AV); MLA decode, absorbed: 2H(kv_lora+rope) + 2H*kv_lora; MLA prefill, MHA
-form: 2H(nope+rope) + 2H*v.
+form: 2H(nope+rope) + 2H*v, or the absorbed form where cheaper (see prefill_attention_flops).
 """
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ import tomllib
 from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,17 @@ class Architecture:
         if self.qk_norm:
             params += 2 * self.head_dim
         return params
+
+    @property
+    def replicated_params_per_layer(self) -> int:
+        """Weights every tensor-parallel rank keeps whole: the layer's norms, and for MLA the latent
+        down-projections q_a, kv_a with their norms (vLLM builds them as ReplicatedLinear)."""
+        replicated = 2 * self._norm_params
+        if self.attention == "mla":
+            m = self.mla
+            replicated += (self.d_model * m.q_lora_rank + m.q_lora_rank
+                           + self.d_model * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank)
+        return replicated
 
     def ffn_params(self, width: int) -> int:
         d = self.d_model
@@ -172,6 +185,23 @@ class Architecture:
     def kv_bytes_per_token(self, kv_dtype_bytes: float) -> float:
         """Bytes appended to the cache per token, all layers, whole model (tp = 1)."""
         return self.n_layers * self.kv_elements_per_token_per_layer() * kv_dtype_bytes
+
+    def prefill_attention_flops(self, chunk_tokens, prior_tokens):
+        """Attention-core FLOPs of a prefill chunk per layer, all heads (arrays allowed).
+
+        A chunk of c tokens after p cached ones attends c*p + c(c+1)/2 positions. MLA picks the
+        cheaper of its two forms: the MHA form, which must first up-project the p cached latents to
+        keys and values (2 * kv_lora * H * (nope + v) FLOPs each), or the absorbed (decode) form.
+        """
+        c, p = chunk_tokens, prior_tokens
+        positions = c * p + c * (c + 1) / 2
+        if self.attention != "mla":
+            return positions * self.attention_flops_per_position("prefill")
+        m = self.mla
+        up_projection = 2 * m.kv_lora_rank * self.n_heads * (m.qk_nope_head_dim + m.v_head_dim)
+        mha = positions * self.attention_flops_per_position("prefill") + p * up_projection
+        absorbed = positions * self.attention_flops_per_position("decode")
+        return np.minimum(mha, absorbed)
 
     def attention_flops_per_position(self, phase: str) -> int:
         """Attention-core FLOPs per (query token, attended position) per layer, all heads."""

@@ -51,7 +51,10 @@ def steps_table(results: list[DeploymentResult]) -> pa.Table:
             "bound": pa.array([BOUND_NAMES[b] for b in cols["bound"].astype(int)], pa.string()),
             "power_w": cols["power_w"].astype(float), "energy_j": cols["energy_j"].astype(float),
         }))
-    return pa.concat_tables(parts)
+    # Replicas log their steps as they go; sort so that the table does not depend on how the engines
+    # interleaved (bulk and per-step modes interleave differently).
+    return pa.concat_tables(parts).sort_by([("deployment", "ascending"), ("replica", "ascending"),
+                                            ("start_s", "ascending")])
 
 
 def gpus_table(results: list[DeploymentResult]) -> pa.Table:
@@ -59,20 +62,33 @@ def gpus_table(results: list[DeploymentResult]) -> pa.Table:
     for r in results:
         for engine, rep in zip(r.engines, r.deployment.replicas):
             cost, accel = rep.cost, rep.cost.accel
-            kv_per_token_layer = cost.kv_bytes_per_token_per_gpu() / max(s.n_layers for s in cost.stages)
+            peak_kv_tokens = engine.pool.peak_used_blocks * engine.pool.block_tokens
             for s, stage_gpus in enumerate(rep.placement.stages):
-                stage_kv = engine.pool.peak_used_blocks * engine.pool.block_tokens * kv_per_token_layer \
-                    * cost.stages[s].n_layers
                 for gpu in stage_gpus:
                     rows.append({
                         "deployment": r.deployment.name, "gpu": gpu, "replica": engine.index, "stage": s,
                         "accelerator": accel.name,
                         "energy_j": float(engine.stage_energy_j[s]) + accel.idle_w * engine.idle_s,
                         "busy_s": float(engine.stage_busy_s[s]),
-                        "peak_hbm_bytes": rep.memory.weights_bytes + rep.memory.activation_bytes + stage_kv,
+                        "peak_hbm_bytes": cost.stage_weights_bytes(s) + rep.memory.activation_bytes
+                        + peak_kv_tokens * cost.stage_kv_bytes_per_token(s),
                         "kv_pool_bytes": rep.memory.kv_pool_bytes,
                     })
     return pa.Table.from_pylist(rows)
+
+
+def output_problem(out_dir: Path) -> str | None:
+    """Why results could not be written to `out_dir`, or None: checked before any simulation runs."""
+    if out_dir.exists() and not out_dir.is_dir():
+        return "it exists and is not a folder"
+    ancestor = out_dir.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"no permission to write in {ancestor}"
+    return None
 
 
 def read(run_dir: str | Path) -> tuple[pa.Table, dict]:

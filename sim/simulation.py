@@ -35,8 +35,8 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     bulk = experiment.run.mode == "bulk" if bulk is None else bulk
     env = simpy.Environment()
     steps = StepLog()
-    limits = EngineLimits(spec.max_batched_tokens, spec.max_seqs, spec.max_context, spec.prefix_caching,
-                          workload.reply_deadline_s)
+    limits = EngineLimits(spec.max_batched_tokens, spec.max_seqs, spec.max_context, spec.prefix_caching)
+    deadline_ns = _ns(workload.reply_deadline_s)
     engines = [
         ReplicaEngine(env, r, rep.cost, KVPool(rep.kv_capacity_blocks, spec.block_tokens), limits, bulk,
                       len(rep.placement.gpus), steps)
@@ -52,16 +52,23 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         yield env.timeout(start_ns)
         history = 0
         for ex in exchanges(podcast, experiment.run.seed, index):
-            if env.now >= end_ns:
-                break
             yield env.timeout(_ns(ex.human.speech_s))
+            if env.now > end_ns and ex.index > 0:  # the podcast ended while the human was speaking
+                break
+            for e in engines:  # idle time up to now is charged before this turn takes its share
+                e.settle_idle(env.now)
             record = TurnRecord(
                 run=experiment.run.name, deployment=built.name, session=index, turn=ex.index,
                 minute=(env.now - start_ns) / NS_PER_S / 60.0, context_tokens=history,
                 new_tokens=ex.human.tokens, reply_tokens=ex.reply.tokens, reply_speech_s=ex.reply.speech_s,
                 arrival_ns=env.now, replica=engine.index)
             turns.append(record)
-            yield engine.submit(record, history + ex.human.tokens, ex.reply.tokens)
+            seq = engine.submit(record, history + ex.human.tokens, ex.reply.tokens)
+            if deadline_ns and not seq.done.triggered:
+                yield seq.done | env.timeout(deadline_ns)
+                if not seq.done.triggered:
+                    engine.abort(seq, f"no reply within the {workload.reply_deadline_s:g} s deadline; dropped")
+            yield seq.done
             history += ex.human.tokens
             if record.status == "ok":
                 history += ex.reply.tokens

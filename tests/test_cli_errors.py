@@ -5,7 +5,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from sim.cli import main
+from sim.cli import cli as main
 
 GOOD = """
 [run]
@@ -43,6 +43,13 @@ def run_cli(tmp_path, text):
     ("nodes = 1", "", "deployments.d", "nodes", "required key is missing"),
     ("[run]", "[runn]", "top level", "runn", "unknown key; valid keys: run, workload, report, deployments"),
     ("tp = 8", "tp = 3", "deployments.d", "nodes", "multiple of 3"),
+    ("tp = 8", "tp = 2\nreplicas = 5", "deployments.d", "replicas", "valid: at most 4 replicas"),
+    ('name = "t"', 'name = "t"\nseed = -1', "run", "seed", "greater than or equal to 0"),
+    ("duration_h = 0.05", "duration_h = inf", "workload", "duration_h", "finite number"),
+    ("duration_h = 0.05", "duration_h = 0.05\nhuman_median_words = 1e300", "workload", "human_median_words",
+     "less than or equal to 10000"),
+    ("tp = 8", "tp = 8\nmax_batched_tokens = 100000000", "deployments.d", "max_batched_tokens",
+     "leaves no KV cache"),
 ])
 def test_bad_input_is_one_line(tmp_path, old, new, table, key, expect):
     result, exp, out = run_cli(tmp_path, GOOD.replace(old, new))
@@ -53,6 +60,41 @@ def test_bad_input_is_one_line(tmp_path, old, new, table, key, expect):
     if key:
         assert f"key '{key}'" in line
     assert not out.exists()
+
+
+def one_line_exit_2(args, **kwargs):
+    proc = subprocess.run([sys.executable, "-m", "sim", *args], capture_output=True, text=True, **kwargs)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr and "Usage" not in proc.stderr
+    return proc.stderr
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    exp = tmp_path / "exp.toml"
+    exp.write_text(GOOD)
+    (tmp_path / "afile").write_text("x")
+    assert "is a directory" in one_line_exit_2([str(tmp_path)])
+    assert "not a folder" in one_line_exit_2([str(exp), "-o", str(tmp_path / "afile" / "sub")])
+    assert "is a file" in one_line_exit_2([str(exp), "-o", str(tmp_path / "afile")])
+    assert "No such option" in one_line_exit_2([str(exp), "--frobnicate"])
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe[run]\n")
+    assert "invalid TOML" in one_line_exit_2([str(tmp_path / "bin.toml")])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "run.json").write_text("{}")
+    pa_table = __import__("pyarrow").table({"x": [1]})
+    __import__("pyarrow.parquet").parquet.write_table(pa_table, broken / "turns.parquet")
+    assert "not a simrun results folder" in one_line_exit_2(["report", str(broken)])
+
+
+def test_options_may_come_before_the_file(tmp_path):
+    exp = tmp_path / "exp.toml"
+    exp.write_text(GOOD)
+    proc = subprocess.run([sys.executable, "-m", "sim", "-q", "--no-plots", "-o", str(tmp_path / "o"), str(exp)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o" / "turns.parquet").exists()
 
 
 def test_bad_toml_and_missing_file(tmp_path):

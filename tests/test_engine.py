@@ -21,6 +21,8 @@ def check_invariants(results):
             assert t.finish_ns is not None and t.finish_ns >= t.arrival_ns
             if t.status == "ok":
                 assert t.first_token_ns is not None and t.output_tokens == t.reply_tokens
+            else:
+                assert t.output_tokens == 0
         total_turn_j = sum(t.energy_prefill_j + t.energy_decode_j + t.energy_idle_j for t in r.turns)
         assert total_turn_j == pytest.approx(r.energy_j, rel=1e-9)
         for e in r.engines:
@@ -36,7 +38,8 @@ def tables(results):
 
 def test_bulk_and_per_step_give_identical_tables():
     exp = experiment({"kimi": KIMI, "kimi_nocache": {**KIMI, "prefix_caching": False},
-                      "llama": LLAMA8B_H100}, duration_h=0.3, sessions=3, session_stagger_s=7.3)
+                      "llama_2_replicas": {**LLAMA8B_H100, "tp": 4}}, duration_h=0.3, sessions=3,
+                     session_stagger_s=7.3)
     bulk, per_step = run_all(exp, bulk=True), run_all(exp, bulk=False)
     check_invariants(bulk)
     turns_b, steps_b = tables(bulk)
@@ -46,6 +49,16 @@ def test_bulk_and_per_step_give_identical_tables():
     assert steps_b.equals(steps_p)
     # Bulk mode woke the engine far less often than there were steps.
     assert steps_b.num_rows > 5 * len(bulk[0].turns)
+
+
+def test_idle_replicas_charge_each_turn_as_it_comes():
+    """A replica no session reaches idles all run long; its energy is charged turn by turn, not all to
+    the last turn."""
+    r, = run_all(experiment({"d": {**LLAMA8B_H100, "tp": 4}}, duration_h=0.5))
+    assert len(r.engines) == 2 and not any(t.replica == 1 for t in r.turns)
+    idle = sorted(t.energy_idle_j for t in r.turns)
+    assert r.turns[-1].energy_idle_j < 3 * idle[len(idle) // 2]
+    check_invariants([r])
 
 
 def test_same_seed_same_tables_other_seed_differs():
@@ -83,10 +96,16 @@ def test_context_overflow_and_stop_policy():
 def test_reply_deadline_drops_the_reply():
     r, = run_all(experiment({"d": {**LLAMA8B_H100, "tp": 1, "replicas": 1}}, reply_deadline_s=0.5))
     timeouts = [t for t in r.turns if t.status == "timeout"]
-    assert timeouts and all("deadline 0.5 s" in t.reason for t in timeouts)
+    assert timeouts and all("0.5 s deadline" in t.reason for t in timeouts)
+    for t in timeouts:
+        # Aborted at the deadline, not when the reply would have finished; nothing was delivered.
+        assert t.finish_ns - t.arrival_ns == 500_000_000
+        assert t.output_tokens == 0
+        assert t.first_token_ns is None or t.first_token_ns <= t.finish_ns
     after = r.turns[r.turns.index(timeouts[0]) + 1]
     # The dropped reply never entered the context.
     assert after.context_tokens == timeouts[0].context_tokens + timeouts[0].new_tokens
+    assert any(t.status == "ok" for t in r.turns)
     check_invariants([r])
 
 

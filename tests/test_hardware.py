@@ -48,7 +48,6 @@ def test_tp8_allreduce_16mb_in_one_hgx_h100_node():
     price = ring_allreduce(c, c.gpus[:8])
     by_hand = 2 * 7 / 8 * MB16 / 450e9 + 2 * 7 * NVLINK_HOP_S  # = 62.22 us + 19.88 us
     assert price.time_s(MB16) == pytest.approx(by_hand, rel=0.01)
-    assert by_hand == pytest.approx(82.10e-6, rel=1e-3)
 
 
 def test_tp8_allreduce_16mb_across_two_nodes_over_ndr():

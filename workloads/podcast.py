@@ -1,8 +1,10 @@
 """The podcast: a human and the model alternate phrases for hours; everything said enters the context.
 
-Phrase lengths in words are lognormal (median, sigma of log), drawn in order from a numpy Generator
-seeded with (run seed, session index), so a session's phrases never depend on the simulation.
-tokens = max(1, round(words x tokens_per_word)); speech_s = words / words_per_minute x 60.
+Phrase lengths are lognormal (median, sigma of log), drawn in order from a numpy Generator seeded
+with (run seed, session index), so a session's phrases never depend on the simulation. The human's
+are drawn in words, tokens = max(1, round(words x tokens_per_word)); the model's in tokens (their
+source is a token trace), words = max(1, round(tokens / tokens_per_word)). speech_s = words /
+words_per_minute x 60.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ TOKENS_PER_WORD = 4 / 3
 # Conversational speech rate: the issue's default, 150 words per minute.
 WORDS_PER_MINUTE = 150.0
 # Model replies: lognormal fit to the output lengths of Azure's 2023 conversation trace
-# (splitwise_conv, 19,366 requests: geometric mean 151.3 tokens, log-sd 0.859), converted to words.
-REPLY_MEDIAN_WORDS = 151.3 / TOKENS_PER_WORD
+# (splitwise_conv, 19,366 requests: geometric mean 151.3 tokens, log-sd 0.859).
+REPLY_MEDIAN_TOKENS = 151.3
 REPLY_LOG_SIGMA = 0.859
 
 
@@ -29,7 +31,7 @@ class PodcastSpec:
     tokens_per_word: float = TOKENS_PER_WORD
     human_median_words: float = 40.0
     human_log_sigma: float = 0.6
-    reply_median_words: float = REPLY_MEDIAN_WORDS
+    reply_median_tokens: float = REPLY_MEDIAN_TOKENS
     reply_log_sigma: float = REPLY_LOG_SIGMA
 
 
@@ -49,9 +51,15 @@ class Exchange:
     reply: Phrase
 
 
-def _phrase(spec: PodcastSpec, rng: np.random.Generator, median: float, sigma: float) -> Phrase:
-    words = max(1, int(round(rng.lognormal(np.log(median), sigma))))
+def _human_phrase(spec: PodcastSpec, rng: np.random.Generator) -> Phrase:
+    words = max(1, int(round(rng.lognormal(np.log(spec.human_median_words), spec.human_log_sigma))))
     tokens = max(1, int(round(words * spec.tokens_per_word)))
+    return Phrase(words, tokens, words / spec.words_per_minute * 60.0)
+
+
+def _reply(spec: PodcastSpec, rng: np.random.Generator) -> Phrase:
+    tokens = max(1, int(round(rng.lognormal(np.log(spec.reply_median_tokens), spec.reply_log_sigma))))
+    words = max(1, int(round(tokens / spec.tokens_per_word)))
     return Phrase(words, tokens, words / spec.words_per_minute * 60.0)
 
 
@@ -60,7 +68,7 @@ def exchanges(spec: PodcastSpec, seed: int, session: int) -> Iterator[Exchange]:
     rng = np.random.default_rng([seed, session])
     index = 0
     while True:
-        human = _phrase(spec, rng, spec.human_median_words, spec.human_log_sigma)
-        reply = _phrase(spec, rng, spec.reply_median_words, spec.reply_log_sigma)
+        human = _human_phrase(spec, rng)
+        reply = _reply(spec, rng)
         yield Exchange(index, human, reply)
         index += 1
