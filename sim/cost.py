@@ -8,8 +8,9 @@ sequences (one token attending L + 1 positions). For each pipeline stage s, per 
                   the rest / tp
   attention FLOPs = per-chunk prefill FLOPs (models.prefill_attention_flops) + (L + 1) x per-position
                   decode FLOPs, x layers / tp
-  weight bytes  = (dense and always-on MoE weights + distinct experts hit) on this GPU x bytes per
-                  weight, distinct experts per MoE layer = E x (1 - (1 - k/E)^tokens)
+  weight bytes  = (dense and always-on MoE weights + experts read) on this GPU x bytes per weight;
+                  distinct experts hit per MoE layer = E x (1 - (1 - k/E)^tokens), read as 1/tp slices
+                  (ep = 1) or whole on the GPU that holds them, the busiest GPU setting the pace (ep = tp)
   KV bytes      = (positions read + tokens written) x KV bytes per token per layer per GPU x layers
   time_s        = max(linear FLOPs / (peak x eff), weight bytes / (BW x eff_hbm))
                 + max(attention FLOPs / (peak_bf16 x eff), KV bytes / (BW x eff_hbm))
@@ -17,7 +18,8 @@ sequences (one token attending L + 1 positions). For each pipeline stage s, per 
 
 With attention tensor-parallel every rank holds every token, so expert parallelism (ep = tp) combines
 the experts' outputs with the same all-reduce (vLLM's path); an all-to-all dispatch needs
-data-parallel attention, which this model does not have yet.
+data-parallel attention, which this model does not have yet. What ep changes is which expert bytes
+each GPU reads: at small batches the unluckiest GPU of an EP group reads several whole experts.
 
 Step time = sum over stages + PP sends between stages + STEP_OVERHEAD_S (a batch crosses the stages
 in turn: this prices latency, not pipelined throughput).
@@ -28,6 +30,8 @@ Step energy = sum over GPUs of power x step time.
 """
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,6 +160,26 @@ class ReplicaCostModel:
             return 0.0
         return moe.n_experts * (1.0 - (1.0 - moe.top_k / moe.n_experts) ** tokens)
 
+    @functools.lru_cache(maxsize=4096)
+    def experts_read_per_gpu(self, tokens: int) -> float:
+        """Expert weights the busiest GPU of a stage reads per MoE layer, in whole experts.
+
+        ep = 1: every GPU holds 1/tp of each expert and reads its slice of every expert hit:
+        E (1 - (1 - k/E)^T) / tp. ep > 1: each GPU holds g = E/ep whole experts, each hit with
+        q = 1 - (1 - k/E)^T; its hits are ~ Binomial(g, q) and the step waits for the busiest of the
+        ep GPUs: E[max] = sum_{m=0}^{g-1} (1 - F(m)^ep), F the binomial CDF (GPUs taken independent).
+        """
+        moe = self.arch.moe
+        if not moe or tokens <= 0:
+            return 0.0
+        if self.ep == 1:
+            return self.experts_hit(tokens) / self.tp
+        g = moe.n_experts // self.ep
+        q = 1.0 - (1.0 - moe.top_k / moe.n_experts) ** tokens
+        pmf = np.array([math.comb(g, m) * q**m * (1 - q) ** (g - m) for m in range(g + 1)])
+        cdf = np.cumsum(pmf)[:-1]
+        return float(np.sum(1.0 - np.minimum(cdf, 1.0) ** self.ep))
+
     # ---- time, bytes, energy -------------------------------------------------------------------------
     def step(self, chunk_tokens, chunk_prior, chunk_sampled, decode_ctx, n_steps: int = 1) -> StepCost:
         """Cost of `n_steps` steps of one batch: prefill chunks (tokens, cached tokens before them,
@@ -175,7 +199,6 @@ class ReplicaCostModel:
         kv_i = np.concatenate([np.broadcast_to(p + c, (n_steps, len(c))), dec_pos + 1.0], axis=1)
         attn_sum, kv_sum = attn_i.sum(axis=1), kv_i.sum(axis=1)
 
-        hit = self.experts_hit(tokens)
         act_bytes = tokens * a.d_model * calibration.ACTIVATION_BYTES
         eff_bw = self.hbm_bytes_per_s * self.hbm_efficiency
         zeros = np.zeros(n_steps)
@@ -186,7 +209,8 @@ class ReplicaCostModel:
         per_stage = []
         for s, stage in enumerate(self.stages):
             lin_flops = 2.0 * self._linear_params_per_token[s] * tokens
-            w_bytes = self._static_weight_bytes[s] + stage.n_moe * hit * a.expert_params * self.weight_bytes / tp
+            w_bytes = (self._static_weight_bytes[s]
+                       + stage.n_moe * self.experts_read_per_gpu(tokens) * a.expert_params * self.weight_bytes)
             if stage.last and sampled:
                 lin_flops += 2.0 * self._head_params * sampled
                 w_bytes += self._head_params * calibration.EMBEDDING_BYTES

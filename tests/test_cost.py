@@ -77,13 +77,34 @@ def test_moe_experts_touched_grow_with_tokens():
     assert m.experts_hit(1) == pytest.approx(384 * (1 - (1 - 8 / 384)))
     assert m.experts_hit(1) == pytest.approx(8)
     assert m.experts_hit(4096) == pytest.approx(384, rel=1e-6)
+    # With ep = 8 the busiest GPU of 8 reads all of its 48 experts at 4,096 tokens.
+    assert m.experts_read_per_gpu(4096) == pytest.approx(48, rel=1e-6)
     one = m.step([], [], [], decode_ctx=[100])
     many = m.step([4095], [0], [True], decode_ctx=[100])
-    # The extra bytes: experts hit across 60 MoE layers (FP8) + the KV the chunk writes for its 4,095
-    # tokens (576 latent values x 2 B per layer, kept whole on all 8 GPUs of each stage).
-    extra_experts = 60 * (m.experts_hit(4096) - m.experts_hit(1)) * a.expert_params * 1.0
+    # The extra bytes: expert bytes read across 60 MoE layers on 8 GPUs (FP8) + the KV the chunk writes
+    # for its 4,095 tokens (576 latent values x 2 B per layer, kept whole on all 8 GPUs of each stage).
+    extra_experts = 60 * (m.experts_read_per_gpu(4096) - m.experts_read_per_gpu(1)) * a.expert_params * 1.0 * 8
     extra_kv = 4095 * 576 * 2 * 61 * 8
     assert float(many.hbm_bytes[0] - one.hbm_bytes[0]) == pytest.approx(extra_experts + extra_kv, rel=1e-9)
+
+
+@pytest.mark.parametrize("tokens", [1, 4, 32])
+def test_expert_parallel_busiest_gpu_against_monte_carlo(tokens):
+    """Route tokens to 8 of 384 experts at random, 48 experts on each of 8 GPUs; the mean over trials of
+    the busiest GPU's distinct experts hit is what the closed form predicts (within 5%)."""
+    m = cost_model("kimi_k2", "h200", 2, 8, 2, 8, "fp8")
+    rng = np.random.default_rng(0)
+    busiest = []
+    for _ in range(4000):
+        hit = np.zeros(384, dtype=bool)
+        for _ in range(tokens):
+            hit[rng.choice(384, size=8, replace=False)] = True
+        busiest.append(hit.reshape(8, 48).sum(axis=1).max())
+    assert m.experts_read_per_gpu(tokens) == pytest.approx(np.mean(busiest), rel=0.05)
+    # Expert parallelism reads whole experts: more per GPU than 1/8 slices of every expert hit.
+    sliced = cost_model("kimi_k2", "h200", 2, 8, 2, 1, "fp8")
+    assert sliced.experts_read_per_gpu(tokens) == pytest.approx(m.experts_hit(tokens) / 8)
+    assert m.experts_read_per_gpu(tokens) > sliced.experts_read_per_gpu(tokens)
 
 
 def test_mla_prefill_picks_the_cheaper_form_by_hand():
