@@ -2,14 +2,14 @@
 
 Placement fills GPUs in graph order, a tensor-parallel group on consecutive GPUs of one node when it
 fits, pipeline stages on the next GPUs (so PP crosses nodes before TP does, as practitioners place it).
-Expert parallelism (ep = tp) runs over the same GPUs as a stage's TP group.
+Expert parallelism (ep = tp) spreads a stage's experts over the same GPUs as its TP group.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from hardware.cluster import Cluster
-from hardware.collectives import FREE, CollectivePrice, all_to_all, point_to_point, ring_allreduce
+from hardware.collectives import CollectivePrice, point_to_point, ring_allreduce
 
 
 class DoesNotFit(ValueError):
@@ -28,10 +28,9 @@ class Replica:
 
 @dataclass(frozen=True)
 class ReplicaComm:
-    """Collective prices of one replica: per stage TP all-reduce and EP all-to-all, per boundary PP send."""
+    """Collective prices of one replica: per stage the TP all-reduce, per stage boundary the PP send."""
 
     tp_allreduce: tuple[CollectivePrice, ...]
-    ep_all_to_all: tuple[CollectivePrice, ...]
     pp_send: tuple[CollectivePrice, ...]
 
 
@@ -47,11 +46,10 @@ def place_replicas(cluster: Cluster, replicas: int, tp: int, pp: int) -> list[Re
     ]
 
 
-def price_replica(cluster: Cluster, replica: Replica, ep: int) -> ReplicaComm:
+def price_replica(cluster: Cluster, replica: Replica) -> ReplicaComm:
     stages = replica.stages
     return ReplicaComm(
         tp_allreduce=tuple(ring_allreduce(cluster, list(s)) for s in stages),
-        ep_all_to_all=tuple(all_to_all(cluster, list(s)) if ep > 1 else FREE for s in stages),
         pp_send=tuple(point_to_point(cluster, a[-1], b[0]) for a, b in zip(stages[:-1], stages[1:])),
     )
 

@@ -51,7 +51,7 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
         raise ConfigError(path, table, "replicas", f"{e}; valid: at most {n_gpus // group} replicas") from None
     replicas = []
     for placement in placements:
-        cost = ReplicaCostModel(arch, cluster.accelerator, price_replica(cluster, placement, spec.ep),
+        cost = ReplicaCostModel(arch, cluster.accelerator, price_replica(cluster, placement),
                                 spec.tp, spec.pp, spec.ep, spec.weights, PRECISION_BYTES[spec.kv_cache])
         try:
             memory = plan_memory(cluster.accelerator.hbm_bytes, spec.gpu_memory_utilization,

@@ -19,7 +19,7 @@ def cost_model(model, gpu, nodes, tp, pp, ep, weights, kv_bytes=2.0):
     c = Cluster(hw.accelerators()[gpu], hw.node_types()["hgx_8gpu"], nodes,
                 hw.fabrics()["ib_ndr"] if nodes > 1 else None)
     (replica,) = place_replicas(c, 1, tp, pp)
-    return ReplicaCostModel(catalog()[model], c.accelerator, price_replica(c, replica, ep), tp, pp, ep,
+    return ReplicaCostModel(catalog()[model], c.accelerator, price_replica(c, replica), tp, pp, ep,
                             weights, kv_bytes)
 
 
