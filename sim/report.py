@@ -6,15 +6,11 @@ import pyarrow as pa
 J_PER_WH = 3600.0
 
 
-def minute_marks(turns: pa.Table, deployment: str, minutes: list[float]) -> list[dict]:
+def minute_marks(rows: list[dict], deployment: str, minutes: list[float]) -> list[dict]:
     """For each mark, the first model turn of session 0 whose phrase arrives at or after it."""
-    rows = [r for r in turns.to_pylist() if r["deployment"] == deployment and r["session"] == 0]
-    picked = []
-    for mark in minutes:
-        row = next((r for r in rows if r["minute"] >= mark), None)
-        if row is not None:
-            picked.append({"mark": mark, **row})
-    return picked
+    mine = [r for r in rows if r["deployment"] == deployment and r["session"] == 0]
+    picked = (next((r for r in mine if r["minute"] >= mark), None) for mark in minutes)
+    return [r for r in picked if r is not None]
 
 
 def _fmt_s(value) -> str:
@@ -23,12 +19,12 @@ def _fmt_s(value) -> str:
 
 def render(turns: pa.Table, deployments: dict[str, str], minutes: list[float], brain_w: float) -> str:
     """Text table; `deployments` maps name -> one-line description."""
-    lines = []
+    lines, rows = [], turns.to_pylist()
     header = (f"{'minute':>6} {'context':>8} {'TTFT':>9} {'reply':>9} {'energy Wh':>10} {'active':>7} "
               f"{'idle':>7} {'brain Wh':>9}  status")
     for name, description in deployments.items():
         lines += ["", f"{name}: {description}", header]
-        for r in minute_marks(turns, name, minutes):
+        for r in minute_marks(rows, name, minutes):
             energy_wh = r["energy_j"] / J_PER_WH
             active = (r["energy_prefill_j"] + r["energy_decode_j"]) / r["energy_j"] if r["energy_j"] else 0.0
             brain_wh = brain_w * r["reply_speech_s"] / J_PER_WH
