@@ -25,6 +25,7 @@ class SessionState:
     replica: int
     started: bool = False
     ended: bool = False
+    ended_ns: int = 0
     pending_idle_j: float = 0.0
     last_turn: TurnRecord | None = None
 
@@ -106,12 +107,12 @@ class ReplicaEngine:
         With prefix caching the prompt blocks it computed stay cached for the session's next turn.
         """
         if seq in self.waiting:
-            self.waiting.remove(seq)
+            self.waiting.remove(seq)  # the turns queued behind it may now fit
         elif seq in self.running:
             self.running.remove(seq)
             keep = min(seq.prefilled, seq.prompt_tokens) if self.limits.prefix_caching else 0
             self.pool.release(seq.record.session, seq.total_tokens, keep)
-            self._batch_changed()
+        self._batch_changed()
         self._fail(seq, "timeout", reason)
 
     def _batch_changed(self) -> None:
@@ -180,6 +181,8 @@ class ReplicaEngine:
         sizes = [c for _, c in chunks]
         completes = [s.prefilled + c == s.prompt_tokens for s, c in chunks]
         decode_ctx = [s.prompt_tokens + s.decoded for s in decode]  # L + 1 positions attended
+        # KV tokens held when the run starts; a turn aborted mid-run still held its KV in the steps before.
+        kv_before = sum(_kv_held(s) for s in self.running)
         cost = self.cost.step(sizes, prior, completes, decode_ctx, n)
         durations = np.maximum(1, np.rint(cost.duration_s * NS_PER_S).astype(np.int64))
         ends = start + np.cumsum(durations)
@@ -195,9 +198,9 @@ class ReplicaEngine:
                     yield self.env.timeout(done_at - self.env.now)
         done = int(np.searchsorted(ends, self.env.now, side="right"))
         self.last_end_ns = int(ends[done - 1])
-        self._apply(decode, chunks, completes, cost, ends, durations, done)
+        self._apply(decode, chunks, completes, cost, ends, durations, done, kv_before)
 
-    def _apply(self, decode, chunks, completes, cost, ends, durations, done) -> None:
+    def _apply(self, decode, chunks, completes, cost, ends, durations, done, kv_before) -> None:
         energy = cost.energy_j[:done]
         per_seq = cost.shares[:done] * energy[:, None]
         for i, (seq, _) in enumerate(chunks):
@@ -213,12 +216,12 @@ class ReplicaEngine:
                     seq.record.first_token_ns = end_ns
         for seq in decode:
             seq.decoded += done
-        # KV tokens held by running turns after the last step; each earlier step held one less per decode.
-        kv_after = sum(s.prefilled + max(0, s.decoded - 1) for s in self.running)
+        # KV held after step i: the chunks' tokens and one more token per decoding turn per step.
+        kv_tokens = kv_before + sum(c for _, c in chunks) + (np.arange(done) + 1) * len(decode)
         self.steps.append(
             replica=self.index, start_s=(ends[:done] - durations[:done]) / NS_PER_S,
             duration_s=durations[:done] / NS_PER_S, prefill_tokens=sum(c for _, c in chunks),
-            decode_seqs=len(decode), kv_tokens=kv_after - (done - 1 - np.arange(done)) * len(decode),
+            decode_seqs=len(decode), kv_tokens=kv_tokens,
             flops=cost.flops[:done], hbm_bytes=cost.hbm_bytes[:done], comm_bytes=cost.comm_bytes[:done],
             bound=cost.bound[:done], power_w=energy / cost.duration_s[:done], energy_j=energy)
         self.step_j += float(energy.sum())
@@ -235,3 +238,8 @@ class ReplicaEngine:
         keep = seq.total_tokens - 1  # the last sampled token was never fed back
         self.pool.release(rec.session, seq.total_tokens, keep if self.limits.prefix_caching else 0)
         seq.done.succeed()
+
+
+def _kv_held(seq: Sequence) -> int:
+    """KV tokens a running turn holds: its computed prompt and every sampled token but the last."""
+    return seq.prefilled + max(0, seq.decoded - 1)

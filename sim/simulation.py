@@ -75,7 +75,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
                 yield env.timeout(_ns(ex.reply.speech_s))
             elif workload.on_failure == "stop":
                 break
-        state.ended = True
+        state.ended, state.ended_ns = True, env.now
 
     states = {i: SessionState(i, i % len(engines)) for i in range(workload.sessions)}
     for i, state in states.items():
@@ -86,9 +86,12 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     for i in range(workload.sessions):
         env.process(session(i))
     env.run()
+    # The run ends when the last session has ended and the last step has run. Not env.now: a bulk run cut
+    # short by an arrival leaves its planned timeout in the queue, firing after the work is done.
+    end_ns = max([s.ended_ns for s in states.values()] + [e.last_end_ns for e in engines])
     for engine in engines:
-        engine.settle_idle(env.now)
+        engine.settle_idle(end_ns)
     for state in states.values():
         state.last_turn.energy_idle_j += state.pending_idle_j
         state.pending_idle_j = 0.0
-    return DeploymentResult(built, turns, steps, engines, env.now)
+    return DeploymentResult(built, turns, steps, engines, end_ns)

@@ -29,11 +29,22 @@ def check_invariants(results):
             assert e.pool.peak_used_blocks <= e.pool.capacity_blocks
         steps = r.steps.columns()
         for replica, kv in zip(steps["replica"], steps["kv_tokens"]):
-            assert kv <= capacity[int(replica)]
+            assert 0 <= kv <= capacity[int(replica)]
 
 
 def tables(results):
     return turns_table(results), steps_table(results)
+
+
+def assert_same_run(bulk, per_step):
+    """Both modes give the same tables, the same run end and the same idle energy."""
+    turns_b, steps_b = tables(bulk)
+    turns_p, steps_p = tables(per_step)
+    assert turns_b.equals(turns_p)
+    assert steps_b.equals(steps_p)
+    for b, p in zip(bulk, per_step):
+        assert b.end_ns == p.end_ns
+        assert [e.idle_j for e in b.engines] == [e.idle_j for e in p.engines]
 
 
 def test_bulk_and_per_step_give_identical_tables():
@@ -42,11 +53,9 @@ def test_bulk_and_per_step_give_identical_tables():
                      session_stagger_s=7.3)
     bulk, per_step = run_all(exp, bulk=True), run_all(exp, bulk=False)
     check_invariants(bulk)
+    assert_same_run(bulk, per_step)
     turns_b, steps_b = tables(bulk)
-    turns_p, steps_p = tables(per_step)
     assert turns_b.num_rows > 30
-    assert turns_b.equals(turns_p)
-    assert steps_b.equals(steps_p)
     # Bulk mode woke the engine far less often than there were steps.
     assert steps_b.num_rows > 5 * len(bulk[0].turns)
 
@@ -123,18 +132,67 @@ def test_kv_pressure_evicts_and_waits_but_never_overflows():
        tp=st.sampled_from([2, 4, 8]), pp=st.sampled_from([1, 2]), nodes=st.sampled_from([1, 2]),
        sessions=st.integers(1, 4), caching=st.booleans(), seed=st.integers(0, 10_000),
        minutes=st.floats(2.0, 8.0), budget=st.sampled_from([256, 2048, 8192]),
-       deadline_s=st.sampled_from([0.0, 0.3, 2.0]), max_context=st.sampled_from([0, 2500]))
+       deadline_s=st.sampled_from([0.0, 0.3, 2.0]), max_context=st.sampled_from([0, 2500]),
+       on_failure=st.sampled_from(["continue", "stop"]))
 def test_invariants_over_random_configs(model, gpu, tp, pp, nodes, sessions, caching, seed, minutes, budget,
-                                        deadline_s, max_context):
+                                        deadline_s, max_context, on_failure):
     dep = {"model": model, "gpu": gpu, "nodes": nodes, "tp": tp, "pp": pp, "ep": tp if "qwen3" in model else 1,
            "weights": "fp8", "prefix_caching": caching, "max_batched_tokens": budget,
            "max_context_tokens": max_context}
     exp = experiment({"d": dep}, seed=seed, sessions=sessions, duration_h=minutes / 60, session_stagger_s=11.0,
-                     reply_deadline_s=deadline_s)
+                     reply_deadline_s=deadline_s, on_failure=on_failure)
     try:
         bulk = run_all(exp, bulk=True)
     except ConfigError as e:  # a layout that cannot run is refused, saying what would be valid
         assert "valid" in e.message
         reject()
     check_invariants(bulk)
-    assert turns_table(bulk).equals(turns_table(run_all(exp, bulk=False)))
+    assert_same_run(bulk, run_all(exp, bulk=False))
+
+
+def _tiny_engine(bulk: bool, capacity_blocks: int):
+    """One Llama-3.1-8B replica on one H100 with a KV pool of `capacity_blocks` 16-token blocks."""
+    import simpy
+    from sim.deployment import build
+    from sim.engine import EngineLimits, ReplicaEngine, SessionState
+    from sim.kv import KVPool
+    from sim.records import StepLog
+    spec = experiment({"d": {**LLAMA8B_H100, "tp": 1, "replicas": 1}}).deployments["d"]
+    rep = build("test.toml", "d", spec).replicas[0]
+    env = simpy.Environment()
+    engine = ReplicaEngine(env, 0, rep.cost, KVPool(capacity_blocks, 16),
+                           EngineLimits(8192, 1024, 100_000, True), bulk, 1, StepLog())
+    engine.sessions = {i: SessionState(i, 0) for i in range(3)}
+    return env, engine
+
+
+def _turn(session: int, arrival_ns: int):
+    from sim.records import TurnRecord
+    return TurnRecord("t", "d", session, 0, 0.0, 0, 0, 0, 0.0, arrival_ns, 0)
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_aborting_a_queued_turn_lets_the_turns_behind_it_in(bulk):
+    """100 blocks: A (800 + 400 tokens, 75 blocks) decodes; B (600 + 10, 39 blocks) cannot fit and
+    waits; C (100 + 10, 7 blocks) fits but queues behind B. When B is aborted, C starts at the next
+    step, long before A's 400 decode steps end, in bulk mode as in per-step mode."""
+    env, engine = _tiny_engine(bulk, capacity_blocks=100)
+    seqs = {}
+
+    def arrive(name, session, at_ns, prompt, reply):
+        yield env.timeout(at_ns - env.now)
+        seqs[name] = engine.submit(_turn(session, env.now), prompt, reply)
+
+    def abort_b():
+        yield env.timeout(300_000_000)
+        engine.abort(seqs["B"], "deadline")
+
+    env.process(arrive("A", 0, 0, 800, 400))
+    env.process(arrive("B", 1, 50_000_000, 600, 10))
+    env.process(arrive("C", 2, 60_000_000, 100, 10))
+    env.process(abort_b())
+    env.run()
+    a, c = seqs["A"].record, seqs["C"].record
+    assert seqs["B"].record.status == "timeout" and a.status == c.status == "ok"
+    step_s = (a.finish_ns - a.first_token_ns) / 399 / 1e9  # A's decode steps, ~7 ms each
+    assert 0.300 < c.first_token_ns / 1e9 < 0.300 + 3 * step_s < a.finish_ns / 1e9
