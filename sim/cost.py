@@ -10,7 +10,8 @@ sequences (one token attending L + 1 positions). For each pipeline stage s, per 
                   decode FLOPs, x layers / tp
   weight bytes  = (dense and always-on MoE weights + experts read) on this GPU x bytes per weight;
                   distinct experts hit per MoE layer = E x (1 - (1 - k/E)^tokens), read as 1/tp slices
-                  (ep = 1) or whole on the GPU that holds them, the busiest GPU setting the pace (ep = tp)
+                  (ep = 1) or whole on the GPU that holds them (ep = tp): the busiest GPU sets the
+                  step's time, the mean GPU (experts hit / tp) its HBM bytes and power
   KV bytes      = (positions read + tokens written) x KV bytes per token per layer per GPU x layers
   time_s        = max(linear FLOPs / (peak x eff), weight bytes / (BW x eff_hbm))
                 + max(attention FLOPs / (peak_bf16 x eff), KV bytes / (BW x eff_hbm))
@@ -102,26 +103,33 @@ class ReplicaCostModel:
         a, moe = arch, arch.moe
         routed_active = moe.top_k * arch.expert_params if moe else 0
         self._linear_params_per_token = [  # per GPU
-            self._per_gpu(s.n_layers, s.n_dense * a.dense_layer_params
-                          + s.n_moe * (a.moe_layer_always_params + routed_active))
+            self._per_gpu(s, s.n_dense * a.dense_layer_params + s.n_moe * (a.moe_layer_always_params + routed_active))
             for s in self.stages]
         self._static_weight_bytes = [
-            self._per_gpu(s.n_layers, s.n_dense * a.dense_layer_params + s.n_moe * a.moe_layer_always_params)
+            self._per_gpu(s, s.n_dense * a.dense_layer_params + s.n_moe * a.moe_layer_always_params)
             * self.weight_bytes for s in self.stages]
         self._head_params = a.vocab * a.d_model / tp
         self.kv_bytes_per_token_layer = a.kv_elements_per_token_per_layer(tp) * kv_dtype_bytes
 
-    def _per_gpu(self, n_layers: int, params: float) -> float:
-        """Params of `n_layers` layers held by one GPU: replicated ones whole, the rest split over tp."""
-        replicated = n_layers * self.arch.replicated_params_per_layer
-        return replicated + (params - replicated) / self.tp
+    def _per_gpu(self, stage: Stage, params: float) -> float:
+        """Params of a stage's layers held by one GPU of its tp group.
+
+        Whole on every rank: norms, MLA down-projections and the MoE router (vLLM ReplicatedLinear).
+        K/V projections: each rank holds ceil(KV / tp) heads, so heads are copied when tp > KV.
+        The rest is split over tp.
+        """
+        a = self.arch
+        replicated = stage.n_layers * a.replicated_params_per_layer + stage.n_moe * a.router_params
+        kv = stage.n_layers * a.kv_projection_params
+        kv_rank = kv * math.ceil(a.n_kv_heads / self.tp) / a.n_kv_heads if kv else 0.0
+        return replicated + kv_rank + (params - replicated - kv) / self.tp
 
     # ---- memory ----------------------------------------------------------------------------------
     def stage_weights_bytes(self, s: int) -> float:
         """Weights on one GPU of stage s: layers at the weight precision, embedding / head in BF16."""
         a, stage = self.arch, self.stages[s]
         routed = a.moe.n_experts * a.expert_params if a.moe else 0
-        layers = self._per_gpu(stage.n_layers, stage.n_dense * a.dense_layer_params
+        layers = self._per_gpu(stage, stage.n_dense * a.dense_layer_params
                                + stage.n_moe * (a.moe_layer_always_params + routed))
         table = a.embedding_params if stage.first else 0
         if stage.last and not (stage.first and a.tie_embeddings):
@@ -209,27 +217,31 @@ class ReplicaCostModel:
         per_stage = []
         for s, stage in enumerate(self.stages):
             lin_flops = 2.0 * self._linear_params_per_token[s] * tokens
-            w_bytes = (self._static_weight_bytes[s]
-                       + stage.n_moe * self.experts_read_per_gpu(tokens) * a.expert_params * self.weight_bytes)
+            # Expert bytes: the busiest GPU sets the step's pace; the GPUs read the mean between them.
+            expert_bytes = stage.n_moe * a.expert_params * self.weight_bytes
+            w_busiest = self._static_weight_bytes[s] + expert_bytes * self.experts_read_per_gpu(tokens)
+            w_mean = self._static_weight_bytes[s] + expert_bytes * self.experts_hit(tokens) / tp
             if stage.last and sampled:
                 lin_flops += 2.0 * self._head_params * sampled
-                w_bytes += self._head_params * calibration.EMBEDDING_BYTES
+                w_busiest += self._head_params * calibration.EMBEDDING_BYTES
+                w_mean += self._head_params * calibration.EMBEDDING_BYTES
             attn_flops = attn_sum * stage.n_layers / tp
             kv_bytes = kv_sum * self.kv_bytes_per_token_layer * stage.n_layers
-            lin_c, lin_m = lin_flops / self.linear_flops_per_s, w_bytes / eff_bw
+            lin_c, lin_m = lin_flops / self.linear_flops_per_s, w_busiest / eff_bw
             att_c, att_m = attn_flops / self.attention_flops_per_s, kv_bytes / eff_bw
             n_allreduce = 2 * stage.n_layers
             comm_s = n_allreduce * self.comm.tp_allreduce[s].time_s(act_bytes)
             kernel_s = np.maximum(lin_c, lin_m) + np.maximum(att_c, att_m)
+            mean_kernel_s = np.maximum(lin_c, w_mean / eff_bw) + np.maximum(att_c, att_m)
             compute_s += np.where(lin_c >= lin_m, lin_c, 0.0) + np.where(att_c >= att_m, att_c, 0.0)
             memory_s += np.where(lin_c >= lin_m, 0.0, lin_m) + np.where(att_c >= att_m, 0.0, att_m)
             network_s += comm_s
             duration = duration + kernel_s + comm_s
             flops += (lin_flops + attn_flops) * tp
-            hbm += (w_bytes + kv_bytes) * tp
+            hbm += (w_mean + kv_bytes) * tp
             comm_bytes += n_allreduce * act_bytes * tp
-            weight_bytes_all += w_bytes * tp
-            per_stage.append((kernel_s, comm_s))
+            weight_bytes_all += w_mean * tp
+            per_stage.append((mean_kernel_s, comm_s))
         for send in self.comm.pp_send:
             pp_s = send.time_s(act_bytes)
             duration = duration + pp_s

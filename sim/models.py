@@ -96,6 +96,14 @@ class Architecture:
         return params
 
     @property
+    def kv_projection_params(self) -> int:
+        """K and V projection weights (and biases) of one GQA/MHA layer; 0 for MLA."""
+        if self.attention == "mla":
+            return 0
+        kv = self.n_kv_heads * self.head_dim
+        return 2 * self.d_model * kv + (2 * kv if self.biases else 0)
+
+    @property
     def replicated_params_per_layer(self) -> int:
         """Weights every tensor-parallel rank keeps whole: the layer's norms, and for MLA the latent
         down-projections q_a, kv_a with their norms (vLLM builds them as ReplicatedLinear)."""

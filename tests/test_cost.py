@@ -81,9 +81,10 @@ def test_moe_experts_touched_grow_with_tokens():
     assert m.experts_read_per_gpu(4096) == pytest.approx(48, rel=1e-6)
     one = m.step([], [], [], decode_ctx=[100])
     many = m.step([4095], [0], [True], decode_ctx=[100])
-    # The extra bytes: expert bytes read across 60 MoE layers on 8 GPUs (FP8) + the KV the chunk writes
-    # for its 4,095 tokens (576 latent values x 2 B per layer, kept whole on all 8 GPUs of each stage).
-    extra_experts = 60 * (m.experts_read_per_gpu(4096) - m.experts_read_per_gpu(1)) * a.expert_params * 1.0 * 8
+    # The extra bytes: expert bytes read across 60 MoE layers by the 8 GPUs of each stage (FP8; between
+    # them the GPUs read each expert hit once) + the KV the chunk writes for its 4,095 tokens (576 latent
+    # values x 2 B per layer, kept whole on all 8 GPUs of each stage).
+    extra_experts = 60 * (m.experts_hit(4096) - m.experts_hit(1)) * a.expert_params * 1.0
     extra_kv = 4095 * 576 * 2 * 61 * 8
     assert float(many.hbm_bytes[0] - one.hbm_bytes[0]) == pytest.approx(extra_experts + extra_kv, rel=1e-9)
 
@@ -107,6 +108,29 @@ def test_expert_parallel_busiest_gpu_against_monte_carlo(tokens):
     assert m.experts_read_per_gpu(tokens) > sliced.experts_read_per_gpu(tokens)
 
 
+def test_expert_parallel_busiest_gpu_sets_time_mean_gpu_sets_bytes_and_power():
+    """One decode token of Kimi K2 hits 8 experts per layer. Sliced (ep = 1) every GPU reads 1/8 of each;
+    with ep = 8 the GPUs read the same bytes between them, but the busiest reads ~2.6 whole experts
+    while the mean reads 1, so the step is slower and the waiting GPUs draw less power."""
+    sliced = cost_model("kimi_k2", "h200", 2, 8, 2, 1, "fp8").step([], [], [], decode_ctx=[1001])
+    ep8 = cost_model("kimi_k2", "h200", 2, 8, 2, 8, "fp8").step([], [], [], decode_ctx=[1001])
+    assert ep8.hbm_bytes[0] == pytest.approx(sliced.hbm_bytes[0], rel=1e-12)
+    assert ep8.duration_s[0] > 1.05 * sliced.duration_s[0]
+    mean_power = lambda step: step.energy_j[0] / step.duration_s[0]
+    assert mean_power(ep8) < mean_power(sliced)
+
+
+def test_gqa_kv_heads_are_copied_when_tp_exceeds_them():
+    """Llama-3.1-70B has 8 KV heads: at tp 16 each rank keeps one whole K and V head (2 x 8192 x 128
+    weights per layer), not half of one."""
+    a = catalog()["llama31_70b"]
+    m = cost_model("llama31_70b", "h100_sxm", 2, 16, 1, 1, "bf16")
+    kv_split = 2 * 8192 * 1024
+    rest = 80 * (a.dense_layer_params - 2 * 8192 - kv_split)            # q, o, FFN split over 16 ranks
+    by_hand = (80 * 2 * 8192 + 80 * 2 * 8192 * 128 + rest / 16) * 2 + 2 * 128256 * 8192 * 2 / 16
+    assert m.stage_weights_bytes(0) == pytest.approx(by_hand, rel=1e-12)
+
+
 def test_mla_prefill_picks_the_cheaper_form_by_hand():
     k2 = catalog()["kimi_k2"]
     up = 2 * 512 * 64 * (128 + 128)                       # up-project one cached latent to K and V
@@ -120,13 +144,15 @@ def test_mla_prefill_picks_the_cheaper_form_by_hand():
     assert k2.prefill_attention_flops(8192, 0) == pytest.approx(pos * (2 * 64 * 192 + 2 * 64 * 128))
 
 
-def test_mla_down_projections_are_replicated_on_every_rank():
+def test_mla_down_projections_and_router_are_replicated_on_every_rank():
     k2 = catalog()["kimi_k2"]
     replicated = 2 * 7168 + (7168 * 1536 + 1536 + 7168 * 576 + 512)   # norms, q_a + norm, kv_a + norm
     assert k2.replicated_params_per_layer == replicated == 15_155_200
     m = cost_model("kimi_k2", "h200", 2, 8, 2, 8, "fp8")
     stage0 = 1 * k2.dense_layer_params + 30 * (k2.moe_layer_always_params + 384 * k2.expert_params)
-    by_hand = (31 * replicated + (stage0 - 31 * replicated) / 8) * 1.0 + 163840 * 7168 * 2 / 8
+    router = 7168 * 384 + 384                                          # kept whole too, on the 30 MoE layers
+    whole = 31 * replicated + 30 * router
+    by_hand = (whole + (stage0 - whole) / 8) * 1.0 + 163840 * 7168 * 2 / 8
     assert m.stage_weights_bytes(0) == pytest.approx(by_hand, rel=1e-12)
 
 
