@@ -58,13 +58,28 @@ class Accelerator:
 class NodeType:
     name: str
     display_name: str
+    accelerators: tuple[str, ...]
     gpus_per_node: int
-    scaleup: str
+    scaleup: str                 # "switch": every GPU on one NVSwitch level; "mesh": a link per GPU pair
     scaleup_link_latency_s: float
     pcie_gb_s: float
     pcie_link_latency_s: float
     nics_per_node: int
+    cpus: int
+    dram_gb_per_cpu: float
+    dram_gb_s_per_cpu: float
+    host_link: str               # GPU <-> CPU: "pcie" or "c2c"
+    host_link_gb_s: float
+    nvme_drives: int
+    nvme_tb_per_drive: float
+    nvme_gb_s_per_drive: float
     source: str
+
+    def scaleup_link_bytes_per_s(self, accel: Accelerator) -> float:
+        """One scale-up link, one direction: a GPU's whole NVLink bandwidth to the switch, or its
+        bandwidth split evenly over the links to its gpus_per_node - 1 peers in a mesh."""
+        total = accel.scaleup_gb_s * 1e9
+        return total if self.scaleup == "switch" else total / (self.gpus_per_node - 1)
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,20 @@ class Fabric:
     port_gb_s: float
     switch_latency_s: float
     source: str
+
+
+@dataclass(frozen=True)
+class ClusterType:
+    """A shipped example cluster: `nodes` nodes of `node` carrying `gpu`, joined by `fabric`."""
+
+    name: str
+    display_name: str
+    gpu: str
+    node: str
+    nodes: int
+    fabric: str
+    source: str
+    rail_optimized: bool = True
 
 
 def _read(filename: str) -> dict:
@@ -88,7 +117,9 @@ def _build(cls, table: dict) -> dict:
         unknown = set(entry) - known
         if unknown:
             raise ValueError(f"hardware catalog entry {name!r} has unknown keys {sorted(unknown)}")
-        out[name] = cls(name=name, **entry)
+        if not str(entry.get("source", "")).strip():
+            raise ValueError(f"hardware catalog entry {name!r} has no source: every figure needs one")
+        out[name] = cls(name=name, **{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()})
     return out
 
 
@@ -105,3 +136,13 @@ def node_types() -> dict[str, NodeType]:
 @cache
 def fabrics() -> dict[str, Fabric]:
     return _build(Fabric, _read("fabrics.toml")["fabrics"])
+
+
+@cache
+def clusters() -> dict[str, ClusterType]:
+    return _build(ClusterType, _read("clusters.toml")["clusters"])
+
+
+def all_entries() -> dict[str, dict]:
+    """Every catalog table by name, for checks that must hold for each entry (a source, for one)."""
+    return {"accelerators": accelerators(), "nodes": node_types(), "fabrics": fabrics(), "clusters": clusters()}

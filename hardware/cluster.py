@@ -1,9 +1,17 @@
-"""The cluster as a networkx graph: GPUs, NVSwitches, NICs and fabric switches joined by links.
+"""The cluster as a networkx graph: GPUs, scale-up switches, CPUs with DRAM, NVMe, NICs and fabric switches.
 
-Every link carries `bandwidth_bytes_per_s` (one direction; links are full duplex) and `latency_s`
-(one traversal). Switch nodes carry their own `latency_s`, paid once per traversal.
-Topology: `n_nodes` nodes of `node_type`; inside a node every GPU links to one NVSwitch; GPU j links
-over PCIe to NIC j, and NIC j of every node to leaf switch j (rail-optimized); leaves join one spine.
+Every link carries `kind`, `bandwidth_bytes_per_s` (one direction; links are full duplex) and
+`latency_s` (one traversal). Switch nodes carry their own `latency_s`, paid once per traversal.
+
+Per node i (`n{i}/...`):
+- scale-up: `switch` nodes link every GPU to one NVSwitch (`n{i}/nvswitch`) at the GPU's NVLink
+  bandwidth; `mesh` nodes (AMD XGMI) link every GPU pair directly at scaleup_gb_s / (gpus - 1);
+- host: CPUs `cpu{c}`, each with its DRAM `dram{c}`; GPU j reaches CPU j * cpus // gpus over PCIe or
+  NVLink-C2C; NVMe drives hang off the CPUs in turn;
+- GPU j links over PCIe to NIC j.
+Fabric: rail-optimized puts NIC j of every node on leaf switch `rail{j}`; top-of-rack puts every NIC of
+node i on `tor{i}`. Leaves join one `spine` through uplinks as wide as their downlinks (non-blocking).
+GPU-to-GPU routes never cross a CPU (NCCL moves data GPU-direct), so host nodes are hidden from them.
 """
 from __future__ import annotations
 
@@ -14,10 +22,12 @@ import networkx as nx
 
 from hardware.catalog import Accelerator, Fabric, NodeType
 
+HOST_KINDS = frozenset({"cpu", "dram", "nvme"})
+
 
 @dataclass(frozen=True)
 class Path:
-    """A route between two GPUs: its directed links, bottleneck bandwidth and summed latency."""
+    """A route between two graph nodes: its directed links, bottleneck bandwidth and summed latency."""
 
     links: tuple[tuple[str, str], ...]
     bandwidth_bytes_per_s: float
@@ -34,23 +44,36 @@ class Cluster:
     node_type: NodeType
     n_nodes: int
     fabric: Fabric | None
+    rail_optimized: bool = True
     graph: nx.Graph = field(init=False)
     _paths: dict = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.graph = _build_graph(self.accelerator, self.node_type, self.n_nodes, self.fabric)
+        if self.n_nodes > 1 and self.fabric is None:
+            raise ValueError("a cluster of more than one node needs a fabric")
+        self.graph = nx.Graph()
+        for i in range(self.n_nodes):
+            _add_node(self.graph, i, self.accelerator, self.node_type)
+        if self.fabric is not None and self.n_nodes > 1:
+            _add_fabric(self.graph, self.n_nodes, self.node_type, self.fabric, self.rail_optimized)
 
     @cached_property
     def gpus(self) -> list[str]:
         return [n for n, d in self.graph.nodes(data=True) if d["kind"] == "gpu"]
 
+    def node_of(self, gpu: str) -> int:
+        return self.graph.nodes[gpu]["node"]
+
     def path(self, src: str, dst: str) -> Path:
-        """Lowest-latency route from `src` to `dst` (cached)."""
+        """Lowest-latency route from `src` to `dst` (cached); GPU-to-GPU routes avoid host nodes."""
         key = (src, dst)
         if key not in self._paths:
             graph = self.graph
+            gpu_to_gpu = graph.nodes[src]["kind"] == "gpu" and graph.nodes[dst]["kind"] == "gpu"
 
             def weight(u, v, d):
+                if gpu_to_gpu and (graph.nodes[u]["kind"] in HOST_KINDS or graph.nodes[v]["kind"] in HOST_KINDS):
+                    return None
                 return d["latency_s"] + graph.nodes[v].get("latency_s", 0.0)
 
             nodes = nx.shortest_path(graph, src, dst, weight=weight)
@@ -63,35 +86,62 @@ class Cluster:
     def bandwidth_of(self, link: tuple[str, str]) -> float:
         return self.graph.edges[link]["bandwidth_bytes_per_s"]
 
+    def kind_of(self, link: tuple[str, str]) -> str:
+        return self.graph.edges[link]["kind"]
 
-def _build_graph(accel: Accelerator, node_type: NodeType, n_nodes: int, fabric: Fabric | None) -> nx.Graph:
-    if n_nodes > 1 and fabric is None:
-        raise ValueError("a cluster of more than one node needs a fabric")
-    g = nx.Graph()
-    scaleup_bw = accel.scaleup_gb_s * 1e9
-    pcie_bw = node_type.pcie_gb_s * 1e9
-    for i in range(n_nodes):
+    def host_memory_of(self, gpu: str) -> tuple[str, Path]:
+        """The DRAM a GPU offloads to (its CPU's) and the route there."""
+        cpu = next(n for n in self.graph[gpu] if self.graph.nodes[n]["kind"] == "cpu")
+        dram = cpu.replace("cpu", "dram")
+        return dram, self.path(gpu, dram)
+
+
+def _link(g: nx.Graph, a: str, b: str, kind: str, bandwidth_bytes_per_s: float, latency_s: float) -> None:
+    g.add_edge(a, b, kind=kind, bandwidth_bytes_per_s=bandwidth_bytes_per_s, latency_s=latency_s)
+
+
+def _add_node(g: nx.Graph, i: int, accel: Accelerator, nt: NodeType) -> None:
+    n_gpus = nt.gpus_per_node
+    gpus = [gpu_name(i, j) for j in range(n_gpus)]
+    for j, gpu in enumerate(gpus):
+        g.add_node(gpu, kind="gpu", node=i, local=j, accelerator=accel.name, hbm_bytes=accel.hbm_bytes)
+    link_bw, link_s = nt.scaleup_link_bytes_per_s(accel), nt.scaleup_link_latency_s
+    if nt.scaleup == "switch":
         switch = f"n{i}/nvswitch"
         g.add_node(switch, kind="nvswitch", node=i, latency_s=0.0)
-        for j in range(node_type.gpus_per_node):
-            gpu = gpu_name(i, j)
-            g.add_node(gpu, kind="gpu", node=i, local=j, accelerator=accel.name)
-            g.add_edge(gpu, switch, kind="nvlink", bandwidth_bytes_per_s=scaleup_bw,
-                       latency_s=node_type.scaleup_link_latency_s)
-        if fabric is None:
-            continue
-        port_bw = fabric.port_gb_s * 1e9
-        for j in range(node_type.nics_per_node):
-            nic, leaf = f"n{i}/nic{j}", f"leaf{j}"
-            g.add_node(nic, kind="nic", node=i, latency_s=0.0)
-            g.add_node(leaf, kind="switch", tier="leaf", latency_s=fabric.switch_latency_s)
-            g.add_edge(gpu_name(i, j % node_type.gpus_per_node), nic, kind="pcie",
-                       bandwidth_bytes_per_s=pcie_bw, latency_s=node_type.pcie_link_latency_s)
-            g.add_edge(nic, leaf, kind="fabric", bandwidth_bytes_per_s=port_bw, latency_s=0.0)
-    if fabric is not None and n_nodes > 1:
-        g.add_node("spine", kind="switch", tier="spine", latency_s=fabric.switch_latency_s)
-        for j in range(node_type.nics_per_node):
-            # One uplink per downlink: the spine tier is non-blocking.
-            g.add_edge(f"leaf{j}", "spine", kind="fabric",
-                       bandwidth_bytes_per_s=fabric.port_gb_s * 1e9 * n_nodes, latency_s=0.0)
-    return g
+        for gpu in gpus:
+            _link(g, gpu, switch, "nvlink", link_bw, link_s)
+    else:
+        for a in range(n_gpus):
+            for b in range(a + 1, n_gpus):
+                _link(g, gpus[a], gpus[b], "xgmi", link_bw, link_s)
+    for c in range(nt.cpus):
+        cpu, dram = f"n{i}/cpu{c}", f"n{i}/dram{c}"
+        g.add_node(cpu, kind="cpu", node=i, latency_s=0.0)
+        g.add_node(dram, kind="dram", node=i, capacity_bytes=nt.dram_gb_per_cpu * 1e9)
+        _link(g, cpu, dram, "dram", nt.dram_gb_s_per_cpu * 1e9, 0.0)
+    for j, gpu in enumerate(gpus):
+        _link(g, gpu, f"n{i}/cpu{j * nt.cpus // n_gpus}", nt.host_link, nt.host_link_gb_s * 1e9,
+              nt.pcie_link_latency_s)
+    for d in range(nt.nvme_drives):
+        nvme = f"n{i}/nvme{d}"
+        g.add_node(nvme, kind="nvme", node=i, capacity_bytes=nt.nvme_tb_per_drive * 1e12)
+        _link(g, nvme, f"n{i}/cpu{d % nt.cpus}", "pcie", nt.nvme_gb_s_per_drive * 1e9, nt.pcie_link_latency_s)
+    for j in range(nt.nics_per_node):
+        nic = f"n{i}/nic{j}"
+        g.add_node(nic, kind="nic", node=i, latency_s=0.0)
+        _link(g, gpus[j % n_gpus], nic, "pcie", nt.pcie_gb_s * 1e9, nt.pcie_link_latency_s)
+
+
+def _add_fabric(g: nx.Graph, n_nodes: int, nt: NodeType, fabric: Fabric, rail_optimized: bool) -> None:
+    port_bw = fabric.port_gb_s * 1e9
+    g.add_node("spine", kind="switch", tier="spine", latency_s=fabric.switch_latency_s)
+    leaves = [f"rail{j}" for j in range(nt.nics_per_node)] if rail_optimized else [f"tor{i}" for i in range(n_nodes)]
+    for leaf in leaves:
+        g.add_node(leaf, kind="switch", tier="leaf", latency_s=fabric.switch_latency_s)
+    for i in range(n_nodes):
+        for j in range(nt.nics_per_node):
+            _link(g, f"n{i}/nic{j}", f"rail{j}" if rail_optimized else f"tor{i}", "fabric", port_bw, 0.0)
+    downlinks = n_nodes if rail_optimized else nt.nics_per_node
+    for leaf in leaves:
+        _link(g, leaf, "spine", "fabric", port_bw * downlinks, 0.0)

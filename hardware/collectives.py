@@ -1,72 +1,131 @@
 """Collectives priced from the cluster graph, never from constants.
 
-Each price is linear in the message size: time_s = size_bytes * seconds_per_byte + latency_s.
-Link contention is counted: every route a collective uses adds its bytes to each directed link it
-crosses, and a phase lasts as long as its most loaded link needs (load / bandwidth).
+An algorithm's time is linear in the message size: time_s = size_bytes * seconds_per_byte + latency_s.
+Link contention is counted: every route an algorithm uses adds its share of bytes to each directed
+link it crosses, and a phase lasts as long as its most loaded link needs (load / bandwidth). A
+collective offers the algorithms NCCL/RCCL choose between and costs the fastest at each size, so small
+messages pay the algorithm's steps x hop latency and large ones the bottleneck link's bandwidth.
 
-- Ring all-reduce over n GPUs (NCCL ring; Patarasuk & Yuan 2009): 2(n-1) steps, each moving size/n
-  over every ring edge at once:
-      time = 2(n-1) * max_link(edges crossing link / bandwidth) * size/n + 2(n-1) * max edge latency.
-  Inside one NVSwitch node this is the textbook 2(n-1)/n * size / link_bw + 2(n-1) * hop latency.
-- All-to-all over n GPUs, `size` bytes held per GPU, size/n to each peer, by pairwise exchange
-  (n - 1 rounds, one peer each; Thakur, Rabenseifner & Gropp 2005): every link carries the same
-  bytes as if all pairs sent at once, and each round pays one route latency:
-      time = max_link(pairs crossing link / bandwidth) * size/n + (n-1) * max pair latency.
+- Ring all-reduce over n GPUs (Patarasuk & Yuan 2009): 2(n-1) steps, each moving size/n over every ring
+  edge at once. Across nodes NCCL runs one ring per channel, each entering and leaving a node through
+  a different GPU and so a different NIC; with c channels (c = the group's GPUs per node, 1 inside one
+  node) each ring carries size/c:
+      time = 2(n-1) * max_link(sum over rings of 1/c crossing it / bandwidth) * size/n
+           + 2(n-1) * max edge latency.
+  Inside one NVSwitch node: 2(n-1)/n * size / link_bw + 2(n-1) * hop latency.
+- Direct all-reduce (reduce-scatter then all-gather by pairwise exchange, the form that uses every
+  link of a fully connected XGMI mesh): 2 phases of size/n to every peer, n-1 rounds each:
+      time = 2 * max_link(pairs crossing / bandwidth) * size/n + 2(n-1) * max pair latency.
+- All-gather of `size` gathered bytes: the ring or the direct form of one phase, (n-1) steps of size/n.
+- All-to-all, `size` bytes held per GPU, size/n to each peer, by pairwise exchange (n-1 rounds, one
+  peer each; Thakur, Rabenseifner & Gropp 2005): every link carries the bytes of the pairs crossing it:
+      time = max_link(pairs crossing / bandwidth) * size/n + (n-1) * max pair latency.
+  Its bottleneck is the bisection the group actually has: NVLink inside a node, NICs across nodes.
 - Point-to-point: size / bottleneck bandwidth + path latency.
 """
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from itertools import groupby
+
+import numpy as np
 
 from hardware.cluster import Cluster
 
 
 @dataclass(frozen=True)
-class CollectivePrice:
+class Algorithm:
+    name: str
     seconds_per_byte: float
     latency_s: float
+    bottleneck: str          # the most loaded link's kind and bandwidth, e.g. "fabric 50 GB/s"
+
+    def time_s(self, size_bytes):
+        return size_bytes * self.seconds_per_byte + (np.asarray(size_bytes) > 0) * self.latency_s
+
+
+@dataclass(frozen=True)
+class CollectivePrice:
+    """The algorithms a collective may run; it costs the fastest at each size. No algorithm: free."""
+
+    algorithms: tuple[Algorithm, ...] = ()
 
     def time_s(self, size_bytes):
         """Time to move `size_bytes` (scalar or numpy array); zero bytes cost nothing."""
-        return size_bytes * self.seconds_per_byte + (size_bytes > 0) * self.latency_s
+        if not self.algorithms:
+            return size_bytes * 0.0
+        return np.minimum.reduce([a.time_s(size_bytes) for a in self.algorithms])
+
+    def best(self, size_bytes: float) -> Algorithm:
+        return min(self.algorithms, key=lambda a: float(a.time_s(size_bytes)))
 
 
-FREE = CollectivePrice(0.0, 0.0)
+FREE = CollectivePrice()
 
 
-def _max_load(cluster: Cluster, routes) -> tuple[float, float]:
-    """(max over directed links of routes-crossing / bandwidth, max route latency)."""
+def _load(cluster: Cluster, routes: list[tuple[object, float]]) -> tuple[float, float, str]:
+    """Routes (path, weight) -> (max over directed links of weight crossing / bandwidth, max route
+    latency, the bottleneck link described)."""
     load = Counter()
     latency = 0.0
-    for path in routes:
-        load.update(path.links)
+    for path, weight in routes:
+        for link in path.links:
+            load[link] += weight
         latency = max(latency, path.latency_s)
-    worst = max(count / cluster.bandwidth_of(link) for link, count in load.items())
-    return worst, latency
+    link, worst = max(((link, w / cluster.bandwidth_of(link)) for link, w in load.items()), key=lambda x: x[1])
+    bottleneck = f"{cluster.kind_of(link)} {cluster.bandwidth_of(link) / 1e9:g} GB/s"
+    return worst, latency, bottleneck
 
 
-def ring_allreduce(cluster: Cluster, group: list[str]) -> CollectivePrice:
+def rings(cluster: Cluster, group: list[str]) -> list[list[str]]:
+    """NCCL-style channels: one ring per rotation of each node's GPUs, so each ring crosses between
+    nodes at different GPUs (and NICs); inside a single node one ring is all there is."""
+    by_node = [list(g) for _, g in groupby(group, key=cluster.node_of)]
+    if len(by_node) == 1:
+        return [group]
+    channels = max(len(g) for g in by_node)
+    return [[gpu for g in by_node for gpu in g[k % len(g):] + g[:k % len(g)]] for k in range(channels)]
+
+
+def _ring(cluster: Cluster, group: list[str], steps: int, name: str) -> Algorithm:
+    n, channels = len(group), rings(cluster, group)
+    routes = [(cluster.path(r[i], r[(i + 1) % n]), 1.0 / len(channels)) for r in channels for i in range(n)]
+    worst, latency, bottleneck = _load(cluster, routes)
+    return Algorithm(name, steps * worst / n, steps * latency, bottleneck)
+
+
+def _pairwise(cluster: Cluster, group: list[str], phases: int, name: str) -> Algorithm:
+    n = len(group)
+    routes = [(cluster.path(a, b), 1.0) for a in group for b in group if a != b]
+    worst, latency, bottleneck = _load(cluster, routes)
+    return Algorithm(name, phases * worst / n, phases * (n - 1) * latency, bottleneck)
+
+
+def all_reduce(cluster: Cluster, group: list[str]) -> CollectivePrice:
     n = len(group)
     if n == 1:
         return FREE
-    routes = [cluster.path(group[i], group[(i + 1) % n]) for i in range(n)]
-    worst, hop_latency = _max_load(cluster, routes)
-    steps = 2 * (n - 1)
-    return CollectivePrice(steps * worst / n, steps * hop_latency)
+    return CollectivePrice((_ring(cluster, group, 2 * (n - 1), "ring"),
+                            _pairwise(cluster, group, 2, "direct")))
+
+
+def all_gather(cluster: Cluster, group: list[str]) -> CollectivePrice:
+    n = len(group)
+    if n == 1:
+        return FREE
+    return CollectivePrice((_ring(cluster, group, n - 1, "ring"), _pairwise(cluster, group, 1, "direct")))
 
 
 def all_to_all(cluster: Cluster, group: list[str]) -> CollectivePrice:
-    n = len(group)
-    if n == 1:
+    if len(group) == 1:
         return FREE
-    routes = [cluster.path(a, b) for a in group for b in group if a != b]
-    worst, latency = _max_load(cluster, routes)
-    return CollectivePrice(worst / n, (n - 1) * latency)
+    return CollectivePrice((_pairwise(cluster, group, 1, "pairwise"),))
 
 
 def point_to_point(cluster: Cluster, src: str, dst: str) -> CollectivePrice:
     if src == dst:
         return FREE
     path = cluster.path(src, dst)
-    return CollectivePrice(1.0 / path.bandwidth_bytes_per_s, path.latency_s)
+    worst, latency, bottleneck = _load(cluster, [(path, 1.0)])
+    return CollectivePrice((Algorithm("send", worst, latency, bottleneck),))

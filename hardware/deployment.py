@@ -1,15 +1,26 @@
-"""Deployments: replicas of tp x pp GPUs placed on a cluster, their collectives, and the per-GPU memory plan.
+"""Deployments on a cluster: replicas of tp x dp x pp GPUs, their collectives, and the per-GPU memory plan.
 
-Placement fills GPUs in graph order, a tensor-parallel group on consecutive GPUs of one node when it
-fits, pipeline stages on the next GPUs (so PP crosses nodes before TP does, as practitioners place it).
-Expert parallelism (ep = tp) spreads a stage's experts over the same GPUs as its TP group.
+A replica has `pp` pipeline stages; each stage has `dp` attention groups of `tp` GPUs (dp > 1 is
+data-parallel attention: each group attends its own sequences, and the stage's tp x dp GPUs share
+the experts by expert parallelism). Packed placement fills GPUs in graph order, each tp group on
+consecutive GPUs of one node when it fits, the stages of a replica on the GPUs after (so PP crosses
+nodes before TP does, as practitioners place it). An explicit list of GPUs places them as given;
+a tp group that crosses a node boundary is allowed, priced over the links it crosses, and flagged.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from hardware.cluster import Cluster
-from hardware.collectives import CollectivePrice, point_to_point, ring_allreduce
+from hardware.collectives import FREE, CollectivePrice, all_reduce, all_to_all, point_to_point
+
+GIB = 2**30
+# Memory a serving engine holds outside weights, activations and KV, per GPU, from vLLM's profiler on
+# H100 with Llama-3-8B (vllm-project/vllm PR #10511, 'non_torch_memory'): 1.79 GiB at TP1 (CUDA context,
+# cuBLAS workspaces: the framework reserve) and 3.58 GiB at TP2, i.e. 1.79 GiB more for one
+# collective communicator (NCCL channel buffers and the custom all-reduce buffers).
+FRAMEWORK_RESERVE_BYTES = 1.79 * GIB
+COMM_BUFFER_BYTES_PER_GROUP = 1.79 * GIB
 
 
 class DoesNotFit(ValueError):
@@ -17,64 +28,132 @@ class DoesNotFit(ValueError):
 
 
 @dataclass(frozen=True)
+class Layout:
+    tp: int
+    pp: int
+    ep: int = 1
+    dp: int = 1
+
+    @property
+    def gpus_per_stage(self) -> int:
+        return self.tp * self.dp
+
+    @property
+    def gpus(self) -> int:
+        return self.gpus_per_stage * self.pp
+
+
+@dataclass(frozen=True)
 class Replica:
     index: int
-    stages: tuple[tuple[str, ...], ...]  # stages[s] = the tp GPUs of pipeline stage s
+    layout: Layout
+    stages: tuple[tuple[str, ...], ...]  # stages[s] = the dp x tp GPUs of stage s, tp group by tp group
 
     @property
     def gpus(self) -> list[str]:
         return [g for stage in self.stages for g in stage]
 
+    def tp_groups(self, s: int) -> list[list[str]]:
+        tp, stage = self.layout.tp, self.stages[s]
+        return [list(stage[i:i + tp]) for i in range(0, len(stage), tp)]
+
 
 @dataclass(frozen=True)
 class ReplicaComm:
-    """Collective prices of one replica: per stage the TP all-reduce, per stage boundary the PP send."""
+    """Collective prices of one replica, per stage: the TP all-reduce (the slowest of the stage's tp
+    groups), the EP all-to-all over the stage's GPUs (dp > 1 only), and per stage boundary the PP send."""
 
     tp_allreduce: tuple[CollectivePrice, ...]
+    ep_all_to_all: tuple[CollectivePrice, ...]
     pp_send: tuple[CollectivePrice, ...]
 
 
-def place_replicas(cluster: Cluster, replicas: int, tp: int, pp: int) -> list[Replica]:
-    need = replicas * tp * pp
-    have = len(cluster.gpus)
-    if need > have:
-        raise DoesNotFit(f"{replicas} replicas x tp {tp} x pp {pp} need {need} GPUs; the cluster has {have}")
-    gpus = iter(cluster.gpus)
+def place_replicas(cluster: Cluster, replicas: int, layout: Layout, gpus: list[str] | None = None) -> list[Replica]:
+    """Replicas on consecutive GPUs of the graph, or on `gpus` in the order given."""
+    need = replicas * layout.gpus
+    if gpus:
+        unknown = [g for g in gpus if g not in cluster.graph or cluster.graph.nodes[g]["kind"] != "gpu"]
+        if unknown:
+            raise DoesNotFit(f"no GPU named {unknown[0]!r} in the cluster; GPUs are named like "
+                             f"{cluster.gpus[0]!r} .. {cluster.gpus[-1]!r}")
+        if len(set(gpus)) != len(gpus):
+            raise DoesNotFit("a GPU is listed twice")
+        if len(gpus) != need:
+            raise DoesNotFit(f"{replicas} replicas x {layout.gpus} GPUs need {need} GPUs; {len(gpus)} are listed")
+        order = list(gpus)
+    else:
+        if need > len(cluster.gpus):
+            raise DoesNotFit(f"{replicas} replicas x tp {layout.tp} x dp {layout.dp} x pp {layout.pp} need "
+                             f"{need} GPUs; the cluster has {len(cluster.gpus)}")
+        order = cluster.gpus
+    per_stage = layout.gpus_per_stage
     return [
-        Replica(r, tuple(tuple(next(gpus) for _ in range(tp)) for _ in range(pp)))
+        Replica(r, layout, tuple(tuple(order[(r * layout.pp + s) * per_stage:(r * layout.pp + s + 1) * per_stage])
+                                 for s in range(layout.pp)))
         for r in range(replicas)
     ]
+
+
+def _slowest(prices: list[CollectivePrice], size_bytes: float = 1e6) -> CollectivePrice:
+    """The price of the slowest group at a 1 MB message (groups of a packed placement are alike)."""
+    return max(prices, key=lambda p: float(p.time_s(size_bytes)))
 
 
 def price_replica(cluster: Cluster, replica: Replica) -> ReplicaComm:
     stages = replica.stages
     return ReplicaComm(
-        tp_allreduce=tuple(ring_allreduce(cluster, list(s)) for s in stages),
+        tp_allreduce=tuple(_slowest([all_reduce(cluster, g) for g in replica.tp_groups(s)])
+                           for s in range(len(stages))),
+        ep_all_to_all=tuple(all_to_all(cluster, list(s)) if replica.layout.dp > 1 else FREE for s in stages),
         pp_send=tuple(point_to_point(cluster, a[-1], b[0]) for a, b in zip(stages[:-1], stages[1:])),
     )
 
 
+def placement_warnings(cluster: Cluster, replica: Replica) -> list[str]:
+    """Tensor-parallel groups that leave their scale-up domain: two all-reduces per layer cross the fabric."""
+    warnings = []
+    for s in range(len(replica.stages)):
+        for group in replica.tp_groups(s):
+            nodes = sorted({cluster.node_of(g) for g in group})
+            if len(nodes) > 1:
+                price = all_reduce(cluster, group).best(1e6)
+                warnings.append(f"replica {replica.index} stage {s}: tp group {group[0]}..{group[-1]} spans nodes "
+                                f"{', '.join(f'n{n}' for n in nodes)}; its all-reduces cross {price.bottleneck} "
+                                f"links instead of staying in one scale-up domain")
+    return warnings
+
+
+def comm_groups(layout: Layout) -> int:
+    """Collective communicators a GPU of this layout joins: its tp group, and its stage's EP group."""
+    return (layout.tp > 1) + (layout.dp > 1)
+
+
 @dataclass(frozen=True)
 class MemoryPlan:
-    """One GPU's HBM: usable = capacity x utilisation = weights + activations + KV pool."""
+    """One GPU's HBM: usable = capacity x utilisation = weights + activations + communication buffers
+    + framework reserve + KV pool."""
 
     capacity_bytes: float
     usable_bytes: float
     weights_bytes: float
     activation_bytes: float
+    comm_buffer_bytes: float
+    reserve_bytes: float
 
     @property
     def kv_pool_bytes(self) -> float:
-        return self.usable_bytes - self.weights_bytes - self.activation_bytes
+        return (self.usable_bytes - self.weights_bytes - self.activation_bytes - self.comm_buffer_bytes
+                - self.reserve_bytes)
 
 
-def plan_memory(capacity_bytes: float, utilization: float, weights_bytes: float,
-                activation_bytes: float) -> MemoryPlan:
-    plan = MemoryPlan(capacity_bytes, capacity_bytes * utilization, weights_bytes, activation_bytes)
+def plan_memory(capacity_bytes: float, utilization: float, weights_bytes: float, activation_bytes: float,
+                comm_groups: int = 0) -> MemoryPlan:
+    plan = MemoryPlan(capacity_bytes, capacity_bytes * utilization, weights_bytes, activation_bytes,
+                      comm_groups * COMM_BUFFER_BYTES_PER_GROUP, FRAMEWORK_RESERVE_BYTES)
     if plan.kv_pool_bytes <= 0:
         short_gb = -plan.kv_pool_bytes / 1e9
         raise DoesNotFit(
-            f"weights {weights_bytes / 1e9:.1f} GB + activations {activation_bytes / 1e9:.1f} GB per GPU exceed "
-            f"the usable {plan.usable_bytes / 1e9:.1f} GB ({utilization:.2f} x {capacity_bytes / 1e9:.0f} GB) "
-            f"by {short_gb:.1f} GB")
+            f"weights {weights_bytes / 1e9:.1f} GB + activations {activation_bytes / 1e9:.1f} GB + buffers and "
+            f"reserve {(plan.comm_buffer_bytes + plan.reserve_bytes) / 1e9:.1f} GB per GPU exceed the usable "
+            f"{plan.usable_bytes / 1e9:.1f} GB ({utilization:.2f} x {capacity_bytes / 1e9:.0f} GB) by {short_gb:.1f} GB")
     return plan

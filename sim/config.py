@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from hardware import catalog as hw
 from sim.errors import ConfigError
@@ -64,17 +64,65 @@ class ReportSpec(_Strict):
     brain_w: float = Field(20.0, gt=0, le=1000)
 
 
-class DeploymentSpec(_Strict):
-    model: str
+def _known_hardware(key: str, name: str) -> str:
+    catalog = {"gpu": hw.accelerators, "node": hw.node_types, "fabric": hw.fabrics}[key]()
+    return _one_of({"node": "node type"}.get(key, key), name, catalog)
+
+
+def _check_gpu_in_node(gpu: str, node: str) -> None:
+    fits = hw.node_types()[node].accelerators
+    if gpu not in fits:
+        raise ValueError(f"gpu '{gpu}' does not sit in node type '{node}'; valid gpus for it: {', '.join(fits)}")
+
+
+class ClusterSpec(_Strict):
+    """[clusters.NAME]: `nodes` nodes of type `node` carrying `gpu`, joined by `fabric`."""
+
+    display_name: str = ""
     gpu: str
     node: str = "hgx_8gpu"
-    nodes: int = Field(ge=1)
+    # The graph is built node by node; 4,096 nodes is far beyond any one deployment's cluster.
+    nodes: int = Field(ge=1, le=4096)
     fabric: str = "ib_ndr"
-    tp: int = Field(1, ge=1)
-    pp: int = Field(1, ge=1)
-    ep: int = Field(1, ge=1)
-    # Replicas of tp x pp GPUs; 0 fills every GPU of the nodes. GPUs left over are not simulated.
-    replicas: int = Field(0, ge=0)
+    # NIC j of every node on leaf j (true), or every NIC of a node on its own top-of-rack leaf (false).
+    rail_optimized: bool = True
+    source: str = ""
+
+    @field_validator("gpu", "node", "fabric")
+    @classmethod
+    def _hardware(cls, v: str, info: ValidationInfo) -> str:
+        return _known_hardware(info.field_name, v)
+
+    @model_validator(mode="after")
+    def _gpu_in_node(self):
+        _check_gpu_in_node(self.gpu, self.node)
+        return self
+
+
+CLUSTER_KEYS = ("gpu", "node", "nodes", "fabric", "rail_optimized")
+
+
+class DeploymentSpec(_Strict):
+    model: str
+    # A cluster by name ([clusters.NAME] in this file, or hardware's examples), or its keys given here.
+    cluster: str = ""
+    gpu: str
+    node: str = "hgx_8gpu"
+    nodes: int = Field(ge=1, le=4096)
+    fabric: str = "ib_ndr"
+    rail_optimized: bool = True
+    # Parallel layout; 1,024 per dimension is far beyond any published deployment.
+    tp: int = Field(1, ge=1, le=1024)
+    pp: int = Field(1, ge=1, le=1024)
+    # Expert parallelism: 1 slices every expert over the tp group; tp x dp spreads whole experts.
+    ep: int = Field(1, ge=1, le=1024)
+    # Data-parallel attention groups per stage (MoE models): each attends its own sessions' tokens.
+    dp: int = Field(1, ge=1, le=1024)
+    # Replicas of tp x dp x pp GPUs; 0 fills every GPU of the nodes. GPUs left over are not simulated.
+    replicas: int = Field(0, ge=0, le=65536)
+    # Explicit placement: every replica's GPUs in rank order (stage by stage, tp group by tp group),
+    # named like "n0/gpu3"; empty places them packed.
+    gpus: list[str] = []
     weights: Literal["bf16", "fp8", "fp4"] = "bf16"
     kv_cache: Literal["bf16", "fp8"] = "bf16"
     prefix_caching: bool = True
@@ -89,30 +137,51 @@ class DeploymentSpec(_Strict):
     # Paged-KV block size in tokens (vLLM default 16); prefix caching reuses whole blocks only.
     block_tokens: int = Field(16, ge=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_cluster(cls, data, info: ValidationInfo):
+        """`cluster = NAME` fills gpu, node, nodes, fabric and rail_optimized from the named cluster."""
+        if not isinstance(data, dict) or not data.get("cluster"):
+            return data
+        given = [k for k in CLUSTER_KEYS if k in data]
+        if given:
+            raise ValueError(f"set either cluster = '{data['cluster']}' or {', '.join(given)}, not both")
+        clusters = {**{n: vars(c) for n, c in hw.clusters().items()}, **((info.context or {}).get("clusters", {}))}
+        found = clusters.get(data["cluster"])
+        return {**data, **{k: found[k] for k in CLUSTER_KEYS if k in found}} if isinstance(found, dict) else data
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, v: str, info: ValidationInfo) -> str:
+        if v:
+            _one_of("cluster", v, [*hw.clusters(), *((info.context or {}).get("clusters", {}))])
+        return v
+
     @field_validator("model")
     @classmethod
     def _model(cls, v: str) -> str:
         return _one_of("model", v, model_catalog())
 
-    @field_validator("gpu")
+    @field_validator("gpu", "node", "fabric")
     @classmethod
-    def _gpu(cls, v: str) -> str:
-        return _one_of("gpu", v, hw.accelerators())
-
-    @field_validator("node")
-    @classmethod
-    def _node(cls, v: str) -> str:
-        return _one_of("node type", v, hw.node_types())
-
-    @field_validator("fabric")
-    @classmethod
-    def _fabric(cls, v: str) -> str:
-        return _one_of("fabric", v, hw.fabrics())
+    def _hardware(cls, v: str, info: ValidationInfo) -> str:
+        return _known_hardware(info.field_name, v)
 
     @model_validator(mode="after")
     def _layout(self):
-        if self.ep not in (1, self.tp):
-            raise ValueError(f"ep must be 1 or equal to tp ({self.tp}); got {self.ep}")
+        _check_gpu_in_node(self.gpu, self.node)
+        moe = self.architecture.moe
+        if self.ep not in (1, self.tp * self.dp):
+            raise ValueError(f"ep must be 1 (experts sliced over tp) or tp x dp = {self.tp * self.dp} (whole "
+                             f"experts spread over the stage); got {self.ep}")
+        if (self.ep > 1 or self.dp > 1) and not moe:
+            raise ValueError(f"ep and dp share experts; {self.model} has none: valid: ep = 1, dp = 1 "
+                             f"(use replicas for data parallelism)")
+        if self.dp > 1 and self.ep == 1:
+            raise ValueError(f"dp {self.dp} needs expert parallelism across the attention groups; valid: "
+                             f"ep = tp x dp = {self.tp * self.dp}")
+        if moe and moe.n_experts % self.ep:
+            raise ValueError(f"{moe.n_experts} experts of {self.model} do not split over ep {self.ep}")
         if not hw.accelerators()[self.gpu].supports(self.weights):
             raise ValueError(f"gpu '{self.gpu}' has no {self.weights} tensor cores; valid weights: bf16"
                              + (", fp8" if hw.accelerators()[self.gpu].supports("fp8") else ""))
@@ -131,7 +200,14 @@ class Experiment(_Strict):
     run: RunSpec = RunSpec()
     workload: WorkloadSpec = WorkloadSpec()
     report: ReportSpec = ReportSpec()
+    clusters: dict[str, ClusterSpec] = {}
     deployments: dict[str, DeploymentSpec]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Experiment":
+        """Validate an experiment table; deployments may name the file's own [clusters.NAME]."""
+        clusters = data.get("clusters") if isinstance(data, dict) else None
+        return cls.model_validate(data, context={"clusters": clusters if isinstance(clusters, dict) else {}})
 
     @field_validator("deployments")
     @classmethod
@@ -146,10 +222,10 @@ def _where(loc: tuple) -> tuple[str, str | None]:
     parts = [str(p) for p in loc]
     if len(parts) == 1:
         return "top level", parts[0]
-    if parts[0] == "deployments":
+    if parts[0] in ("deployments", "clusters"):
         if len(parts) == 2:
-            return f"deployments.{parts[1]}", None
-        return f"deployments.{parts[1]}", parts[2]
+            return f"{parts[0]}.{parts[1]}", None
+        return f"{parts[0]}.{parts[1]}", parts[2]
     return parts[0], parts[1]
 
 
@@ -165,7 +241,8 @@ def _message(err: dict) -> str:
 
 
 def _valid_keys(table: str) -> str:
-    model = {"run": RunSpec, "workload": WorkloadSpec, "report": ReportSpec}.get(table.split(".")[0], DeploymentSpec)
+    model = {"run": RunSpec, "workload": WorkloadSpec, "report": ReportSpec,
+             "clusters": ClusterSpec}.get(table.split(".")[0], DeploymentSpec)
     if table == "top level":
         model = Experiment
     return ", ".join(model.model_fields)
@@ -183,7 +260,7 @@ def load(path: str | Path) -> Experiment:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(path, "top level", None, f"invalid TOML: {e}") from None
     try:
-        return Experiment.model_validate(data)
+        return Experiment.from_dict(data)
     except ValidationError as e:
         err = e.errors()[0]
         table, key = _where(err["loc"])

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hardware.catalog import PRECISION_BYTES, Accelerator
-from hardware.deployment import ReplicaComm
+from hardware.deployment import Layout, ReplicaComm
 from sim import calibration
 from sim.models import Architecture
 
@@ -86,13 +86,14 @@ BOUND_NAMES = ("compute", "memory", "network")
 
 
 class ReplicaCostModel:
-    def __init__(self, arch: Architecture, accel: Accelerator, comm: ReplicaComm, tp: int, pp: int, ep: int,
+    def __init__(self, arch: Architecture, accel: Accelerator, comm: ReplicaComm, layout: Layout,
                  weight_precision: str, kv_dtype_bytes: float,
                  hbm_efficiency: float = calibration.HBM_EFFICIENCY,
                  step_overhead_s: float = calibration.STEP_OVERHEAD_S):
         self.arch, self.accel, self.comm = arch, accel, comm
-        self.tp, self.pp, self.ep = tp, pp, ep
-        self.stages = split_layers(arch, pp)
+        self.layout = layout
+        self.tp, self.pp, self.ep, self.dp = layout.tp, layout.pp, layout.ep, layout.dp
+        self.stages = split_layers(arch, layout.pp)
         self.weight_bytes = PRECISION_BYTES[weight_precision]
         self.kv_dtype_bytes = kv_dtype_bytes
         self.linear_flops_per_s = accel.peak_flops_per_s(weight_precision) * accel.matmul_efficiency(weight_precision)
@@ -101,15 +102,16 @@ class ReplicaCostModel:
         self.hbm_efficiency = hbm_efficiency
         self.step_overhead_s = step_overhead_s
         a, moe = arch, arch.moe
-        routed_active = moe.top_k * arch.expert_params if moe else 0
-        self._linear_params_per_token = [  # per GPU
-            self._per_gpu(s, s.n_dense * a.dense_layer_params + s.n_moe * (a.moe_layer_always_params + routed_active))
-            for s in self.stages]
-        self._static_weight_bytes = [
+        # Per GPU: weights every token of its attention group runs (attention, norms, dense FFNs, shared
+        # experts, router), and the routed experts' share of the whole stage's tokens.
+        self._always_params = [
             self._per_gpu(s, s.n_dense * a.dense_layer_params + s.n_moe * a.moe_layer_always_params)
-            * self.weight_bytes for s in self.stages]
-        self._head_params = a.vocab * a.d_model / tp
-        self.kv_bytes_per_token_layer = a.kv_elements_per_token_per_layer(tp) * kv_dtype_bytes
+            for s in self.stages]
+        self._routed_params_per_token = [
+            s.n_moe * moe.top_k * a.expert_params / layout.gpus_per_stage if moe else 0.0 for s in self.stages]
+        self._static_weight_bytes = [p * self.weight_bytes for p in self._always_params]
+        self._head_params = a.vocab * a.d_model / layout.tp
+        self.kv_bytes_per_token_layer = a.kv_elements_per_token_per_layer(layout.tp) * kv_dtype_bytes
 
     def _per_gpu(self, stage: Stage, params: float) -> float:
         """Params of a stage's layers held by one GPU of its tp group.
@@ -126,11 +128,11 @@ class ReplicaCostModel:
 
     # ---- memory ----------------------------------------------------------------------------------
     def stage_weights_bytes(self, s: int) -> float:
-        """Weights on one GPU of stage s: layers at the weight precision, embedding / head in BF16."""
+        """Weights on one GPU of stage s: layers at the weight precision (its attention group's share, plus
+        1 / (tp x dp) of the routed experts), embedding / head in BF16."""
         a, stage = self.arch, self.stages[s]
-        routed = a.moe.n_experts * a.expert_params if a.moe else 0
-        layers = self._per_gpu(stage, stage.n_dense * a.dense_layer_params
-                               + stage.n_moe * (a.moe_layer_always_params + routed))
+        routed = stage.n_moe * a.moe.n_experts * a.expert_params / self.layout.gpus_per_stage if a.moe else 0
+        layers = self._always_params[s] + routed
         table = a.embedding_params if stage.first else 0
         if stage.last and not (stage.first and a.tie_embeddings):
             table += a.vocab * a.d_model  # the LM head, or the tied table's copy on the last stage
@@ -189,25 +191,34 @@ class ReplicaCostModel:
         return float(np.sum(1.0 - np.minimum(cdf, 1.0) ** self.ep))
 
     # ---- time, bytes, energy -------------------------------------------------------------------------
-    def step(self, chunk_tokens, chunk_prior, chunk_sampled, decode_ctx, n_steps: int = 1) -> StepCost:
+    def step(self, chunk_tokens, chunk_prior, chunk_sampled, decode_ctx, n_steps: int = 1,
+             chunk_rank=None, decode_rank=None) -> StepCost:
         """Cost of `n_steps` steps of one batch: prefill chunks (tokens, cached tokens before them,
         whether the chunk ends its prompt) and decode sequences attending `decode_ctx` (= L + 1)
-        positions at the first step, one more at each later step (prefill only when n_steps == 1)."""
-        a, tp, accel = self.arch, self.tp, self.accel
+        positions at the first step, one more at each later step (prefill only when n_steps == 1).
+        With data-parallel attention each sequence belongs to one attention group (`*_rank`, 0..dp-1);
+        the busiest group sets the pace of its stage."""
+        a, tp, dp, accel = self.arch, self.tp, self.dp, self.accel
         c = np.asarray(chunk_tokens, dtype=float)
         p = np.asarray(chunk_prior, dtype=float)
         sampled_i = np.concatenate([np.asarray(chunk_sampled, dtype=float), np.ones(len(decode_ctx))])
         dec_pos = np.asarray(decode_ctx, dtype=float)[None, :] + np.arange(n_steps)[:, None]   # (steps, decode)
         tokens = int(c.sum()) + len(decode_ctx)
-        sampled = float(sampled_i.sum())
         tokens_i = np.concatenate([c, np.ones(len(decode_ctx))])
         # Per sequence and layer, all heads: attention FLOPs and KV tokens read + written.
         attn_i = np.concatenate([np.broadcast_to(a.prefill_attention_flops(c, p), (n_steps, len(c))),
                                  dec_pos * a.attention_flops_per_position("decode")], axis=1)
         kv_i = np.concatenate([np.broadcast_to(p + c, (n_steps, len(c))), dec_pos + 1.0], axis=1)
-        attn_sum, kv_sum = attn_i.sum(axis=1), kv_i.sum(axis=1)
+        # The same per attention group: (groups,) or (steps, groups).
+        rank_i = np.concatenate([np.zeros(len(c), int) if chunk_rank is None else np.asarray(chunk_rank, int),
+                                 np.zeros(len(decode_ctx), int) if decode_rank is None else np.asarray(decode_rank, int)])
+        in_group = np.zeros((len(rank_i), dp))
+        in_group[np.arange(len(rank_i)), rank_i] = 1.0
+        tokens_g, sampled_g, attn_g, kv_g = tokens_i @ in_group, sampled_i @ in_group, attn_i @ in_group, kv_i @ in_group
+        busiest_tokens = float(tokens_g.max())
 
-        act_bytes = tokens * a.d_model * calibration.ACTIVATION_BYTES
+        act_bytes = busiest_tokens * a.d_model * calibration.ACTIVATION_BYTES     # one group's activations
+        dispatch_bytes = act_bytes * (a.moe.top_k if a.moe else 0) / tp           # per GPU, each way
         eff_bw = self.hbm_bytes_per_s * self.hbm_efficiency
         zeros = np.zeros(n_steps)
         duration = zeros + self.step_overhead_s
@@ -216,47 +227,57 @@ class ReplicaCostModel:
         weight_bytes_all = 0.0      # summed over every GPU, for the shares
         per_stage = []
         for s, stage in enumerate(self.stages):
-            lin_flops = 2.0 * self._linear_params_per_token[s] * tokens
+            lin_flops = 2.0 * (self._always_params[s] * tokens_g + self._routed_params_per_token[s] * tokens)
             # Expert bytes: the busiest GPU sets the step's pace; the GPUs read the mean between them.
             expert_bytes = stage.n_moe * a.expert_params * self.weight_bytes
             w_busiest = self._static_weight_bytes[s] + expert_bytes * self.experts_read_per_gpu(tokens)
-            w_mean = self._static_weight_bytes[s] + expert_bytes * self.experts_hit(tokens) / tp
-            if stage.last and sampled:
-                lin_flops += 2.0 * self._head_params * sampled
-                w_busiest += self._head_params * calibration.EMBEDDING_BYTES
-                w_mean += self._head_params * calibration.EMBEDDING_BYTES
-            attn_flops = attn_sum * stage.n_layers / tp
-            kv_bytes = kv_sum * self.kv_bytes_per_token_layer * stage.n_layers
-            lin_c, lin_m = lin_flops / self.linear_flops_per_s, w_busiest / eff_bw
+            w_mean = self._static_weight_bytes[s] + expert_bytes * self.experts_hit(tokens) / (tp * dp)
+            if stage.last and sampled_g.any():
+                lin_flops = lin_flops + 2.0 * self._head_params * sampled_g
+                head_bytes = self._head_params * calibration.EMBEDDING_BYTES
+                w_busiest, w_mean = w_busiest + head_bytes, w_mean + head_bytes
+            attn_flops = attn_g * stage.n_layers / tp
+            kv_bytes = kv_g * self.kv_bytes_per_token_layer * stage.n_layers
+            lin_c, lin_m = np.broadcast_to(lin_flops / self.linear_flops_per_s, attn_g.shape), w_busiest / eff_bw
             att_c, att_m = attn_flops / self.attention_flops_per_s, kv_bytes / eff_bw
-            n_allreduce = 2 * stage.n_layers
-            comm_s = n_allreduce * self.comm.tp_allreduce[s].time_s(act_bytes)
-            kernel_s = np.maximum(lin_c, lin_m) + np.maximum(att_c, att_m)
-            mean_kernel_s = np.maximum(lin_c, w_mean / eff_bw) + np.maximum(att_c, att_m)
-            compute_s += np.where(lin_c >= lin_m, lin_c, 0.0) + np.where(att_c >= att_m, att_c, 0.0)
-            memory_s += np.where(lin_c >= lin_m, 0.0, lin_m) + np.where(att_c >= att_m, 0.0, att_m)
+            group_s = np.maximum(lin_c, lin_m) + np.maximum(att_c, att_m)        # (steps, groups)
+            kernel_s = group_s.max(axis=1)
+            mean_kernel_s = (np.maximum(lin_c, w_mean / eff_bw) + np.maximum(att_c, att_m)).mean(axis=1)
+            # Dense layers all-reduce twice; MoE layers too, or with data-parallel attention once, then
+            # dispatch tokens to their experts and combine them back by all-to-all.
+            n_allreduce = 2 * stage.n_dense + (1 if dp > 1 else 2) * stage.n_moe
+            n_all_to_all = 2 * stage.n_moe if dp > 1 else 0
+            comm_s = (n_allreduce * self.comm.tp_allreduce[s].time_s(act_bytes)
+                      + n_all_to_all * self.comm.ep_all_to_all[s].time_s(dispatch_bytes))
+            pick = group_s.argmax(axis=1)[:, None]
+            lin_c1 = np.take_along_axis(lin_c, pick, 1)[:, 0]
+            att_c1, att_m1 = np.take_along_axis(att_c, pick, 1)[:, 0], np.take_along_axis(att_m, pick, 1)[:, 0]
+            compute_s += np.where(lin_c1 >= lin_m, lin_c1, 0.0) + np.where(att_c1 >= att_m1, att_c1, 0.0)
+            memory_s += np.where(lin_c1 >= lin_m, 0.0, lin_m) + np.where(att_c1 >= att_m1, 0.0, att_m1)
             network_s += comm_s
             duration = duration + kernel_s + comm_s
-            flops += (lin_flops + attn_flops) * tp
-            hbm += (w_mean + kv_bytes) * tp
-            comm_bytes += n_allreduce * act_bytes * tp
-            weight_bytes_all += w_mean * tp
+            flops += (lin_flops + attn_flops).sum(axis=1) * tp
+            hbm += (w_mean * dp + kv_bytes.sum(axis=1)) * tp
+            comm_bytes += (n_allreduce * tokens * a.d_model * calibration.ACTIVATION_BYTES * tp
+                           + n_all_to_all * dispatch_bytes * tp * dp)
+            weight_bytes_all += w_mean * tp * dp
             per_stage.append((mean_kernel_s, comm_s))
         for send in self.comm.pp_send:
             pp_s = send.time_s(act_bytes)
             duration = duration + pp_s
             network_s += pp_s
-            comm_bytes += act_bytes
+            comm_bytes += tokens * a.d_model * calibration.ACTIVATION_BYTES
         stage_energy = []
         for kernel_s, _ in per_stage:
             activity = np.minimum(1.0, kernel_s / duration)
             stage_energy.append((accel.idle_w + (accel.tdp_w - accel.idle_w) * activity) * duration)
-        energy = sum(e * tp for e in stage_energy)
+        energy = sum(e * tp * dp for e in stage_energy)
         bound = np.argmax(np.stack([compute_s, memory_s, network_s]), axis=0)
 
         # Each sequence's share: the mean of its share of the FLOPs and of the HBM bytes it caused.
         # Weights are shared by token count; attention and KV follow the sequence's own positions.
-        linear_flops_per_token = 2.0 * tp * sum(self._linear_params_per_token)
+        linear_flops_per_token = 2.0 * tp * sum(w + r * dp for w, r in zip(self._always_params,
+                                                                          self._routed_params_per_token))
         flop_i = (linear_flops_per_token * tokens_i + 2.0 * a.vocab * a.d_model * sampled_i)[None, :] \
             + attn_i * a.n_layers
         byte_i = (weight_bytes_all * tokens_i / tokens)[None, :] \

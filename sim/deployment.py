@@ -1,12 +1,13 @@
-"""Turn a validated [deployments.NAME] table into placed replicas, each with its cost model and KV pool."""
+"""Turn a validated [deployments.NAME] table into placed replicas, each with its cost model and KV pools."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from hardware import catalog as hw
-from hardware.cluster import Cluster
-from hardware.deployment import DoesNotFit, MemoryPlan, Replica, place_replicas, plan_memory, price_replica
 from hardware.catalog import PRECISION_BYTES
+from hardware.cluster import Cluster
+from hardware.deployment import (DoesNotFit, Layout, MemoryPlan, Replica, comm_groups, place_replicas,
+                                 placement_warnings, plan_memory, price_replica)
 from sim.config import DeploymentSpec
 from sim.cost import ReplicaCostModel
 from sim.errors import ConfigError
@@ -17,7 +18,7 @@ class BuiltReplica:
     placement: Replica
     cost: ReplicaCostModel
     memory: MemoryPlan
-    kv_capacity_blocks: int
+    kv_capacity_blocks: int      # per attention group (dp > 1: the replica holds dp such pools)
 
 
 @dataclass
@@ -26,47 +27,98 @@ class BuiltDeployment:
     spec: DeploymentSpec
     cluster: Cluster
     replicas: list[BuiltReplica]
+    warnings: list[str]
+
+
+def cluster_of(spec: DeploymentSpec) -> Cluster:
+    return Cluster(hw.accelerators()[spec.gpu], hw.node_types()[spec.node], spec.nodes,
+                   hw.fabrics()[spec.fabric] if spec.nodes > 1 else None, spec.rail_optimized)
+
+
+def _memory_plan(spec: DeploymentSpec, cost: ReplicaCostModel, layout: Layout) -> MemoryPlan:
+    accel = cost.accel
+    return plan_memory(accel.hbm_bytes, spec.gpu_memory_utilization, cost.weights_bytes_per_gpu(),
+                       cost.activation_bytes_per_gpu(spec.max_batched_tokens, spec.max_seqs), comm_groups(layout))
+
+
+def _fits(spec: DeploymentSpec, cluster: Cluster, layout: Layout) -> bool:
+    """Whether a layout's weights, activations, buffers and some KV fit one GPU (a packed replica)."""
+    if layout.gpus > len(cluster.gpus):
+        return False
+    (replica,) = place_replicas(cluster, 1, layout)
+    cost = ReplicaCostModel(spec.architecture, cluster.accelerator, price_replica(cluster, replica), layout,
+                            spec.weights, PRECISION_BYTES[spec.kv_cache])
+    try:
+        _memory_plan(spec, cost, layout)
+    except DoesNotFit:
+        return False
+    return True
+
+
+def smallest_fitting(spec: DeploymentSpec, cluster: Cluster) -> Layout | None:
+    """The layout with the fewest GPUs (then the least pipeline depth) that fits: tp a divisor of the
+    heads within one node, pp up to the layers, ep and dp as given."""
+    arch, node_gpus = spec.architecture, cluster.node_type.gpus_per_node
+    tps = [t for t in range(1, node_gpus + 1) if arch.n_heads % t == 0 and node_gpus % t == 0]
+    candidates = sorted(((tp * spec.dp * pp, pp, tp) for tp in tps for pp in range(1, arch.n_layers + 1)
+                         if tp * spec.dp * pp <= len(cluster.gpus)))
+    for _, pp, tp in candidates:
+        layout = Layout(tp, pp, tp * spec.dp if spec.ep > 1 else 1, spec.dp)
+        if _fits(spec, cluster, layout):
+            return layout
+    return None
+
+
+def _does_not_fit(path: str, table: str, spec: DeploymentSpec, cluster: Cluster, cost: ReplicaCostModel,
+                  problem: DoesNotFit) -> ConfigError:
+    usable = cost.accel.hbm_bytes * spec.gpu_memory_utilization
+    if cost.weights_bytes_per_gpu() < usable:  # the weights fit: the step's activations do not
+        return ConfigError(path, table, "max_batched_tokens", f"{spec.model} leaves no KV cache on {spec.gpu} "
+                           f"with tp {spec.tp} x dp {spec.dp} x pp {spec.pp}: {problem}; valid: a smaller "
+                           f"max_batched_tokens or max_seqs, or more GPUs per replica")
+    smallest = smallest_fitting(spec, cluster)
+    hint = (f"the smallest layout that fits is tp {smallest.tp} x dp {smallest.dp} x pp {smallest.pp} "
+            f"({smallest.gpus} GPUs)" if smallest else
+            f"no layout fits on these {len(cluster.gpus)} GPUs: more nodes, smaller weights, or a larger GPU")
+    return ConfigError(path, table, "pp", f"{spec.model} ({spec.weights}) does not fit on {spec.gpu} with tp "
+                       f"{spec.tp} x dp {spec.dp} x pp {spec.pp}: {problem}; valid: {hint}")
 
 
 def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
     table = f"deployments.{name}"
     arch = spec.architecture
-    node = hw.node_types()[spec.node]
-    n_gpus = spec.nodes * node.gpus_per_node
-    group = spec.tp * spec.pp
-    if not spec.replicas and n_gpus % group:
-        raise ConfigError(path, table, "nodes", f"{spec.nodes} nodes x {node.gpus_per_node} GPUs = {n_gpus} GPUs "
-                          f"do not split into replicas of tp {spec.tp} x pp {spec.pp} = {group}; "
-                          f"valid: a GPU count that is a multiple of {group}, or set replicas")
+    layout = Layout(spec.tp, spec.pp, spec.ep, spec.dp)
+    cluster = cluster_of(spec)
+    n_gpus = len(cluster.gpus)
+    if spec.gpus:
+        replicas = spec.replicas or len(spec.gpus) // layout.gpus
+    else:
+        if not spec.replicas and n_gpus % layout.gpus:
+            raise ConfigError(path, table, "nodes", f"{n_gpus} GPUs do not split into replicas of tp {spec.tp} x "
+                              f"dp {spec.dp} x pp {spec.pp} = {layout.gpus}; valid: a GPU count that is a "
+                              f"multiple of {layout.gpus}, or set replicas")
+        replicas = spec.replicas or n_gpus // layout.gpus
     if arch.n_heads % spec.tp:
         raise ConfigError(path, table, "tp", f"{arch.n_heads} attention heads of {spec.model} do not split over "
                           f"tp {spec.tp}; valid: a divisor of {arch.n_heads}")
     if spec.pp > arch.n_layers:
         raise ConfigError(path, table, "pp", f"pp {spec.pp} exceeds the {arch.n_layers} layers of {spec.model}")
-    cluster = Cluster(hw.accelerators()[spec.gpu], node, spec.nodes,
-                      hw.fabrics()[spec.fabric] if spec.nodes > 1 else None)
     try:
-        placements = place_replicas(cluster, spec.replicas or n_gpus // group, spec.tp, spec.pp)
+        placements = place_replicas(cluster, replicas, layout, list(spec.gpus))
     except DoesNotFit as e:
-        raise ConfigError(path, table, "replicas", f"{e}; valid: at most {n_gpus // group} replicas") from None
-    replicas = []
+        key = "gpus" if spec.gpus else "replicas"
+        raise ConfigError(path, table, key, f"{e}; valid: " + (
+            f"{layout.gpus} distinct GPU names per replica" if spec.gpus
+            else f"at most {n_gpus // layout.gpus} replicas")) from None
+    built, warnings = [], []
     for placement in placements:
-        cost = ReplicaCostModel(arch, cluster.accelerator, price_replica(cluster, placement),
-                                spec.tp, spec.pp, spec.ep, spec.weights, PRECISION_BYTES[spec.kv_cache])
+        cost = ReplicaCostModel(arch, cluster.accelerator, price_replica(cluster, placement), layout,
+                                spec.weights, PRECISION_BYTES[spec.kv_cache])
         try:
-            memory = plan_memory(cluster.accelerator.hbm_bytes, spec.gpu_memory_utilization,
-                                 cost.weights_bytes_per_gpu(),
-                                 cost.activation_bytes_per_gpu(spec.max_batched_tokens, spec.max_seqs))
+            memory = _memory_plan(spec, cost, layout)
         except DoesNotFit as e:
-            usable = cluster.accelerator.hbm_bytes * spec.gpu_memory_utilization
-            if cost.weights_bytes_per_gpu() < usable:  # the weights fit: the step's activations do not
-                raise ConfigError(path, table, "max_batched_tokens", f"{spec.model} leaves no KV cache on "
-                                  f"{spec.gpu} with tp {spec.tp} x pp {spec.pp}: {e}; valid: a smaller "
-                                  f"max_batched_tokens or max_seqs, or more GPUs per replica") from None
-            raise ConfigError(path, table, "nodes", f"{spec.model} ({spec.weights}) does not fit on "
-                              f"{spec.gpu} with tp {spec.tp} x pp {spec.pp}: {e}; valid: more GPUs per replica "
-                              f"(tp x pp), smaller weights, or a larger GPU") from None
+            raise _does_not_fit(path, table, spec, cluster, cost, e) from None
         block_bytes = cost.kv_bytes_per_token_per_gpu() * spec.block_tokens
-        blocks = int(memory.kv_pool_bytes // block_bytes)
-        replicas.append(BuiltReplica(placement, cost, memory, blocks))
-    return BuiltDeployment(name, spec, cluster, replicas)
+        built.append(BuiltReplica(placement, cost, memory, int(memory.kv_pool_bytes // block_bytes)))
+        warnings += placement_warnings(cluster, placement)
+    return BuiltDeployment(name, spec, cluster, built, warnings)

@@ -23,6 +23,7 @@ from sim.records import NS_PER_S, StepLog, TurnRecord, accumulate
 class SessionState:
     index: int
     replica: int
+    group: int = 0               # the replica's attention group (data-parallel rank) it is served by
     started: bool = False
     ended: bool = False
     ended_ns: int = 0
@@ -57,7 +58,7 @@ class ReplicaEngine:
     env: simpy.Environment
     index: int
     cost: ReplicaCostModel
-    pool: KVPool
+    pools: list[KVPool]          # one per attention group
     limits: EngineLimits
     bulk: bool
     n_gpus: int
@@ -91,11 +92,12 @@ class ReplicaEngine:
         if total > self.limits.max_context:
             self._fail(seq, "context_overflow",
                        f"prompt {prompt_tokens} + reply {output_tokens} tokens > max context {self.limits.max_context}")
-        elif blocks_for(total, self.pool.block_tokens) > self.pool.capacity_blocks:
+        elif blocks_for(total, self._pool(seq).block_tokens) > self._pool(seq).capacity_blocks:
+            pool = self._pool(seq)
             self._fail(seq, "kv_oom",
                        f"prompt {prompt_tokens} + reply {output_tokens} tokens need "
-                       f"{blocks_for(total, self.pool.block_tokens)} KV blocks; the replica holds "
-                       f"{self.pool.capacity_blocks} ({self.pool.capacity_tokens} tokens)")
+                       f"{blocks_for(total, pool.block_tokens)} KV blocks; the KV pool serving it holds "
+                       f"{pool.capacity_blocks} ({pool.capacity_tokens} tokens)")
         else:
             self.waiting.append(seq)
             self._batch_changed()
@@ -111,9 +113,15 @@ class ReplicaEngine:
         elif seq in self.running:
             self.running.remove(seq)
             keep = min(seq.prefilled, seq.prompt_tokens) if self.limits.prefix_caching else 0
-            self.pool.release(seq.record.session, seq.total_tokens, keep)
+            self._pool(seq).release(seq.record.session, seq.total_tokens, keep)
         self._batch_changed()
         self._fail(seq, "timeout", reason)
+
+    def _group(self, seq: Sequence) -> int:
+        return self.sessions[seq.record.session].group
+
+    def _pool(self, seq: Sequence) -> KVPool:
+        return self.pools[self._group(seq)]
 
     def _batch_changed(self) -> None:
         if not self.wakeup.triggered:
@@ -146,8 +154,9 @@ class ReplicaEngine:
             seq = self.waiting[0]
             rec = seq.record
             history = rec.context_tokens
-            cached = self.pool.cached_tokens(rec.session, history) if self.limits.prefix_caching else 0
-            if not self.pool.try_reserve(rec.session, seq.total_tokens):
+            pool = self._pool(seq)
+            cached = pool.cached_tokens(rec.session, history) if self.limits.prefix_caching else 0
+            if not pool.try_reserve(rec.session, seq.total_tokens):
                 return
             rec.cached_tokens = cached
             rec.recomputed_tokens = history - cached
@@ -183,7 +192,8 @@ class ReplicaEngine:
         decode_ctx = [s.prompt_tokens + s.decoded for s in decode]  # L + 1 positions attended
         # KV tokens held when the run starts; a turn aborted mid-run still held its KV in the steps before.
         kv_before = sum(_kv_held(s) for s in self.running)
-        cost = self.cost.step(sizes, prior, completes, decode_ctx, n)
+        cost = self.cost.step(sizes, prior, completes, decode_ctx, n,
+                              [self._group(s) for s, _ in chunks], [self._group(s) for s in decode])
         durations = np.maximum(1, np.rint(cost.duration_s * NS_PER_S).astype(np.int64))
         ends = start + np.cumsum(durations)
         self.last_end_ns = int(ends[-1])
@@ -236,7 +246,7 @@ class ReplicaEngine:
         rec.finish_ns, rec.output_tokens, rec.status = end_ns, seq.output_tokens, "ok"
         self.running.remove(seq)
         keep = seq.total_tokens - 1  # the last sampled token was never fed back
-        self.pool.release(rec.session, seq.total_tokens, keep if self.limits.prefix_caching else 0)
+        self._pool(seq).release(rec.session, seq.total_tokens, keep if self.limits.prefix_caching else 0)
         seq.done.succeed()
 
 

@@ -62,9 +62,11 @@ def gpus_table(results: list[DeploymentResult]) -> pa.Table:
     for r in results:
         for engine, rep in zip(r.engines, r.deployment.replicas):
             cost, accel = rep.cost, rep.cost.accel
-            peak_kv_tokens = engine.pool.peak_used_blocks * engine.pool.block_tokens
+            tp = rep.placement.layout.tp
             for s, stage_gpus in enumerate(rep.placement.stages):
-                for gpu in stage_gpus:
+                for position, gpu in enumerate(stage_gpus):
+                    pool = engine.pools[position // tp]  # the attention group this GPU serves
+                    peak_kv_tokens = pool.peak_used_blocks * pool.block_tokens
                     rows.append({
                         "deployment": r.deployment.name, "gpu": gpu, "replica": engine.index, "stage": s,
                         "accelerator": accel.name,

@@ -38,8 +38,8 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     limits = EngineLimits(spec.max_batched_tokens, spec.max_seqs, spec.max_context, spec.prefix_caching)
     deadline_ns = _ns(workload.reply_deadline_s)
     engines = [
-        ReplicaEngine(env, r, rep.cost, KVPool(rep.kv_capacity_blocks, spec.block_tokens), limits, bulk,
-                      len(rep.placement.gpus), steps)
+        ReplicaEngine(env, r, rep.cost, [KVPool(rep.kv_capacity_blocks, spec.block_tokens) for _ in range(spec.dp)],
+                      limits, bulk, len(rep.placement.gpus), steps)
         for r, rep in enumerate(built.replicas)]
     turns: list[TurnRecord] = []
     podcast = workload.podcast_spec()
@@ -77,7 +77,8 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
                 break
         state.ended, state.ended_ns = True, env.now
 
-    states = {i: SessionState(i, i % len(engines)) for i in range(workload.sessions)}
+    # Sessions go round the replicas, then round each replica's attention groups.
+    states = {i: SessionState(i, i % len(engines), (i // len(engines)) % spec.dp) for i in range(workload.sessions)}
     for i, state in states.items():
         engines[state.replica].sessions[i] = state
     for engine in engines:

@@ -11,7 +11,7 @@ REPO_EXPERIMENT = "experiments/podcast10h.toml"
 
 
 def experiment(deployments: dict, **workload) -> Experiment:
-    return Experiment.model_validate({
+    return Experiment.from_dict({
         "run": {"name": "test", "seed": workload.pop("seed", 7)},
         "workload": {"duration_h": 0.25, **workload},
         "deployments": deployments,

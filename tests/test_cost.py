@@ -5,7 +5,7 @@ import pytest
 
 from hardware import catalog as hw
 from hardware.cluster import Cluster
-from hardware.deployment import place_replicas, price_replica
+from hardware.deployment import Layout, place_replicas, price_replica
 from sim import calibration
 from sim.cost import ReplicaCostModel, split_layers
 from sim.models import catalog
@@ -15,12 +15,12 @@ FP8_RATE = 1978.9e12 * 0.709                        # H100 FP8 at its measured b
 BF16_RATE = 989.4e12 * 0.803
 
 
-def cost_model(model, gpu, nodes, tp, pp, ep, weights, kv_bytes=2.0):
+def cost_model(model, gpu, nodes, tp, pp, ep, weights, kv_bytes=2.0, dp=1, gpus=None):
     c = Cluster(hw.accelerators()[gpu], hw.node_types()["hgx_8gpu"], nodes,
                 hw.fabrics()["ib_ndr"] if nodes > 1 else None)
-    (replica,) = place_replicas(c, 1, tp, pp)
-    return ReplicaCostModel(catalog()[model], c.accelerator, price_replica(c, replica), tp, pp, ep,
-                            weights, kv_bytes)
+    layout = Layout(tp, pp, ep, dp)
+    (replica,) = place_replicas(c, 1, layout, gpus)
+    return ReplicaCostModel(catalog()[model], c.accelerator, price_replica(c, replica), layout, weights, kv_bytes)
 
 
 def llama70b_decode_by_hand(context):

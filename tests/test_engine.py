@@ -14,7 +14,7 @@ KIMI = {"model": "kimi_k2", "gpu": "h200", "nodes": 2, "tp": 8, "pp": 2, "ep": 8
 
 def check_invariants(results):
     for r in results:
-        capacity = {e.index: e.pool.capacity_tokens for e in r.engines}
+        capacity = {e.index: sum(p.capacity_tokens for p in e.pools) for e in r.engines}
         for t in r.turns:
             assert t.status in ("ok", "kv_oom", "context_overflow", "timeout")
             assert (t.status == "ok") == (t.reason == "")
@@ -25,8 +25,8 @@ def check_invariants(results):
                 assert t.output_tokens == 0
         total_turn_j = sum(t.energy_prefill_j + t.energy_decode_j + t.energy_idle_j for t in r.turns)
         assert total_turn_j == pytest.approx(r.energy_j, rel=1e-9)
-        for e in r.engines:
-            assert e.pool.peak_used_blocks <= e.pool.capacity_blocks
+        for pool in (p for e in r.engines for p in e.pools):
+            assert pool.peak_used_blocks <= pool.capacity_blocks
         steps = r.steps.columns()
         for replica, kv in zip(steps["replica"], steps["kv_tokens"]):
             assert 0 <= kv <= capacity[int(replica)]
@@ -122,7 +122,7 @@ def test_kv_pressure_evicts_and_waits_but_never_overflows():
     tight = {**LLAMA8B_H100, "tp": 1, "replicas": 1, "gpu_memory_utilization": 0.25}
     results = run_all(experiment({"d": tight}, sessions=6, duration_h=0.4, session_stagger_s=3))
     check_invariants(results)
-    pool = results[0].engines[0].pool
+    (pool,) = results[0].engines[0].pools
     assert pool.peak_used_blocks > 0.8 * pool.capacity_blocks
 
 
@@ -160,7 +160,7 @@ def _tiny_engine(bulk: bool, capacity_blocks: int):
     spec = experiment({"d": {**LLAMA8B_H100, "tp": 1, "replicas": 1}}).deployments["d"]
     rep = build("test.toml", "d", spec).replicas[0]
     env = simpy.Environment()
-    engine = ReplicaEngine(env, 0, rep.cost, KVPool(capacity_blocks, 16),
+    engine = ReplicaEngine(env, 0, rep.cost, [KVPool(capacity_blocks, 16)],
                            EngineLimits(8192, 1024, 100_000, True), bulk, 1, StepLog())
     engine.sessions = {i: SessionState(i, 0) for i in range(3)}
     return env, engine

@@ -1,93 +1,224 @@
-"""Hardware catalog, cluster graph and graph-priced collectives, each against a hand computation."""
+"""Hardware catalog, cluster graphs and graph-priced collectives, each against a hand computation."""
 import pytest
 
 from hardware import catalog as hw
 from hardware.cluster import Cluster
-from hardware.collectives import all_to_all, point_to_point, ring_allreduce
-from hardware.deployment import DoesNotFit, place_replicas, plan_memory
+from hardware.collectives import all_gather, all_reduce, all_to_all, point_to_point, rings
+from hardware.deployment import (COMM_BUFFER_BYTES_PER_GROUP, FRAMEWORK_RESERVE_BYTES, DoesNotFit, Layout,
+                                 place_replicas, placement_warnings, plan_memory)
 
 MB16 = 16e6
-NVLINK_HOP_S = 2 * 0.71e-6          # GPU -> NVSwitch -> GPU
-CROSS_NODE_S = 0.71e-6 + 3 * 330e-9 + 0.71e-6  # PCIe, leaf, spine, leaf, PCIe
+NVLINK_HOP_S = 2 * 0.71e-6                      # GPU -> NVSwitch -> GPU
+CROSS_NODE_S = 0.71e-6 + 3 * 330e-9 + 0.71e-6   # PCIe, leaf, spine, leaf, PCIe
+SAME_RAIL_S = 0.71e-6 + 330e-9 + 0.71e-6        # PCIe, rail leaf, PCIe
 
 
-def cluster(n_nodes, gpu="h100_sxm"):
-    return Cluster(hw.accelerators()[gpu], hw.node_types()["hgx_8gpu"], n_nodes,
-                   hw.fabrics()["ib_ndr"] if n_nodes > 1 else None)
+def cluster(n_nodes, gpu="h100_sxm", node="hgx_8gpu", fabric="ib_ndr", rail_optimized=True):
+    return Cluster(hw.accelerators()[gpu], hw.node_types()[node], n_nodes,
+                   hw.fabrics()[fabric] if n_nodes > 1 else None, rail_optimized)
 
+
+# ---- catalog ---------------------------------------------------------------------------------------
 
 def test_every_catalog_entry_has_a_source():
-    for table in (hw.accelerators(), hw.node_types(), hw.fabrics()):
+    for table in hw.all_entries().values():
         for entry in table.values():
             assert len(entry.source) > 20, entry.name
 
 
-def test_catalog_has_issue_accelerators_and_measured_efficiencies():
+def test_an_entry_without_a_source_is_refused():
+    entry = {"display_name": "RoCE 200G", "port_gb_s": 25, "switch_latency_s": 1e-6}
+    with pytest.raises(ValueError, match="'roce_200g' has no source"):
+        hw._build(hw.Fabric, {"roce_200g": entry})
+    with pytest.raises(ValueError, match="has no source"):
+        hw._build(hw.Fabric, {"roce_200g": {**entry, "source": " "}})
+
+
+def test_catalog_has_the_issue_hardware_and_measured_efficiencies():
     acc = hw.accelerators()
-    for name in ("h100_sxm", "h200", "b200", "a100_80gb", "mi300x"):
-        assert name in acc
+    assert set(acc) >= {"a100_80gb", "h100_sxm", "h200", "b200", "gb200", "gb300", "mi300x", "mi325x", "mi355x"}
+    assert set(hw.node_types()) >= {"hgx_8gpu", "nvl72", "amd_8gpu"}
+    assert set(hw.fabrics()) >= {"ib_ndr", "ib_xdr", "roce_400g"}
+    assert set(hw.clusters()) == {"hgx_h200_x2", "hgx_h100_x4", "gb200_nvl72", "mi355x_x8"}
     # MAMF / peak (published.md section 4): H100 794.5 of 989.4 BF16, 1,403 of 1,978.9 FP8.
     assert acc["h100_sxm"].matmul_efficiency("bf16") == pytest.approx(794.5 / 989.4, rel=0.005)
     assert acc["h100_sxm"].matmul_efficiency("fp8") == pytest.approx(1403 / 1978.9, rel=0.005)
     assert acc["b200"].matmul_efficiency("fp8") == pytest.approx(3433 / 4500, rel=0.005)
+    assert acc["gb200"].matmul_efficiency("bf16") == pytest.approx(1822 / 2500, rel=0.005)
+    assert acc["mi355x"].matmul_efficiency("fp8") == acc["mi355x"].matmul_efficiency("bf16")  # none published
     assert acc["h200"].peak_flops_per_s("fp8") == 1978.9e12
-    assert not acc["a100_80gb"].supports("fp8")
+    assert acc["mi355x"].hbm_bytes == 309_220_868_096          # rocm-smi's total, in bytes
+    assert not acc["a100_80gb"].supports("fp8") and acc["gb300"].supports("fp4")
+    for name, cl in hw.clusters().items():
+        assert cl.gpu in hw.node_types()[cl.node].accelerators, name
 
 
-def test_graph_shape():
+# ---- graphs ----------------------------------------------------------------------------------------
+
+def kinds(c):
+    out = {}
+    for _, d in c.graph.nodes(data=True):
+        out[d["kind"]] = out.get(d["kind"], 0) + 1
+    return out
+
+
+def test_hgx_graph_shape():
     c = cluster(2)
-    kinds = [d["kind"] for _, d in c.graph.nodes(data=True)]
-    assert kinds.count("gpu") == 16 and kinds.count("nvswitch") == 2 and kinds.count("nic") == 16
-    assert kinds.count("switch") == 8 + 1  # 8 rail leaves + spine
-    link = c.graph.edges["n0/gpu0", "n0/nvswitch"]
-    assert link["bandwidth_bytes_per_s"] == 450e9
+    # Per node: 8 GPUs, 1 NVSwitch, 2 CPUs with their DRAM, 8 NVMe, 8 NICs; 8 rail leaves + spine.
+    assert kinds(c) == {"gpu": 16, "nvswitch": 2, "cpu": 4, "dram": 4, "nvme": 16, "nic": 16, "switch": 9}
+    assert c.graph.edges["n0/gpu0", "n0/nvswitch"]["bandwidth_bytes_per_s"] == 450e9
+    assert c.graph.edges["n0/gpu0", "n0/nic0"]["kind"] == "pcie"
+    dram, path = c.host_memory_of("n0/gpu5")
+    assert dram == "n0/dram1" and path.bandwidth_bytes_per_s == 63e9     # GPUs 4-7 sit on CPU 1
+    assert c.graph.nodes["n0/dram0"]["capacity_bytes"] == 1024e9
+    assert c.graph.edges["rail3", "spine"]["bandwidth_bytes_per_s"] == 2 * 50e9   # as wide as its downlinks
 
+
+def test_nvl72_is_one_nvlink_domain_with_grace_over_c2c():
+    c = cluster(1, "gb200", "nvl72")
+    assert kinds(c)["gpu"] == 72 and kinds(c)["nvswitch"] == 1 and kinds(c)["cpu"] == 36
+    assert c.path("n0/gpu0", "n0/gpu71").latency_s == pytest.approx(NVLINK_HOP_S)
+    assert c.path("n0/gpu0", "n0/gpu71").bandwidth_bytes_per_s == 900e9
+    dram, path = c.host_memory_of("n0/gpu3")
+    assert dram == "n0/dram1" and c.graph.edges["n0/gpu3", "n0/cpu1"]["kind"] == "c2c"   # 2 GPUs per Grace
+    assert path.bandwidth_bytes_per_s == 225e9
+
+
+def test_amd_node_is_a_full_xgmi_mesh():
+    c = cluster(1, "mi355x", "amd_8gpu")
+    links = [d for _, _, d in c.graph.edges(data=True) if d["kind"] == "xgmi"]
+    assert len(links) == 8 * 7 // 2
+    assert all(d["bandwidth_bytes_per_s"] == pytest.approx(535.5e9 / 7) for d in links)   # 76.5 GB/s per peer
+    path = c.path("n0/gpu0", "n0/gpu5")
+    assert path.links == (("n0/gpu0", "n0/gpu5"),) and path.latency_s == 2.3e-6
+
+
+def test_gpu_routes_never_cross_a_cpu():
+    c = cluster(1, "mi355x", "amd_8gpu")
+    for a in c.gpus:
+        for b in c.gpus:
+            if a != b:
+                assert all(c.graph.nodes[n]["kind"] not in ("cpu", "dram", "nvme") for link in c.path(a, b).links
+                           for n in link)
+
+
+def test_rail_optimized_and_top_of_rack_wiring():
+    rail, tor = cluster(2), cluster(2, rail_optimized=False)
+    # Same rail: one leaf hop; top-of-rack: every cross-node route climbs to the spine.
+    assert point_to_point(rail, "n0/gpu3", "n1/gpu3").time_s(1e6) == pytest.approx(1e6 / 50e9 + SAME_RAIL_S)
+    assert point_to_point(tor, "n0/gpu3", "n1/gpu3").time_s(1e6) == pytest.approx(1e6 / 50e9 + CROSS_NODE_S)
+    assert tor.graph.edges["tor0", "spine"]["bandwidth_bytes_per_s"] == 8 * 50e9
+
+
+# ---- collectives by hand -----------------------------------------------------------------------------
 
 def test_tp8_allreduce_16mb_in_one_hgx_h100_node():
     c = cluster(1)
-    price = ring_allreduce(c, c.gpus[:8])
-    by_hand = 2 * 7 / 8 * MB16 / 450e9 + 2 * 7 * NVLINK_HOP_S  # = 62.22 us + 19.88 us
+    price = all_reduce(c, c.gpus[:8])
+    by_hand = 2 * 7 / 8 * MB16 / 450e9 + 2 * 7 * NVLINK_HOP_S   # = 62.22 us + 19.88 us = 82.10 us
     assert price.time_s(MB16) == pytest.approx(by_hand, rel=0.01)
+    assert price.best(MB16).bottleneck == "nvlink 450 GB/s"
 
 
 def test_tp8_allreduce_16mb_across_two_nodes_over_ndr():
     c = cluster(2)
-    group = c.gpus[0:4] + c.gpus[8:12]  # 4 GPUs on each node: two ring edges cross InfiniBand
-    price = ring_allreduce(c, group)
-    # 14 steps, each moving 16 MB / 8 over the 50 GB/s NIC port (the ring's bottleneck link).
-    by_hand = 2 * 7 * (MB16 / 8) / 50e9 + 2 * 7 * CROSS_NODE_S
+    group = c.gpus[0:4] + c.gpus[8:12]   # 4 GPUs on each node
+    # NCCL runs 4 rings (one per rotation of each node's 4 GPUs); each carries 16 MB / 4 and enters and
+    # leaves each node through a different GPU's 50 GB/s NIC port. 14 steps move 16 MB / (8 x 4) over
+    # every NIC at once; each step waits for the slowest edge, a cross-node route.
+    assert len(rings(c, group)) == 4
+    by_hand = 2 * 7 * (MB16 / 8 / 4) / 50e9 + 2 * 7 * CROSS_NODE_S   # = 140.0 us + 33.74 us = 173.74 us
+    price = all_reduce(c, group)
     assert price.time_s(MB16) == pytest.approx(by_hand, rel=0.01)
-    assert price.time_s(MB16) > 5 * ring_allreduce(c, c.gpus[:8]).time_s(MB16)
+    assert price.best(MB16).bottleneck == "fabric 50 GB/s"
+    assert price.time_s(MB16) > 2 * all_reduce(c, c.gpus[:8]).time_s(MB16)
 
 
 def test_ep16_all_to_all_dispatch_across_two_nodes():
     c = cluster(2)
     price = all_to_all(c, c.gpus[:16])
-    # Each GPU holds 16 MB and sends 1/16 to each peer: 8 of 16 shares leave the node through its own
-    # 50 GB/s NIC port, the slowest link it uses; 15 pairwise rounds each pay the cross-node latency.
-    by_hand = 8 * (MB16 / 16) / 50e9 + 15 * CROSS_NODE_S
+    # Each GPU holds 16 MB and sends 1/16 to each peer: 8 of the 16 shares leave the node through its own
+    # 50 GB/s NIC port, the most loaded link (the rail-to-spine uplinks carry 14 shares over 100 GB/s);
+    # 15 pairwise rounds each pay the cross-node latency.
+    by_hand = 8 * (MB16 / 16) / 50e9 + 15 * CROSS_NODE_S   # = 160.0 us + 36.15 us = 196.15 us
     assert price.time_s(MB16) == pytest.approx(by_hand, rel=0.01)
 
 
-def test_point_to_point_and_zero_bytes():
+def test_xgmi_mesh_allreduce_uses_every_link():
+    c = cluster(1, "mi355x", "amd_8gpu")
+    price = all_reduce(c, c.gpus)
+    # Direct: reduce-scatter then all-gather, 16 MB / 8 to each of 7 peers at once over its own 76.5 GB/s
+    # link, 7 rounds each; a single ring would use one link per GPU, 7x slower per byte.
+    direct = 2 * (MB16 / 8) / 76.5e9 + 2 * 7 * 2.3e-6       # = 52.29 us + 32.20 us
+    ring = 2 * 7 * (MB16 / 8) / 76.5e9 + 2 * 7 * 2.3e-6     # = 366.0 us + 32.20 us
+    assert price.time_s(MB16) == pytest.approx(direct, rel=0.01)
+    assert price.best(MB16).name == "direct"
+    assert max(a.time_s(MB16) for a in price.algorithms) == pytest.approx(ring, rel=0.01)
+
+
+def test_small_messages_are_latency_bound():
+    c = cluster(1)
+    price = all_reduce(c, c.gpus[:8])
+    # One decode token of a 16,384-wide model: 32 KB. Hop latency x 14 steps is 99% of the time.
+    small = 16384 * 2
+    latency = 2 * 7 * NVLINK_HOP_S
+    assert price.time_s(small) == pytest.approx(2 * 7 / 8 * small / 450e9 + latency, rel=1e-9)
+    assert latency / price.time_s(small) > 0.99
+
+
+def test_all_gather_and_point_to_point_by_hand():
     c = cluster(2)
+    ag = all_gather(c, c.gpus[:8])
+    assert ag.time_s(MB16) == pytest.approx(7 / 8 * MB16 / 450e9 + 7 * NVLINK_HOP_S, rel=0.01)
     p2p = point_to_point(c, "n0/gpu7", "n1/gpu0")
     assert p2p.time_s(1e6) == pytest.approx(1e6 / 50e9 + CROSS_NODE_S, rel=0.01)
     assert p2p.time_s(0.0) == 0.0
-    assert ring_allreduce(c, ["n0/gpu0"]).time_s(MB16) == 0.0
+    assert all_reduce(c, ["n0/gpu0"]).time_s(MB16) == 0.0
 
 
-def test_placement_keeps_tp_inside_a_node():
+def test_nvl72_tp16_allreduce_stays_on_nvlink():
+    c = cluster(1, "gb200", "nvl72")
+    by_hand = 2 * 15 / 16 * MB16 / 900e9 + 2 * 15 * NVLINK_HOP_S
+    assert all_reduce(c, c.gpus[:16]).time_s(MB16) == pytest.approx(by_hand, rel=0.01)
+
+
+# ---- placement and memory ----------------------------------------------------------------------------
+
+def test_packed_placement_keeps_tp_inside_a_node():
     c = cluster(2)
-    (replica,) = place_replicas(c, 1, tp=8, pp=2)
+    (replica,) = place_replicas(c, 1, Layout(tp=8, pp=2))
     assert {g.split("/")[0] for g in replica.stages[0]} == {"n0"}
     assert {g.split("/")[0] for g in replica.stages[1]} == {"n1"}
+    assert placement_warnings(c, replica) == []
     with pytest.raises(DoesNotFit, match="need 32 GPUs; the cluster has 16"):
-        place_replicas(c, 2, tp=8, pp=2)
+        place_replicas(c, 2, Layout(tp=8, pp=2))
+
+
+def test_explicit_placement_across_nodes_is_flagged():
+    c = cluster(2)
+    split = c.gpus[0:4] + c.gpus[8:12]
+    (replica,) = place_replicas(c, 1, Layout(tp=8, pp=1), split)
+    assert replica.stages == (tuple(split),)
+    (warning,) = placement_warnings(c, replica)
+    assert "spans nodes n0, n1" in warning and "fabric 50 GB/s" in warning
+    with pytest.raises(DoesNotFit, match="no GPU named 'n5/gpu0'"):
+        place_replicas(c, 1, Layout(tp=2, pp=1), ["n0/gpu0", "n5/gpu0"])
+    with pytest.raises(DoesNotFit, match="listed twice"):
+        place_replicas(c, 1, Layout(tp=2, pp=1), ["n0/gpu0", "n0/gpu0"])
+
+
+def test_data_parallel_attention_groups():
+    c = cluster(2)
+    (replica,) = place_replicas(c, 1, Layout(tp=2, pp=1, ep=16, dp=8))
+    assert len(replica.stages[0]) == 16
+    assert replica.tp_groups(0)[3] == ["n0/gpu6", "n0/gpu7"]
 
 
 def test_memory_plan_by_hand_and_shortfall():
-    plan = plan_memory(80e9, 0.9, 63e9, 1e9)
-    assert plan.kv_pool_bytes == pytest.approx(72e9 - 63e9 - 1e9)
-    with pytest.raises(DoesNotFit, match=r"by 2\.0 GB"):
-        plan_memory(80e9, 0.9, 73e9, 1e9)
+    gib = 2**30
+    assert FRAMEWORK_RESERVE_BYTES == COMM_BUFFER_BYTES_PER_GROUP == 1.79 * gib
+    plan = plan_memory(80e9, 0.9, 63e9, 1e9, comm_groups=1)
+    assert plan.kv_pool_bytes == pytest.approx(72e9 - 63e9 - 1e9 - 2 * 1.79 * gib)
+    # 72 - 73 - 1 - 3.84 = -5.84 GB
+    with pytest.raises(DoesNotFit, match=r"by 5\.8 GB"):
+        plan_memory(80e9, 0.9, 73e9, 1e9, comm_groups=1)
