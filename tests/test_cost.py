@@ -1,10 +1,13 @@
 """Step cost: time, bytes, FLOPs, communication and energy against arithmetic written out here, and
 against published measurements (published.md) with stated tolerances."""
+import dataclasses
+
 import numpy as np
 import pytest
 
 from hardware import catalog as hw
 from hardware.cluster import Cluster
+from hardware.collectives import FREE
 from hardware.deployment import Layout, place_replicas, price_replica
 from sim import calibration
 from sim.cost import ReplicaCostModel, split_layers
@@ -23,24 +26,31 @@ def cost_model(model, gpu, nodes, tp, pp, ep, weights, kv_bytes=2.0, dp=1, gpus=
     return ReplicaCostModel(catalog()[model], c.accelerator, price_replica(c, replica), layout, weights, kv_bytes)
 
 
-def llama70b_decode_by_hand(context):
-    """One decode token of Llama-3.1-70B, FP8 weights, BF16 KV, TP2 on H100, `context` tokens cached."""
-    sharded = (2 * 8192 * 8192 + 2 * 8192 * 1024) + 3 * 8192 * 28672  # attention + SwiGLU, split over TP
-    layer = 2 * 8192 + sharded / 2                                      # + 2 RMSNorms kept whole on each GPU
-    head = 128256 * 8192
-    lin_flops = 2 * 80 * layer + 2 * head / 2
-    weight_bytes = 80 * layer * 1 + head / 2 * 2                       # FP8 layers, BF16 head
+def gqa_decode_by_hand(context, d, heads, kv_heads, ffn, layers, vocab, tp, allreduce_s):
+    """One decode token of a Llama-shaped model (GQA, SwiGLU, untied head), FP8 weights, BF16 KV, on
+    H100s in one tp group, `context` tokens cached, each all-reduce taking `allreduce_s`."""
+    hd = d // heads
+    sharded = (2 * d * heads * hd + 2 * d * kv_heads * hd) + 3 * d * ffn   # attention + SwiGLU, split over TP
+    layer = 2 * d + sharded / tp                                           # + 2 RMSNorms kept whole on each GPU
+    head = vocab * d
+    lin_flops = 2 * layers * layer + 2 * head / tp
+    weight_bytes = layers * layer * 1 + head / tp * 2                      # FP8 layers, BF16 head
     lin_s = max(lin_flops / FP8_RATE, weight_bytes / EFF_BW)
     positions = context + 1
-    attn_flops = positions * 4 * 64 * 128 * 80 / 2
-    kv_bytes = (positions + 1) * (2 * 4 * 128 * 2) * 80          # 4 of 8 KV heads per GPU, read + write
+    attn_flops = positions * 4 * heads * hd * layers / tp
+    kv_bytes = (positions + 1) * (2 * (kv_heads // tp) * hd * 2) * layers   # this GPU's KV heads, read + write
     attn_s = max(attn_flops / BF16_RATE, kv_bytes / EFF_BW)
-    allreduce_s = 2 * (2 - 1) / 2 * (8192 * 2) / 450e9 + 2 * (2 - 1) * 2 * 0.71e-6
-    comm_s = 2 * 80 * allreduce_s
+    comm_s = 2 * layers * allreduce_s
     duration = lin_s + attn_s + comm_s + calibration.STEP_OVERHEAD_S
     activity = (lin_s + attn_s) / duration  # the share of the step kernels run
-    energy = 2 * (80.3 + (700 - 80.3) * activity) * duration
-    return duration, energy, 2 * (lin_flops + attn_flops), 2 * (weight_bytes + kv_bytes)
+    energy = tp * (80.3 + (700 - 80.3) * activity) * duration
+    return duration, energy, tp * (lin_flops + attn_flops), tp * (weight_bytes + kv_bytes)
+
+
+def llama70b_decode_by_hand(context):
+    """Llama-3.1-70B, TP2 on H100: each all-reduce of one 8,192-wide BF16 token over NVLink."""
+    allreduce_s = 2 * (2 - 1) / 2 * (8192 * 2) / 450e9 + 2 * (2 - 1) * 2 * 0.71e-6
+    return gqa_decode_by_hand(context, 8192, 64, 8, 28672, 80, 128256, 2, allreduce_s)
 
 
 def test_decode_step_by_hand():
@@ -52,6 +62,62 @@ def test_decode_step_by_hand():
     assert step.flops[0] == pytest.approx(flops, rel=1e-9)
     assert step.hbm_bytes[0] == pytest.approx(hbm, rel=1e-9)
     assert step.bound[0] == 1  # memory-bound
+
+
+def test_llama405b_tp8_split_across_two_nodes_decodes_slower_by_the_hand_computed_ratio():
+    """Llama-3.1-405B FP8, TP8 on H100, one decode token at 1,000 cached tokens. Inside one node each of
+    the 2 x 126 all-reduces of a 32 KB token is a ring over NVSwitch; with 4 GPUs on each of two nodes
+    NCCL's 4 rings cross InfiniBand through 4 NICs, and every step waits for a cross-node hop."""
+    size = 16384 * 2
+    in_node = 2 * 7 * (size / 8) / 450e9 + 2 * 7 * 2 * 0.71e-6                    # = 20.01 us
+    split = 2 * 7 * (size / 8 / 4) / 50e9 + 2 * 7 * (2 * 0.71e-6 + 3 * 330e-9)    # = 34.03 us
+    dims = dict(d=16384, heads=128, kv_heads=8, ffn=53248, layers=126, vocab=128256, tp=8)
+    t_in, *_ = gqa_decode_by_hand(1000, allreduce_s=in_node, **dims)
+    t_split, *_ = gqa_decode_by_hand(1000, allreduce_s=split, **dims)
+    one_node = cost_model("llama31_405b", "h100_sxm", 2, 8, 1, 1, "fp8")
+    two_nodes = cost_model("llama31_405b", "h100_sxm", 2, 8, 1, 1, "fp8",
+                           gpus=[f"n{n}/gpu{g}" for n in (0, 1) for g in range(4)])
+    step_in = float(one_node.step([], [], [], decode_ctx=[1001]).duration_s[0])
+    step_split = float(two_nodes.step([], [], [], decode_ctx=[1001]).duration_s[0])
+    assert step_in == pytest.approx(t_in, rel=1e-6)
+    assert step_split == pytest.approx(t_split, rel=1e-6)
+    assert step_split / step_in == pytest.approx(t_split / t_in, rel=1e-6)
+    assert step_split / step_in == pytest.approx(1.0 + 2 * 126 * (split - in_node) / t_in, rel=1e-9)  # ~ +7%
+
+
+def test_data_parallel_attention_dispatches_by_all_to_all():
+    """Kimi K2 FP8 on 2x H200 with 16 attention groups of tp 1, experts spread over all 16 GPUs (ep 16).
+    A token's MoE layer has no all-reduce (tp 1) but a dispatch and a combine all-to-all of its 8 expert
+    copies of a 7,168-wide BF16 vector over the two nodes, 60 MoE layers."""
+    kimi = cost_model("kimi_k2", "h200", 2, 1, 1, 16, "fp8", dp=16)
+    size = 8 * 7168 * 2
+    all_to_all = 8 * (size / 16) / 50e9 + 15 * (2 * 0.71e-6 + 3 * 330e-9)   # 8 of 16 shares leave by the NIC
+    no_comm = ReplicaCostModel(kimi.arch, kimi.accel, dataclasses.replace(
+        kimi.comm, ep_all_to_all=(FREE,)), kimi.layout, "fp8", 2.0)
+    with_comm = kimi.step([], [], [], decode_ctx=[1001], decode_rank=[3])
+    without = no_comm.step([], [], [], decode_ctx=[1001], decode_rank=[3])
+    assert float(with_comm.duration_s[0] - without.duration_s[0]) == pytest.approx(2 * 60 * all_to_all, rel=1e-6)
+
+
+def test_busiest_attention_group_sets_the_pace():
+    kimi = cost_model("kimi_k2", "h200", 2, 1, 1, 16, "fp8", dp=16)
+    ctx = [50_001] * 4
+    spread = kimi.step([], [], [], decode_ctx=ctx, decode_rank=[0, 1, 2, 3])
+    piled = kimi.step([], [], [], decode_ctx=ctx, decode_rank=[0, 0, 0, 0])
+    # Same tokens and expert reads; one group attends four 50k contexts instead of one.
+    assert piled.duration_s[0] > spread.duration_s[0]
+    assert piled.hbm_bytes[0] == pytest.approx(spread.hbm_bytes[0], rel=1e-12)
+    assert piled.flops[0] == pytest.approx(spread.flops[0], rel=1e-12)
+
+
+def test_data_parallel_weights_per_gpu_by_hand():
+    """dp 16, tp 1: every GPU keeps the attention, dense layer, shared experts and router whole, and
+    384 / 16 = 24 routed experts of each MoE layer."""
+    a = catalog()["kimi_k2"]
+    m = cost_model("kimi_k2", "h200", 2, 1, 1, 16, "fp8", dp=16)
+    always = 1 * a.dense_layer_params + 60 * a.moe_layer_always_params
+    by_hand = (always + 60 * 24 * a.expert_params) * 1.0 + 2 * 163840 * 7168 * 2   # + embedding and head
+    assert m.stage_weights_bytes(0) == pytest.approx(by_hand, rel=1e-12)
 
 
 def test_prefill_chunk_by_hand():

@@ -133,10 +133,12 @@ def test_kv_pressure_evicts_and_waits_but_never_overflows():
        sessions=st.integers(1, 4), caching=st.booleans(), seed=st.integers(0, 10_000),
        minutes=st.floats(2.0, 8.0), budget=st.sampled_from([256, 2048, 8192]),
        deadline_s=st.sampled_from([0.0, 0.3, 2.0]), max_context=st.sampled_from([0, 2500]),
-       on_failure=st.sampled_from(["continue", "stop"]))
+       on_failure=st.sampled_from(["continue", "stop"]), dp=st.sampled_from([1, 2]))
 def test_invariants_over_random_configs(model, gpu, tp, pp, nodes, sessions, caching, seed, minutes, budget,
-                                        deadline_s, max_context, on_failure):
-    dep = {"model": model, "gpu": gpu, "nodes": nodes, "tp": tp, "pp": pp, "ep": tp if "qwen3" in model else 1,
+                                        deadline_s, max_context, on_failure, dp):
+    moe = "qwen3" in model
+    dp = dp if moe else 1
+    dep = {"model": model, "gpu": gpu, "nodes": nodes, "tp": tp, "pp": pp, "dp": dp, "ep": tp * dp if moe else 1,
            "weights": "fp8", "prefix_caching": caching, "max_batched_tokens": budget,
            "max_context_tokens": max_context}
     exp = experiment({"d": dep}, seed=seed, sessions=sessions, duration_h=minutes / 60, session_stagger_s=11.0,
@@ -148,6 +150,21 @@ def test_invariants_over_random_configs(model, gpu, tp, pp, nodes, sessions, cac
         reject()
     check_invariants(bulk)
     assert_same_run(bulk, run_all(exp, bulk=False))
+
+
+def test_data_parallel_attention_groups_keep_their_own_kv():
+    """Kimi K2 on 2x H200 as 16 attention groups of one GPU sharing 384 experts: 5 sessions go to groups
+    0-4, each with its own KV pool; bulk and per-step agree."""
+    dp16 = {"model": "kimi_k2", "gpu": "h200", "nodes": 2, "tp": 1, "dp": 16, "ep": 16, "weights": "fp8"}
+    exp = experiment({"d": dp16}, sessions=5, duration_h=0.1, session_stagger_s=5.0)
+    bulk = run_all(exp)
+    check_invariants(bulk)
+    assert_same_run(bulk, run_all(exp, bulk=False))
+    (engine,) = bulk[0].engines
+    assert len(engine.pools) == 16
+    assert [p.peak_used_blocks > 0 for p in engine.pools] == [True] * 5 + [False] * 11
+    steps = bulk[0].steps.columns()
+    assert max(steps["decode_seqs"]) > 1   # the groups decode in the same steps
 
 
 def _tiny_engine(bulk: bool, capacity_blocks: int):
