@@ -1,4 +1,5 @@
-"""Command line: `simrun EXPERIMENT.toml` runs an experiment; `simrun report DIR` re-renders a run."""
+"""Command line: `simrun EXPERIMENT.toml` runs an experiment; `simrun describe EXPERIMENT.toml` shows its
+deployments on their clusters; `simrun report DIR` re-renders a run."""
 from __future__ import annotations
 
 import sys
@@ -6,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from sim import plots
+from sim import config, plots
+from sim.deployment import build
+from sim.describe import describe, graph_path, write_graph
 from sim.errors import ConfigError
 from sim.output import output_problem, read, write
 from sim.run import default_output, render, run_experiment
@@ -87,4 +90,26 @@ def report_command(run_dir: str, with_plots: bool) -> None:
     click.echo(table)
     if with_plots:
         for path in plots.render(turns, info["deployments"], Path(run_dir) / "plots"):
+            click.echo(f"wrote {path}")
+
+
+@cli.command("describe")
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--graph", "graph_file", type=click.Path(dir_okay=False),
+              help="Export each deployment's cluster graph as GraphML (FILE, or FILE.NAME.graphml for several).")
+def describe_command(experiment: str, graph_file: str | None) -> None:
+    """Show each deployment: GPUs and where they sit, layout, memory plan, links, KV capacity."""
+    try:
+        exp = config.load(experiment)
+        built = [build(experiment, name, spec) for name, spec in exp.deployments.items()]
+    except ConfigError as e:
+        _fail(str(e))
+    click.echo("\n\n".join(describe(b) for b in built))
+    if graph_file:
+        for b in built:
+            path = graph_path(Path(graph_file), b.name, len(built))
+            try:
+                write_graph(b, path)
+            except OSError as e:
+                _fail(f"{path}: cannot write the graph there: {e.strerror or e}; valid: a file path you may write to")
             click.echo(f"wrote {path}")

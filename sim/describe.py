@@ -1,0 +1,89 @@
+"""`simrun describe`: each deployment's GPUs and where they sit, its parallel layout, memory plan,
+the slowest link each collective crosses, and its KV capacity; the cluster graph as GraphML."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+
+from hardware.collectives import CollectivePrice
+from sim import calibration
+from sim.deployment import BuiltDeployment
+
+
+def _gpu_ranges(cluster, gpus) -> str:
+    """'n0/gpu0-7, n1/gpu0-3' for a list of GPUs in order."""
+    parts, run = [], []
+    for g in list(gpus) + [None]:
+        node = cluster.node_of(g) if g else None
+        local = cluster.graph.nodes[g]["local"] if g else None
+        if run and (node != run[0][0] or local != run[-1][1] + 1):
+            first, last = run[0][1], run[-1][1]
+            parts.append(f"n{run[0][0]}/gpu{first}" + (f"-{last}" if last != first else ""))
+            run = []
+        if g:
+            run.append((node, local))
+    return ", ".join(parts)
+
+
+def _price(name: str, price: CollectivePrice, sizes: list[tuple[str, float]]) -> str:
+    if not price.algorithms:
+        return f"    {name}: none (one GPU)"
+    times = ", ".join(f"{label} {float(price.time_s(size)) * 1e6:,.1f} us ({price.best(size).name})"
+                      for label, size in sizes)
+    return f"    {name}: slowest link {price.best(sizes[-1][1]).bottleneck}; {times}"
+
+
+def describe(built: BuiltDeployment) -> str:
+    spec, cluster = built.spec, built.cluster
+    arch, accel, node = spec.architecture, cluster.accelerator, cluster.node_type
+    layout = built.replicas[0].placement.layout
+    lines = [f"{built.name}: {arch.display_name} ({spec.weights} weights, {spec.kv_cache} KV)",
+             f"  cluster: {spec.nodes} x {node.display_name} with {accel.display_name}"
+             + (f"; {cluster.fabric.display_name}, {'rail-optimized' if cluster.rail_optimized else 'top-of-rack'}"
+                if cluster.fabric else "") + f"; {len(cluster.gpus)} GPUs",
+             f"  layout: {len(built.replicas)} replica(s) of tp {layout.tp} x dp {layout.dp} x pp {layout.pp} "
+             f"(ep {layout.ep}) = {layout.gpus} GPUs each"]
+    for rep in built.replicas:
+        stages = "; ".join(f"stage {s}: {_gpu_ranges(cluster, g)}" for s, g in enumerate(rep.placement.stages))
+        lines.append(f"    replica {rep.placement.index}: {stages}")
+    rep = built.replicas[0]
+    m = rep.memory
+    gb = 1e9
+    lines.append(f"  memory per GPU: {m.capacity_bytes / gb:.1f} GB x {spec.gpu_memory_utilization:g} = "
+                 f"{m.usable_bytes / gb:.1f} GB usable = weights {m.weights_bytes / gb:.1f} + activations "
+                 f"{m.activation_bytes / gb:.1f} + communication buffers {m.comm_buffer_bytes / gb:.1f} + "
+                 f"framework reserve {m.reserve_bytes / gb:.1f} + KV pool {m.kv_pool_bytes / gb:.1f} GB")
+    kv_token_bytes = rep.cost.kv_bytes_per_token_per_gpu()
+    per_group = rep.kv_capacity_blocks * spec.block_tokens
+    lines.append(f"  KV capacity: {per_group:,} tokens per attention group ({kv_token_bytes:,.0f} B per token per "
+                 f"GPU) x {layout.dp} group(s) = {per_group * layout.dp:,} tokens per replica")
+    token_bytes = arch.d_model * calibration.ACTIVATION_BYTES
+    sizes = [("1 token", token_bytes), (f"{spec.max_batched_tokens:,} tokens", spec.max_batched_tokens * token_bytes)]
+    lines.append("  collectives (replica 0; per call, at one decode token and at a full step's budget):")
+    comm = rep.cost.comm
+    for s, price in enumerate(comm.tp_allreduce):
+        lines.append(_price(f"stage {s} tp all-reduce", price, sizes))
+    if layout.dp > 1:
+        k = arch.moe.top_k
+        for s, price in enumerate(comm.ep_all_to_all):
+            lines.append(_price(f"stage {s} ep all-to-all (dispatch, per GPU)", price,
+                                [(label, size * k / layout.tp) for label, size in sizes]))
+    for s, price in enumerate(comm.pp_send):
+        lines.append(_price(f"stage {s} -> {s + 1} pp send", price, sizes))
+    dram, path = cluster.host_memory_of(rep.placement.gpus[0])
+    lines.append(f"  host: {node.cpus} CPUs x {node.dram_gb_per_cpu:g} GB DRAM per node, reached over "
+                 f"{node.host_link} at {path.bandwidth_bytes_per_s / gb:g} GB/s per GPU; {node.nvme_drives} NVMe "
+                 f"x {node.nvme_tb_per_drive:g} TB at {node.nvme_gb_s_per_drive:g} GB/s each")
+    lines += [f"  warning: {w}" for w in built.warnings]
+    return "\n".join(lines)
+
+
+def graph_path(path: Path, name: str, count: int) -> Path:
+    """One GraphML file per deployment: FILE itself for one, FILE's stem + .NAME for several."""
+    return path if count == 1 else path.with_name(f"{path.stem}.{name}{path.suffix or '.graphml'}")
+
+
+def write_graph(built: BuiltDeployment, path: Path) -> None:
+    """The cluster graph with every node and link attribute, for Gephi, yEd or Cytoscape."""
+    nx.write_graphml(built.cluster.graph, path)

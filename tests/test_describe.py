@@ -1,0 +1,91 @@
+"""`simrun describe` on every example cluster, GraphML export, and layouts that do not fit."""
+import networkx as nx
+import pytest
+from click.testing import CliRunner
+
+from conftest import experiment, run_all
+from hardware import catalog as hw
+from sim.cli import cli as main
+from sim.config import load
+from sim.deployment import build
+from sim.errors import ConfigError
+from test_engine import check_invariants
+
+CLUSTERS_EXPERIMENT = "experiments/clusters.toml"
+
+
+def test_clusters_experiment_uses_every_example_cluster():
+    exp = load(CLUSTERS_EXPERIMENT)
+    assert {d.cluster for d in exp.deployments.values()} == set(hw.clusters())
+
+
+def test_describe_every_example_cluster():
+    result = CliRunner().invoke(main, ["describe", CLUSTERS_EXPERIMENT])
+    assert result.exit_code == 0, result.output
+    exp = load(CLUSTERS_EXPERIMENT)
+    for name, spec in exp.deployments.items():
+        built = build(CLUSTERS_EXPERIMENT, name, spec)
+        rep = built.replicas[0]
+        layout = rep.placement.layout
+        tokens = rep.kv_capacity_blocks * spec.block_tokens * layout.dp
+        block = result.output.split(f"{name}: ")[1].split("\n\n")[0]
+        assert f"{spec.nodes} x {built.cluster.node_type.display_name}" in block
+        assert f"tp {layout.tp} x dp {layout.dp} x pp {layout.pp}" in block
+        assert f"= {tokens:,} tokens per replica" in block
+        assert f"KV pool {rep.memory.kv_pool_bytes / 1e9:.1f} GB" in block
+        assert "slowest link" in block
+    # The NVL72's all-to-all stays on NVLink; the MI355X all-reduce runs on its XGMI mesh.
+    assert "ep all-to-all (dispatch, per GPU): slowest link nvlink 900 GB/s" in result.output
+    assert "tp all-reduce: slowest link xgmi 76.5 GB/s" in result.output
+    # The TP group placed across two nodes is flagged, with the link it crosses.
+    assert ("warning: replica 0 stage 0: tp group n0/gpu0..n1/gpu3 spans nodes n0, n1; its all-reduces cross "
+            "fabric 50 GB/s links") in result.output
+    assert result.output.count("warning:") == 1
+
+
+def test_describe_exports_graphml(tmp_path):
+    out = tmp_path / "cluster.graphml"
+    result = CliRunner().invoke(main, ["describe", "experiments/podcast10h.toml", "--graph", str(out)])
+    assert result.exit_code == 0, result.output
+    exp = load("experiments/podcast10h.toml")
+    for name, spec in exp.deployments.items():
+        graph = nx.read_graphml(tmp_path / f"cluster.{name}.graphml")
+        built = build("x", name, spec)
+        assert graph.number_of_nodes() == built.cluster.graph.number_of_nodes()
+        assert graph.number_of_edges() == built.cluster.graph.number_of_edges()
+        assert graph.edges["n0/gpu0", "n0/nvswitch"]["bandwidth_bytes_per_s"] == 450e9
+
+
+def test_describe_bad_input_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["describe", str(tmp_path / "missing.toml")])
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "no such file" in result.output
+    result = CliRunner().invoke(main, ["describe", "experiments/podcast10h.toml", "--graph",
+                                       str(tmp_path / "no" / "such" / "dir.graphml")])
+    assert result.exit_code == 2 and result.output.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_a_model_that_does_not_fit_names_the_smallest_layout_that_does():
+    """Megatron 1T in BF16 is 2.0 TB: 63 GB on each of 32 H100s fits (podcast10h); on 16 it does not."""
+    exp = experiment({"d": {"model": "megatron_1t", "gpu": "h100_sxm", "nodes": 4, "tp": 8, "pp": 2}})
+    with pytest.raises(ConfigError) as e:
+        build("x.toml", "d", exp.deployments["d"])
+    assert e.value.key == "pp"
+    d = 25600
+    layer_per_gpu = 4 * d + (12 * d * d + 13 * d - 4 * d) / 8            # LayerNorms whole, the rest / 8
+    weights = (64 * layer_per_gpu + (51200 + 2048) * d / 8) * 2          # 64 layers + token/position tables
+    activations = 8192 * 2 * (2 * d + 2 * 102400 / 8) + 1024 * 51200 * 4 / 8
+    short = weights + activations + 2 * 1.79 * 2**30 - 0.9 * 81559 * 2**20
+    assert round(short / 1e9, 1) == 54.3
+    assert "by 54.3 GB" in e.value.message
+    assert "valid: the smallest layout that fits is tp 8 x dp 1 x pp 4 (32 GPUs)" in e.value.message
+    one_node = experiment({"d": {"model": "megatron_1t", "gpu": "h100_sxm", "nodes": 1, "tp": 8}})
+    with pytest.raises(ConfigError, match="no layout fits on these 8 GPUs"):
+        build("x.toml", "d", one_node.deployments["d"])
+
+
+def test_clusters_experiment_runs():
+    exp = load(CLUSTERS_EXPERIMENT).model_copy(update={"workload": load(CLUSTERS_EXPERIMENT).workload.model_copy(
+        update={"duration_h": 0.25})})
+    results = [r for r in run_all(exp)]
+    check_invariants(results)
+    assert all(t.status == "ok" for r in results for t in r.turns)
