@@ -1,26 +1,31 @@
 """The physics of one engine step on one replica (DESIGN.md, 'The physics of one engine step').
 
 A step is one forward pass over a batch: prefill chunks (c new tokens after p cached) and decode
-sequences (one token attending L + 1 positions). For each pipeline stage s, per GPU of its tp group:
+sequences (one token attending L + 1 positions). Each pipeline stage s has dp attention groups of tp
+GPUs (dp = 1 unless attention is data-parallel); each sequence belongs to one group. Per GPU of a
+group g, with T_g its tokens and T all the stage's tokens:
 
-  linear FLOPs  = 2 x (weights touched per token on this GPU) x tokens (+ LM head 2 x vocab x d / tp
-                  per sampled token); replicated weights (norms, MLA down-projections) count whole,
-                  the rest / tp
+  linear FLOPs  = 2 x (always-on weights per GPU x T_g + routed-expert weights per token / (tp dp) x T)
+                  (+ LM head 2 x vocab x d / tp per sampled token); always-on = attention, norms, dense
+                  FFNs, shared experts, router; norms, MLA down-projections and the router are held
+                  whole on every rank, K/V heads copied when tp > KV, the rest split over tp
   attention FLOPs = per-chunk prefill FLOPs (models.prefill_attention_flops) + (L + 1) x per-position
-                  decode FLOPs, x layers / tp
-  weight bytes  = (dense and always-on MoE weights + experts read) on this GPU x bytes per weight;
-                  distinct experts hit per MoE layer = E x (1 - (1 - k/E)^tokens), read as 1/tp slices
-                  (ep = 1) or whole on the GPU that holds them (ep = tp): the busiest GPU sets the
-                  step's time, the mean GPU (experts hit / tp) its HBM bytes and power
+                  decode FLOPs, over the group's sequences, x layers / tp
+  weight bytes  = (always-on weights + experts read) on this GPU x bytes per weight; distinct experts
+                  hit per MoE layer = E x (1 - (1 - k/E)^T), read as 1/tp slices (ep = 1) or whole on
+                  the GPU that holds them (ep = tp x dp): the busiest GPU sets the step's time, the
+                  mean GPU (experts hit / (tp dp)) its HBM bytes and power
   KV bytes      = (positions read + tokens written) x KV bytes per token per layer per GPU x layers
-  time_s        = max(linear FLOPs / (peak x eff), weight bytes / (BW x eff_hbm))
-                + max(attention FLOPs / (peak_bf16 x eff), KV bytes / (BW x eff_hbm))
-                + 2 TP ring all-reduces of tokens x d activations per layer
+  time_s        = max over groups of [max(linear FLOPs / (peak x eff), weight bytes / (BW x eff_hbm))
+                                      + max(attention FLOPs / (peak_bf16 x eff), KV bytes / (BW x eff_hbm))]
+                + TP all-reduces of the busiest group's T_g x d activations: 2 per layer
+                + with dp > 1, per MoE layer one all-reduce (after attention) instead of two, and an
+                  EP all-to-all dispatch and combine of T_g x top_k x d / tp activations per GPU
 
-With attention tensor-parallel every rank holds every token, so expert parallelism (ep = tp) combines
-the experts' outputs with the same all-reduce (vLLM's path); an all-to-all dispatch needs
-data-parallel attention, which this model does not have yet. What ep changes is which expert bytes
-each GPU reads: at small batches the unluckiest GPU of an EP group reads several whole experts.
+With attention tensor-parallel (dp = 1) every rank holds every token, so expert parallelism (ep = tp)
+combines the experts' outputs with the same all-reduce (vLLM's path); what ep changes is which expert
+bytes each GPU reads: at small batches the unluckiest GPU of an EP group reads several whole experts.
+Collectives are priced on the cluster graph (hardware.collectives).
 
 Step time = sum over stages + PP sends between stages + STEP_OVERHEAD_S (a batch crosses the stages
 in turn: this prices latency, not pipelined throughput).

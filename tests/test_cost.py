@@ -231,6 +231,18 @@ def test_tied_table_counted_once_without_pipeline():
     assert m.stage_weights_bytes(0) == pytest.approx(by_hand, rel=1e-12)
 
 
+def test_tied_table_is_copied_to_the_last_stage_with_a_pipeline():
+    """GPT-3 175B ties its head to the embedding: with pp 2 the first stage holds the table (and the
+    learned positions) for the lookup, the last stage a copy of the token table for the head."""
+    a = catalog()["gpt3_175b"]
+    m = cost_model("gpt3_175b", "h200", 2, 8, 2, 1, "bf16")
+    layers = 48 * a.dense_layer_params
+    replicated = 48 * a.replicated_params_per_layer
+    per_gpu_layers = (replicated + (layers - replicated) / 8) * 2
+    assert m.stage_weights_bytes(0) == pytest.approx(per_gpu_layers + a.embedding_params * 2 / 8, rel=1e-12)
+    assert m.stage_weights_bytes(1) == pytest.approx(per_gpu_layers + a.vocab * a.d_model * 2 / 8, rel=1e-12)
+
+
 def test_layers_split_dense_first():
     stages = split_layers(catalog()["kimi_k2"], 2)
     assert [(s.n_dense, s.n_moe) for s in stages] == [(1, 30), (0, 30)]

@@ -1,5 +1,7 @@
 """Hardware catalog, cluster graphs and graph-priced collectives, each against a hand computation."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hardware import catalog as hw
 from hardware.cluster import Cluster
@@ -222,3 +224,22 @@ def test_memory_plan_by_hand_and_shortfall():
     # 72 - 73 - 1 - 3.84 = -5.84 GB
     with pytest.raises(DoesNotFit, match=r"by 5\.8 GB"):
         plan_memory(80e9, 0.9, 73e9, 1e9, comm_groups=1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(node=st.sampled_from([("h100_sxm", "hgx_8gpu"), ("gb200", "nvl72"), ("mi355x", "amd_8gpu")]),
+       n_nodes=st.integers(1, 3), rail=st.booleans(), data=st.data(), size=st.floats(1e3, 1e9))
+def test_collective_prices_respect_link_bounds(node, n_nodes, rail, data, size):
+    """On any cluster and any group: an all-reduce takes at least 2(n-1)/n x size over everything a GPU
+    can send at once (scale-up + NIC), an all-to-all at least (n-1)/n x size over the same; prices grow
+    with size but never faster than linearly."""
+    gpu, node_type = node
+    c = cluster(n_nodes, gpu, node_type, rail_optimized=rail)
+    group = data.draw(st.lists(st.sampled_from(c.gpus), min_size=2, max_size=16, unique=True))
+    n = len(group)
+    egress = hw.accelerators()[gpu].scaleup_gb_s * 1e9 + (hw.fabrics()["ib_ndr"].port_gb_s * 1e9 if n_nodes > 1 else 0)
+    ar, a2a = all_reduce(c, group), all_to_all(c, group)
+    assert ar.time_s(size) >= 2 * (n - 1) / n * size / egress
+    assert a2a.time_s(size) >= (n - 1) / n * size / egress
+    for price in (ar, a2a, all_gather(c, group)):
+        assert price.time_s(size) < price.time_s(2 * size) <= 2 * price.time_s(size)
