@@ -75,10 +75,9 @@ def _check_gpu_in_node(gpu: str, node: str) -> None:
         raise ValueError(f"gpu '{gpu}' does not sit in node type '{node}'; valid gpus for it: {', '.join(fits)}")
 
 
-class ClusterSpec(_Strict):
-    """[clusters.NAME]: `nodes` nodes of type `node` carrying `gpu`, joined by `fabric`."""
+class _ClusterKeys(_Strict):
+    """`nodes` nodes of type `node` carrying `gpu`, joined by `fabric`."""
 
-    display_name: str = ""
     gpu: str
     node: str = "hgx_8gpu"
     # The graph is built node by node; 4,096 nodes is far beyond any one deployment's cluster.
@@ -86,7 +85,6 @@ class ClusterSpec(_Strict):
     fabric: str = "ib_ndr"
     # NIC j of every node on leaf j (true), or every NIC of a node on its own top-of-rack leaf (false).
     rail_optimized: bool = True
-    source: str = ""
 
     @field_validator("gpu", "node", "fabric")
     @classmethod
@@ -99,18 +97,21 @@ class ClusterSpec(_Strict):
         return self
 
 
-CLUSTER_KEYS = ("gpu", "node", "nodes", "fabric", "rail_optimized")
+CLUSTER_KEYS = tuple(_ClusterKeys.model_fields)
 
 
-class DeploymentSpec(_Strict):
+class ClusterSpec(_ClusterKeys):
+    """[clusters.NAME]: a cluster a deployment may name."""
+
+    display_name: str = ""
+    source: str = ""
+
+
+class DeploymentSpec(_ClusterKeys):
+    """[deployments.NAME]: a model on a cluster (named by `cluster`, or by the cluster keys here)."""
+
     model: str
-    # A cluster by name ([clusters.NAME] in this file, or hardware's examples), or its keys given here.
     cluster: str = ""
-    gpu: str
-    node: str = "hgx_8gpu"
-    nodes: int = Field(ge=1, le=4096)
-    fabric: str = "ib_ndr"
-    rail_optimized: bool = True
     # Parallel layout; 1,024 per dimension is far beyond any published deployment.
     tp: int = Field(1, ge=1, le=1024)
     pp: int = Field(1, ge=1, le=1024)
@@ -162,14 +163,8 @@ class DeploymentSpec(_Strict):
     def _model(cls, v: str) -> str:
         return _one_of("model", v, model_catalog())
 
-    @field_validator("gpu", "node", "fabric")
-    @classmethod
-    def _hardware(cls, v: str, info: ValidationInfo) -> str:
-        return _known_hardware(info.field_name, v)
-
     @model_validator(mode="after")
     def _layout(self):
-        _check_gpu_in_node(self.gpu, self.node)
         moe = self.architecture.moe
         if self.ep not in (1, self.tp * self.dp):
             raise ValueError(f"ep must be 1 (experts sliced over tp) or tp x dp = {self.tp * self.dp} (whole "
@@ -262,7 +257,9 @@ def load(path: str | Path) -> Experiment:
     try:
         return Experiment.from_dict(data)
     except ValidationError as e:
-        err = e.errors()[0]
+        # A wrong value is reported before a missing key: a missing key often follows from it (an
+        # unknown cluster name leaves its gpu and nodes unfilled).
+        err = next((x for x in e.errors() if x["type"] != "missing"), e.errors()[0])
         table, key = _where(err["loc"])
         msg = _message(err)
         if err["type"] == "extra_forbidden":
