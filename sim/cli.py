@@ -25,8 +25,13 @@ class _RunByDefault(click.Group):
         return super().parse_args(ctx, args)
 
 
+USAGE = "simrun EXPERIMENT.toml | simrun describe EXPERIMENT.toml | simrun report RESULTS_DIR (simrun --help)"
+
+
 def main() -> None:
     """Console entry point: every usage error is one line on stderr with exit code 2."""
+    if len(sys.argv) < 2:
+        _fail(f"no experiment given; usage: {USAGE}")
     try:
         code = cli.main(standalone_mode=False)
     except click.ClickException as e:
@@ -71,7 +76,10 @@ def run_command(experiment: str, output_dir: str | None, mode: str | None, no_pl
         _fail(str(e))
     extras = None if no_plots else (
         lambda folder: plots.render(result.tables["turns"], result.info["deployments"], folder / "plots"))
-    out = write(out_dir, result.tables, result.info, extras)
+    try:
+        out = write(out_dir, result.tables, result.info, extras)
+    except OSError as e:
+        _fail(f"{out_dir}: cannot write results there: {e.strerror or e}; valid: a folder path you may write to")
     click.echo(render(result.tables["turns"], result.info))
     click.echo(f"\ntables written to {out}/ (turns, steps, gpus .parquet; run.json"
                + ("" if no_plots else "; plots/*.png") + ")")
@@ -85,12 +93,12 @@ def report_command(run_dir: str, with_plots: bool) -> None:
     try:
         turns, info = read(run_dir)
         table = render(turns, info)
-    except (OSError, KeyError, TypeError, ValueError) as e:
+        written = plots.render(turns, info["deployments"], Path(run_dir) / "plots") if with_plots else []
+    except (OSError, KeyError, TypeError, ValueError, AttributeError) as e:
         _fail(f"{run_dir}: not a simrun results folder ({type(e).__name__}: {e}); valid: a folder `simrun` wrote")
     click.echo(table)
-    if with_plots:
-        for path in plots.render(turns, info["deployments"], Path(run_dir) / "plots"):
-            click.echo(f"wrote {path}")
+    for path in written:
+        click.echo(f"wrote {path}")
 
 
 @cli.command("describe")

@@ -80,16 +80,25 @@ def gpus_table(results: list[DeploymentResult]) -> pa.Table:
 
 
 def output_problem(out_dir: Path) -> str | None:
-    """Why results could not be written to `out_dir`, or None: checked before any simulation runs."""
-    if out_dir.exists() and not out_dir.is_dir():
-        return "it exists and is not a folder"
-    ancestor = out_dir.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        return f"{ancestor} is not a folder"
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        return f"no permission to write in {ancestor}"
+    """Why results could not be written to `out_dir`, or None: checked before any simulation runs.
+
+    A folder is replaced whole, so only an empty one or an earlier run's (it holds run.json) may be.
+    """
+    try:
+        out_dir = out_dir.resolve()
+        if out_dir.exists() and not out_dir.is_dir():
+            return "it exists and is not a folder"
+        if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "run.json").is_file():
+            return "it holds files that are not a simrun run (no run.json), which writing would replace"
+        ancestor = out_dir.parent
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            return f"{ancestor} is not a folder"
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            return f"no permission to write in {ancestor}"
+    except OSError as e:
+        return e.strerror or str(e)
     return None
 
 
@@ -103,7 +112,7 @@ def write(out_dir: str | Path, tables: dict[str, pa.Table], run_info: dict,
           extras: Callable[[Path], object] | None = None) -> Path:
     """Write every table, run.json and whatever `extras(folder)` adds into `out_dir`, replacing it
     only once all are complete."""
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:

@@ -142,3 +142,64 @@ def test_report_rerenders_from_files_alone(tmp_path):
     assert (out / "plots" / "latency.png").exists()
     missing = CliRunner().invoke(main, ["report", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "not a simrun results folder" in missing.output
+
+
+def test_output_folder_problems_are_one_line_before_simulating(tmp_path):
+    exp = tmp_path / "exp.toml"
+    exp.write_text(GOOD)
+    (tmp_path / "notes.txt").write_text("mine")
+    # The current folder (or any folder holding other files) would be replaced whole: refused.
+    assert "not a simrun run (no run.json)" in one_line_exit_2([str(exp), "-o", "."], cwd=tmp_path)
+    assert "not a simrun run" in one_line_exit_2([str(exp), "-o", str(tmp_path)])
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert "File name too long" in one_line_exit_2([str(exp), "-o", str(tmp_path / ("x" * 300))])
+    assert "not a simrun run" in one_line_exit_2([str(exp), "-o", "/"])
+
+
+def test_unwritable_output_fails_in_one_line_without_leftovers(tmp_path, monkeypatch):
+    import sim.output
+    exp = tmp_path / "exp.toml"
+    exp.write_text(GOOD)
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sim.output.tempfile, "mkdtemp", no_space)
+    result = CliRunner().invoke(main, [str(exp), "-o", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "cannot write results there: No space left on device" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.toml"]
+
+
+def test_a_previous_run_or_an_empty_folder_may_be_replaced(tmp_path):
+    exp = tmp_path / "exp.toml"
+    exp.write_text(GOOD)
+    (tmp_path / "empty").mkdir()
+    for folder in ("empty", "empty"):   # the second time it holds the first run's run.json
+        result = CliRunner().invoke(main, [str(exp), "-o", str(tmp_path / folder), "-q", "--no-plots"])
+        assert result.exit_code == 0, result.output
+
+
+def test_report_on_a_malformed_run_is_one_line(tmp_path):
+    result, exp, out = run_cli(tmp_path, GOOD)
+    info = __import__("json").loads((out / "run.json").read_text())
+    info["deployments"] = list(info["deployments"])
+    (out / "run.json").write_text(__import__("json").dumps(info))
+    assert "not a simrun results folder" in one_line_exit_2(["report", str(out)])
+
+
+def test_no_arguments_is_one_line():
+    assert "usage: simrun EXPERIMENT.toml" in one_line_exit_2([])
+    proc = subprocess.run([sys.executable, "-m", "sim", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "describe" in proc.stdout and "report" in proc.stdout
+
+
+@pytest.mark.parametrize("line, key", [("nodes = 100000000", "nodes"), ("tp = 4096", "tp"),
+                                       ("replicas = 1000000", "replicas")])
+def test_sizes_are_bounded(tmp_path, line, key):
+    """A huge size is refused at once (a 10^8-node graph would never finish building)."""
+    keys = [k for k in ("nodes = 1", "tp = 8") if not k.startswith(f"{key} ")] + [line]
+    text = GOOD.replace("nodes = 1\n", "").replace("tp = 8\n", "") + "\n".join(keys) + "\n"
+    result, exp, out = run_cli(tmp_path, text)
+    assert result.exit_code == 2 and f"[deployments.d] key '{key}'" in result.output
+    assert "less than or equal to" in result.output
