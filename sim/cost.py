@@ -9,13 +9,15 @@ group g, with T_g its tokens and T all the stage's tokens:
                   (+ LM head 2 x vocab x d / tp per sampled token); always-on = attention, norms, dense
                   FFNs, shared experts, router; norms, MLA down-projections and the router are held
                   whole on every rank, K/V heads copied when tp > KV, the rest split over tp
-  attention FLOPs = per-chunk prefill FLOPs (models.prefill_attention_flops) + (L + 1) x per-position
-                  decode FLOPs, over the group's sequences, x layers / tp
+  attention FLOPs = per layer kind (sim.layers): a prefill chunk's attended positions or a decode
+                  token's L + 1 (capped by a window or DSA's top-k, plus DSA's indexer over all), or a
+                  recurrent layer's state update per token; over the group's sequences, / tp
   weight bytes  = (always-on weights + experts read) on this GPU x bytes per weight; distinct experts
                   hit per MoE layer = E x (1 - (1 - k/E)^T), read as 1/tp slices (ep = 1) or whole on
                   the GPU that holds them (ep = tp x dp): the busiest GPU sets the step's time, the
                   mean GPU (experts hit / (tp dp)) its HBM bytes and power
-  KV bytes      = (positions read + tokens written) x KV bytes per token per layer per GPU x layers
+  cache bytes   = (positions read, capped likewise + tokens written) x KV bytes per token per layer per
+                  GPU, or a recurrent layer's state read and written once per sequence
   time_s        = max over groups of [max(linear FLOPs / (peak x eff), weight bytes / (BW x eff_hbm))
                                       + max(attention FLOPs / (peak_bf16 x eff), KV bytes / (BW x eff_hbm))]
                 + TP all-reduces of the busiest group's T_g x d activations: 2 per layer
@@ -45,30 +47,37 @@ import numpy as np
 from hardware.catalog import PRECISION_BYTES, Accelerator
 from hardware.deployment import Layout, ReplicaComm
 from sim import calibration
+from sim.kv import Footprint
+from sim.layers import ATTENTION
 from sim.models import Architecture
 
 
 @dataclass(frozen=True)
 class Stage:
-    n_dense: int
+    layers: range
     n_moe: int
+    kinds: tuple[tuple[str, int], ...]   # (mixer kind, layers of it) in this stage
     first: bool
     last: bool
 
     @property
     def n_layers(self) -> int:
-        return self.n_dense + self.n_moe
+        return len(self.layers)
+
+    @property
+    def n_dense(self) -> int:
+        return self.n_layers - self.n_moe
 
 
 def split_layers(arch: Architecture, pp: int) -> list[Stage]:
-    """Layers split as evenly as possible, the first stages taking the remainder; dense layers come first."""
+    """Layers split as evenly as possible, the first stages taking the remainder."""
     base, extra = divmod(arch.n_layers, pp)
     stages, start = [], 0
     for s in range(pp):
-        count = base + (1 if s < extra else 0)
-        dense = max(0, min(arch.n_dense_layers - start, count))
-        stages.append(Stage(dense, count - dense, s == 0, s == pp - 1))
-        start += count
+        layers = range(start, start + base + (1 if s < extra else 0))
+        stages.append(Stage(layers, sum(arch.is_moe_layer(i) for i in layers),
+                            tuple(sorted(arch.kind_counts(layers).items())), s == 0, s == pp - 1))
+        start = layers.stop
     return stages
 
 
@@ -109,14 +118,11 @@ class ReplicaCostModel:
         a, moe = arch, arch.moe
         # Per GPU: weights every token of its attention group runs (attention, norms, dense FFNs, shared
         # experts, router), and the routed experts' share of the whole stage's tokens.
-        self._always_params = [
-            self._per_gpu(s, s.n_dense * a.dense_layer_params + s.n_moe * a.moe_layer_always_params)
-            for s in self.stages]
+        self._always_params = [self._per_gpu(s, sum(a.layer_always_params(i) for i in s.layers)) for s in self.stages]
         self._routed_params_per_token = [
             s.n_moe * moe.top_k * a.expert_params / layout.gpus_per_stage if moe else 0.0 for s in self.stages]
         self._static_weight_bytes = [p * self.weight_bytes for p in self._always_params]
         self._head_params = a.vocab * a.d_model / layout.tp
-        self.kv_bytes_per_token_layer = a.kv_elements_per_token_per_layer(layout.tp) * kv_dtype_bytes
 
     def _per_gpu(self, stage: Stage, params: float) -> float:
         """Params of a stage's layers held by one GPU of its tp group.
@@ -126,8 +132,8 @@ class ReplicaCostModel:
         The rest is split over tp.
         """
         a = self.arch
-        replicated = stage.n_layers * a.replicated_params_per_layer + stage.n_moe * a.router_params
-        kv = stage.n_layers * a.kv_projection_params
+        replicated = sum(a.replicated_params(kind) * n for kind, n in stage.kinds) + stage.n_moe * a.router_params
+        kv = sum(n for kind, n in stage.kinds if kind in ATTENTION) * a.kv_projection_params
         kv_rank = kv * math.ceil(a.n_kv_heads / self.tp) / a.n_kv_heads if kv else 0.0
         return replicated + kv_rank + (params - replicated - kv) / self.tp
 
@@ -157,16 +163,33 @@ class ReplicaCostModel:
         widths = [a.ffn_dim] if a.n_dense_layers else []
         if a.moe:
             widths.append((a.moe.top_k + a.moe.n_shared) * a.moe.expert_ffn_dim)
-        ffn = max(widths)
+        ffn = max(widths, default=a.d_model)
         per_token = calibration.ACTIVATION_BYTES * (2 * a.d_model + 2 * ffn / self.tp)
         return max_batched_tokens * per_token + max_seqs * a.vocab * 4 / self.tp
 
-    def stage_kv_bytes_per_token(self, s: int) -> float:
-        return self.stages[s].n_layers * self.kv_bytes_per_token_layer
+    def _stage_sum(self, s: int, per_layer) -> float:
+        return sum(per_layer(kind) * n for kind, n in self.stages[s].kinds)
 
-    def kv_bytes_per_token_per_gpu(self) -> float:
-        """The fullest stage's KV per token on one GPU: it sizes the replica's KV pool."""
-        return max(self.stage_kv_bytes_per_token(s) for s in range(self.pp))
+    def stage_kv_bytes_per_token(self, s: int) -> float:
+        """KV bytes per token one GPU of stage s adds in its layers whose cache grows with the context."""
+        b, tp = self.kv_dtype_bytes, self.tp
+        return self._stage_sum(s, lambda k: self.arch.kv_bytes_per_token_layer(k, b, tp) if k == "attention" else 0)
+
+    def stage_window_bytes_per_token(self, s: int) -> float:
+        """KV bytes per token of stage s's sliding-window layers, held for the last window tokens only."""
+        b, tp = self.kv_dtype_bytes, self.tp
+        return self._stage_sum(s, lambda k: self.arch.kv_bytes_per_token_layer(k, b, tp) if k == "window" else 0)
+
+    def stage_state_bytes(self, s: int) -> float:
+        """Recurrent state one GPU of stage s keeps per sequence."""
+        return self._stage_sum(s, lambda k: self.arch.state_bytes_layer(k, self.tp))
+
+    def footprint(self, block_tokens: int) -> Footprint:
+        """What one sequence occupies on the fullest GPU, for the KV pool (each part's largest stage)."""
+        stages = range(self.pp)
+        return Footprint(block_tokens, max(self.stage_kv_bytes_per_token(s) for s in stages),
+                         max(self.stage_window_bytes_per_token(s) for s in stages), self.arch.sliding_window,
+                         max(self.stage_state_bytes(s) for s in stages))
 
     def experts_hit(self, tokens: int) -> float:
         """Expected distinct experts a batch of `tokens` routes to, per MoE layer: E (1 - (1 - k/E)^T)."""
@@ -210,16 +233,22 @@ class ReplicaCostModel:
         dec_pos = np.asarray(decode_ctx, dtype=float)[None, :] + np.arange(n_steps)[:, None]   # (steps, decode)
         tokens = int(c.sum()) + len(decode_ctx)
         tokens_i = np.concatenate([c, np.ones(len(decode_ctx))])
-        # Per sequence and layer, all heads: attention FLOPs and KV tokens read + written.
-        attn_i = np.concatenate([np.broadcast_to(a.prefill_attention_flops(c, p), (n_steps, len(c))),
-                                 dec_pos * a.attention_flops_per_position("decode")], axis=1)
-        kv_i = np.concatenate([np.broadcast_to(p + c, (n_steps, len(c))), dec_pos + 1.0], axis=1)
+        # Per stage, per sequence (steps, sequences): attention or state FLOPs of all its layers, all heads,
+        # and the cache bytes one GPU reads and writes for it (prefill reads p, writes c; decode reads
+        # its L + 1 positions, writes 1).
+        attn_s, cache_s = [], []
+        for stage in self.stages:
+            attn_s.append(sum(n * np.concatenate([np.broadcast_to(a.prefill_flops(k, c, p), (n_steps, len(c))),
+                                                  a.decode_flops(k, dec_pos)], axis=1) for k, n in stage.kinds))
+            cache_s.append(sum(n * np.concatenate([
+                np.broadcast_to(a.cache_bytes(k, p, c, self.kv_dtype_bytes, tp), (n_steps, len(c))),
+                a.cache_bytes(k, dec_pos, 1.0, self.kv_dtype_bytes, tp)], axis=1) for k, n in stage.kinds))
         # The same per attention group: (groups,) or (steps, groups).
         rank_i = np.concatenate([np.zeros(len(c), int) if chunk_rank is None else np.asarray(chunk_rank, int),
                                  np.zeros(len(decode_ctx), int) if decode_rank is None else np.asarray(decode_rank, int)])
         in_group = np.zeros((len(rank_i), dp))
         in_group[np.arange(len(rank_i)), rank_i] = 1.0
-        tokens_g, sampled_g, attn_g, kv_g = tokens_i @ in_group, sampled_i @ in_group, attn_i @ in_group, kv_i @ in_group
+        tokens_g, sampled_g = tokens_i @ in_group, sampled_i @ in_group
         busiest_tokens = float(tokens_g.max())
 
         act_bytes = busiest_tokens * a.d_model * calibration.ACTIVATION_BYTES     # one group's activations
@@ -241,9 +270,9 @@ class ReplicaCostModel:
                 lin_flops = lin_flops + 2.0 * self._head_params * sampled_g
                 head_bytes = self._head_params * calibration.EMBEDDING_BYTES
                 w_busiest, w_mean = w_busiest + head_bytes, w_mean + head_bytes
-            attn_flops = attn_g * stage.n_layers / tp
-            kv_bytes = kv_g * self.kv_bytes_per_token_layer * stage.n_layers
-            lin_c, lin_m = np.broadcast_to(lin_flops / self.linear_flops_per_s, attn_g.shape), w_busiest / eff_bw
+            attn_flops = attn_s[s] @ in_group / tp
+            kv_bytes = cache_s[s] @ in_group
+            lin_c, lin_m = np.broadcast_to(lin_flops / self.linear_flops_per_s, attn_flops.shape), w_busiest / eff_bw
             att_c, att_m = attn_flops / self.attention_flops_per_s, kv_bytes / eff_bw
             group_s = np.maximum(lin_c, lin_m) + np.maximum(att_c, att_m)        # (steps, groups)
             kernel_s = group_s.max(axis=1)
@@ -284,9 +313,9 @@ class ReplicaCostModel:
         linear_flops_per_token = 2.0 * tp * sum(w + r * dp for w, r in zip(self._always_params,
                                                                           self._routed_params_per_token))
         flop_i = (linear_flops_per_token * tokens_i + 2.0 * a.vocab * a.d_model * sampled_i)[None, :] \
-            + attn_i * a.n_layers
+            + sum(attn_s)
         byte_i = (weight_bytes_all * tokens_i / tokens)[None, :] \
-            + kv_i * self.kv_bytes_per_token_layer * tp * a.n_layers
+            + sum(cache_s) * tp
         w = flop_i / flop_i.sum(axis=1, keepdims=True) + byte_i / byte_i.sum(axis=1, keepdims=True)
         shares = w / w.sum(axis=1, keepdims=True)
         return StepCost(duration, flops, hbm, comm_bytes, energy, bound,

@@ -11,6 +11,7 @@ from hardware.deployment import (DoesNotFit, Layout, MemoryPlan, Replica, comm_g
 from sim.config import DeploymentSpec
 from sim.cost import ReplicaCostModel
 from sim.errors import ConfigError
+from sim.kv import Footprint
 
 
 @dataclass
@@ -18,7 +19,18 @@ class BuiltReplica:
     placement: Replica
     cost: ReplicaCostModel
     memory: MemoryPlan
+    footprint: Footprint         # what one sequence occupies, in KV blocks
     kv_capacity_blocks: int      # per attention group (dp > 1: the replica holds dp such pools)
+
+    @property
+    def kv_capacity_tokens(self) -> int | None:
+        """Tokens one attention group's pool holds; None when its blocks count sequences (recurrent)."""
+        fp = self.footprint
+        return self.kv_capacity_blocks * fp.block_tokens if fp.bounded_by_tokens else None
+
+    def kv_capacity_text(self) -> str:
+        tokens = self.kv_capacity_tokens
+        return f"{tokens:,} tokens" if tokens is not None else f"the state of {self.kv_capacity_blocks:,} sequences"
 
 
 @dataclass
@@ -118,7 +130,8 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
             memory = _memory_plan(spec, cost, layout)
         except DoesNotFit as e:
             raise _does_not_fit(path, table, spec, cluster, cost, e) from None
-        block_bytes = cost.kv_bytes_per_token_per_gpu() * spec.block_tokens
-        built.append(BuiltReplica(placement, cost, memory, int(memory.kv_pool_bytes // block_bytes)))
+        footprint = cost.footprint(spec.block_tokens)
+        built.append(BuiltReplica(placement, cost, memory, footprint,
+                                  int(memory.kv_pool_bytes // footprint.block_bytes)))
         warnings += placement_warnings(cluster, placement)
     return BuiltDeployment(name, spec, cluster, built, warnings)

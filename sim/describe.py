@@ -54,10 +54,14 @@ def describe(built: BuiltDeployment) -> str:
                  f"{m.usable_bytes / gb:.1f} GB usable = weights {m.weights_bytes / gb:.1f} + activations "
                  f"{m.activation_bytes / gb:.1f} + communication buffers {m.comm_buffer_bytes / gb:.1f} + "
                  f"framework reserve {m.reserve_bytes / gb:.1f} + KV pool {m.kv_pool_bytes / gb:.1f} GB")
-    kv_token_bytes = rep.cost.kv_bytes_per_token_per_gpu()
-    per_group = rep.kv_capacity_blocks * spec.block_tokens
-    lines.append(f"  KV capacity: {per_group:,} tokens per attention group ({kv_token_bytes:,.0f} B per token per "
-                 f"GPU) x {layout.dp} group(s) = {per_group * layout.dp:,} tokens per replica")
+    fp = rep.footprint
+    per_sequence = (f"{fp.kv_bytes_per_token:,.0f} B per token" if fp.bounded_by_tokens else "no KV growing with context")
+    if fp.window_bytes_per_token:
+        per_sequence += f" + {fp.window_bytes_per_token:,.0f} B per token of the last {fp.window_tokens:,}"
+    if fp.state_bytes:
+        per_sequence += f" + {fp.state_bytes / 1e6:,.1f} MB of recurrent state"
+    lines.append(f"  KV capacity: {rep.kv_capacity_text()} per attention group ({per_sequence} per sequence per GPU)"
+                 f" x {layout.dp} group(s)")
     token_bytes = arch.d_model * calibration.ACTIVATION_BYTES
     sizes = [("1 token", token_bytes), (f"{spec.max_batched_tokens:,} tokens", spec.max_batched_tokens * token_bytes)]
     lines.append("  collectives (replica 0; per call, at one decode token and at a full step's budget):")

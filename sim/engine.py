@@ -15,7 +15,7 @@ import numpy as np
 import simpy
 
 from sim.cost import ReplicaCostModel
-from sim.kv import KVPool, blocks_for
+from sim.kv import KVPool
 from sim.records import NS_PER_S, StepLog, TurnRecord, accumulate
 
 
@@ -92,12 +92,13 @@ class ReplicaEngine:
         if total > self.limits.max_context:
             self._fail(seq, "context_overflow",
                        f"prompt {prompt_tokens} + reply {output_tokens} tokens > max context {self.limits.max_context}")
-        elif blocks_for(total, self._pool(seq).block_tokens) > self._pool(seq).capacity_blocks:
+        elif self._pool(seq).footprint.blocks(total) > self._pool(seq).capacity_blocks:
             pool = self._pool(seq)
+            holds = f" ({pool.capacity_tokens} tokens)" if pool.capacity_tokens else ""
             self._fail(seq, "kv_oom",
                        f"prompt {prompt_tokens} + reply {output_tokens} tokens need "
-                       f"{blocks_for(total, pool.block_tokens)} KV blocks; the KV pool serving it holds "
-                       f"{pool.capacity_blocks} ({pool.capacity_tokens} tokens)")
+                       f"{pool.footprint.blocks(total)} KV blocks; the KV pool serving it holds "
+                       f"{pool.capacity_blocks}{holds}")
         else:
             self.waiting.append(seq)
             self._batch_changed()

@@ -1,41 +1,33 @@
-"""Model architectures from `data/models.toml`, and what each costs per token, per layer.
+"""Model architectures from `data/models.toml`, and what each costs per token, layer by layer.
 
-Parameter counts are built layer by layer from the config (no published totals are stored), so the
-tests can compare them against the published counts.
+A model is a stack of layers, each a token mixer (sim.layers: attention, sliding window, MLA, sparse
+DSA, or a recurrent kind) followed by a dense or MoE FFN. `layer_pattern` (one character per layer)
+and `layer_kinds` (character -> mixer kind) describe hybrids; without a pattern every layer has the
+model's own mixer. Parameter counts are built layer by layer from the config (no published totals
+are stored), so the tests can compare them against the published counts.
 
-Per layer (d = d_model, H = heads, KV = kv heads, hd = head dim):
-- MHA/GQA projections: q d*H*hd, k and v d*KV*hd each, o H*hd*d (+ biases H*hd + 2*KV*hd + d);
-  QK-norm adds 2*hd.
-- MLA (DeepSeek-V2 paper, arXiv 2405.04434 section 2.1): q_a d*q_lora, q_norm q_lora,
-  q_b q_lora*H*(nope+rope), kv_a d*(kv_lora+rope), kv_norm kv_lora, kv_b kv_lora*H*(nope+v), o H*v*d.
-- FFN: SwiGLU 3*d*f; GELU 2*d*f + f + d biases. MoE layer: E routed + n_shared experts of SwiGLU
-  width f_e, router d*E (+E score-correction bias).
-- Norms: two per layer plus a final one; RMSNorm d weights, LayerNorm 2d.
-Embeddings: vocab*d (+ max_context*d learned positions); LM head vocab*d unless tied.
-
-KV cache bytes per token per layer (b bytes per element): MHA/GQA 2*KV*hd*b; MLA (kv_lora+rope)*b.
-Attention core FLOPs per (query token, attended position) per layer, 2 FLOP per MAC:
-MHA/GQA 4*H*hd (QK^T and AV); MLA decode, absorbed: 2H(kv_lora+rope) + 2H*kv_lora; MLA prefill, MHA
-form: 2H(nope+rope) + 2H*v, or the absorbed form where cheaper (see prefill_attention_flops).
+Per layer besides the mixer (d = d_model):
+- FFN: SwiGLU / GeGLU 3*d*f; GELU 2*d*f + f + d biases; relu2 (RWKV ChannelMix) 2*d*f + d token-shift
+  mix; biases on SwiGLU add 2f + d. MoE layer: E routed + n_shared experts of width f_e, router d*E
+  (+E bias), a shared-expert gate d (Qwen3-Next). MoE layers are every `moe.every`-th from `moe.offset`,
+  after `first_dense_layers`.
+- Norms: `norms_per_layer` of them plus a final one; RMSNorm d weights, LayerNorm 2d.
+Embeddings: vocab*d (padded vocab where given; + max_context*d learned positions; + a norm where the
+model normalises its embeddings); LM head vocab*d unless tied.
 """
 from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, fields
-from functools import cache
+from collections import Counter
+from dataclasses import dataclass, field, fields, replace
+from functools import cache, cached_property
 from importlib import resources
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class MLA:
-    q_lora_rank: int
-    kv_lora_rank: int
-    qk_nope_head_dim: int
-    qk_rope_head_dim: int
-    v_head_dim: int
+from sim.layers import (ATTENTION, CONV_STATE_BYTES, DSA, GDN, KDA, MLA, RECURRENT, RWKV7, STATE_BYTES, Mamba1,
+                        Mamba2, positions_attended)
 
 
 @dataclass(frozen=True)
@@ -46,21 +38,30 @@ class MoE:
     expert_ffn_dim: int
     first_dense_layers: int
     router_bias: bool
+    every: int = 1           # MoE on every `every`-th layer ...
+    offset: int = 0          # ... starting at this one (Jamba: every 2nd from layer 1)
+    shared_gate: bool = False
+
+
+DEFAULT_MIXER = {"mha": "attention", "gqa": "attention", "mla": "attention", "mla_dsa": "attention",
+                 "ssm": "mamba2", "linear": "rwkv7"}
+SUBTABLES = {"mla": MLA, "moe": MoE, "dsa": DSA, "gdn": GDN, "kda": KDA, "mamba": Mamba1, "ssm": Mamba2,
+             "rwkv": RWKV7}
 
 
 @dataclass(frozen=True)
 class Architecture:
     name: str
     display_name: str
-    attention: str
+    attention: str           # the model's mixer: mha | gqa | mla | mla_dsa | ssm | linear | hybrid
     n_layers: int
     d_model: int
     n_heads: int
-    ffn: str
+    ffn: str                 # swiglu | geglu | gelu | relu2 | none
     ffn_dim: int
     norm: str
     vocab: int
-    max_context: int
+    max_context: int         # 0: no architectural limit (recurrent)
     tie_embeddings: bool
     source: str
     n_kv_heads: int = 0
@@ -68,47 +69,116 @@ class Architecture:
     qk_norm: bool = False
     biases: bool = False
     learned_positions: bool = False
+    embedding_norm: bool = False   # a norm right after the embedding (RWKV's ln0)
+    vocab_padded: int = 0
+    norms_per_layer: int = 2
+    layer_pattern: str = ""
+    layer_kinds: dict = field(default_factory=dict)
+    sliding_window: int = 0
+    attn_output_gate: bool = False
+    attn_sinks: bool = False
     mla: MLA | None = None
+    dsa: DSA | None = None
     moe: MoE | None = None
+    gdn: GDN | None = None
+    kda: KDA | None = None
+    mamba: Mamba1 | None = None
+    ssm: Mamba2 | None = None
+    rwkv: RWKV7 | None = None
+    base: str = ""           # the catalog model a scaled variant was derived from
 
-    # ---- parameter counts -------------------------------------------------------------------
+    # ---- layers ---------------------------------------------------------------------------------
+    @cached_property
+    def kinds(self) -> tuple[str, ...]:
+        """The mixer kind of every layer, index 0 first."""
+        if not self.layer_pattern:
+            return (DEFAULT_MIXER[self.attention],) * self.n_layers
+        return tuple(self.layer_kinds[ch] for ch in self.layer_pattern)
+
+    def is_moe_layer(self, i: int) -> bool:
+        m = self.moe
+        return m is not None and i >= m.first_dense_layers and (i - m.offset) % m.every == 0
+
+    @cached_property
+    def n_moe_layers(self) -> int:
+        return sum(self.is_moe_layer(i) for i in range(self.n_layers))
+
+    @property
+    def n_dense_layers(self) -> int:
+        return self.n_layers - self.n_moe_layers
+
+    def kind_counts(self, layers: range) -> Counter:
+        return Counter(self.kinds[i] for i in layers)
+
+    # ---- parameters -------------------------------------------------------------------------------
     @property
     def _norm_params(self) -> int:
         return self.d_model * (2 if self.norm == "layernorm" else 1)
 
-    @property
-    def attention_params(self) -> int:
-        """Attention projections of one layer, with their biases and internal norms."""
+    def mixer_params(self, kind: str, layer: int = 1) -> int:
+        """Parameters of one layer's token mixer (see sim.layers for each formula)."""
         d, h = self.d_model, self.n_heads
-        if self.attention == "mla":
-            m = self.mla
-            return (d * m.q_lora_rank + m.q_lora_rank
-                    + m.q_lora_rank * h * (m.qk_nope_head_dim + m.qk_rope_head_dim)
-                    + d * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank
-                    + m.kv_lora_rank * h * (m.qk_nope_head_dim + m.v_head_dim)
-                    + h * m.v_head_dim * d)
-        q, kv = h * self.head_dim, self.n_kv_heads * self.head_dim
-        params = 2 * d * q + 2 * d * kv
-        if self.biases:
-            params += q + 2 * kv + d
-        if self.qk_norm:
-            params += 2 * self.head_dim
-        return params
+        if kind in ATTENTION:
+            if self.mla:
+                m = self.mla
+                q = (d * m.q_lora_rank + m.q_lora_rank + m.q_lora_rank * h * (m.qk_nope_head_dim + m.qk_rope_head_dim)
+                     if m.q_lora_rank else d * h * (m.qk_nope_head_dim + m.qk_rope_head_dim))
+                params = (q + d * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank
+                          + m.kv_lora_rank * h * (m.qk_nope_head_dim + m.v_head_dim) + h * m.v_head_dim * d)
+                if self.dsa:
+                    x = self.dsa
+                    params += (m.q_lora_rank * x.index_n_heads * x.index_head_dim + d * x.index_head_dim
+                               + 2 * x.index_head_dim + d * x.index_n_heads)
+                return params
+            q = h * self.head_dim
+            params = d * q * (2 if self.attn_output_gate else 1) + q * d + self.kv_projection_params
+            if self.biases:
+                params += q + d
+            if self.qk_norm:
+                params += 2 * self.head_dim
+            return params + (h if self.attn_sinks else 0)
+        if kind == "gdn":
+            g = self.gdn
+            qk, v = g.n_k_heads * g.k_head_dim, g.n_v_heads * g.v_head_dim
+            return (d * (2 * qk + 2 * v) + d * 2 * g.n_v_heads + (2 * qk + v) * g.conv_kernel
+                    + 2 * g.n_v_heads + g.v_head_dim + v * d)
+        if kind == "lightning":
+            inner = h * self.head_dim
+            return d * 3 * inner + d * inner + inner * d + inner
+        if kind == "kda":
+            k = self.kda
+            inner, hd = k.n_heads * k.head_dim, k.head_dim
+            return (3 * d * inner + 3 * inner * k.conv_kernel + 2 * (d * hd + hd * inner) + d * k.n_heads
+                    + k.n_heads + inner + hd + inner * d)
+        if kind == "mamba1":
+            m = self.mamba
+            di = m.expand * d
+            return (d * 2 * di + di * (m.d_conv + 1) + di * (m.dt_rank + 2 * m.d_state) + (m.dt_rank + 1) * di
+                    + di * m.d_state + di + di * d + m.dt_rank + 2 * m.d_state)
+        if kind == "mamba2":
+            s = self.ssm
+            di, heads = s.expand * d, s.expand * d // s.head_dim
+            conv = di + 2 * s.n_groups * s.d_state
+            return d * (2 * di + 2 * s.n_groups * s.d_state + heads) + conv * (s.d_conv + 1) + 3 * heads + di + di * d
+        if kind == "rwkv7":
+            r = self.rwkv
+            lora = 2 * d * (r.decay_lora + r.aaa_lora + r.gate_lora) + (2 * d * r.mv_lora + d if layer else 0)
+            return 6 * d + 2 * d + lora + 3 * d + 4 * d * d + 2 * d
+        raise ValueError(f"unknown mixer kind {kind!r}")
 
     @property
     def kv_projection_params(self) -> int:
         """K and V projection weights (and biases) of one GQA/MHA layer; 0 for MLA."""
-        if self.attention == "mla":
+        if self.mla:
             return 0
         kv = self.n_kv_heads * self.head_dim
         return 2 * self.d_model * kv + (2 * kv if self.biases else 0)
 
-    @property
-    def replicated_params_per_layer(self) -> int:
-        """Weights every tensor-parallel rank keeps whole: the layer's norms, and for MLA the latent
+    def replicated_params(self, kind: str) -> int:
+        """Weights every tensor-parallel rank keeps whole in one layer: its norms, and for MLA the latent
         down-projections q_a, kv_a with their norms (vLLM builds them as ReplicatedLinear)."""
-        replicated = 2 * self._norm_params
-        if self.attention == "mla":
+        replicated = self.norms_per_layer * self._norm_params
+        if kind in ATTENTION and self.mla:
             m = self.mla
             replicated += (self.d_model * m.q_lora_rank + m.q_lora_rank
                            + self.d_model * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank)
@@ -116,9 +186,13 @@ class Architecture:
 
     def ffn_params(self, width: int) -> int:
         d = self.d_model
+        if self.ffn == "none":
+            return 0
         if self.ffn == "gelu":
             return 2 * d * width + (width + d if self.biases else 0)
-        return 3 * d * width
+        if self.ffn == "relu2":
+            return 2 * d * width + d
+        return 3 * d * width + (2 * width + d if self.biases else 0)
 
     @property
     def expert_params(self) -> int:
@@ -128,42 +202,30 @@ class Architecture:
     def router_params(self) -> int:
         if not self.moe:
             return 0
-        return self.d_model * self.moe.n_experts + (self.moe.n_experts if self.moe.router_bias else 0)
+        m = self.moe
+        return self.d_model * m.n_experts + (m.n_experts if m.router_bias else 0) + (self.d_model if m.shared_gate else 0)
 
-    @property
-    def n_moe_layers(self) -> int:
-        return self.n_layers - self.moe.first_dense_layers if self.moe else 0
-
-    @property
-    def n_dense_layers(self) -> int:
-        return self.n_layers - self.n_moe_layers
-
-    @property
-    def dense_layer_params(self) -> int:
-        return self.attention_params + 2 * self._norm_params + self.ffn_params(self.ffn_dim)
-
-    @property
-    def moe_layer_always_params(self) -> int:
-        """Weights every token of an MoE layer touches: attention, norms, shared experts, router."""
-        if not self.moe:
-            return 0
-        return (self.attention_params + 2 * self._norm_params
-                + self.moe.n_shared * self.expert_params + self.router_params)
+    def layer_always_params(self, i: int) -> int:
+        """Weights every token of layer i touches: mixer, norms, and the dense FFN or the MoE's shared
+        experts and router."""
+        ffn = (self.moe.n_shared * self.expert_params + self.router_params if self.is_moe_layer(i)
+               else self.ffn_params(self.ffn_dim))
+        return self.mixer_params(self.kinds[i], i) + self.norms_per_layer * self._norm_params + ffn
 
     @property
     def embedding_params(self) -> int:
-        return self.vocab * self.d_model + (self.max_context * self.d_model if self.learned_positions else 0)
+        rows = self.vocab_padded or self.vocab
+        return rows * self.d_model + (self.max_context * self.d_model if self.learned_positions else 0)
 
     @property
     def lm_head_params(self) -> int:
         return 0 if self.tie_embeddings else self.vocab * self.d_model
 
-    @property
+    @cached_property
     def params_total(self) -> int:
         routed = self.moe.n_experts * self.expert_params if self.moe else 0
-        return (self.n_dense_layers * self.dense_layer_params
-                + self.n_moe_layers * (self.moe_layer_always_params + routed)
-                + self.embedding_params + self.lm_head_params + self._norm_params)
+        return (sum(self.layer_always_params(i) for i in range(self.n_layers)) + self.n_moe_layers * routed
+                + self.embedding_params + self.lm_head_params + self._norm_params * (2 if self.embedding_norm else 1))
 
     @property
     def params_active(self) -> int:
@@ -176,67 +238,175 @@ class Architecture:
     @property
     def matmul_flops_per_token(self) -> int:
         """2 x weights touched per token, LM head GEMV counted even when tied, embedding lookup not."""
-        tied_head = self.vocab * self.d_model if self.tie_embeddings else 0
-        return 2 * (self.params_active - self.embedding_params + tied_head)
+        return 2 * (self.params_active - self.embedding_params - self.lm_head_params + self.vocab * self.d_model)
 
-    # ---- KV cache and attention ---------------------------------------------------------------
-    def kv_elements_per_token_per_layer(self, tp: int = 1) -> int:
-        """KV elements one GPU of a tp group stores per token per layer.
+    # ---- cache and state ----------------------------------------------------------------------------
+    def kv_elements_per_token(self, kind: str, tp: int = 1) -> int:
+        """KV elements one GPU of a tp group stores per token in one layer of `kind` (0: no KV).
 
-        GQA/MHA shard KV heads over tp (a GPU keeps at least one head: heads are replicated when
-        tp > KV); MLA's latent is shared by all heads, so every TP rank keeps all of it.
-        """
-        if self.attention == "mla":
+        GQA/MHA shard KV heads over tp (a GPU keeps at least one head: heads are copied when
+        tp > KV); MLA's latent is shared by all heads, so every TP rank keeps all of it."""
+        if kind not in ATTENTION:
+            return 0
+        if self.mla:
             return self.mla.kv_lora_rank + self.mla.qk_rope_head_dim
         return 2 * math.ceil(self.n_kv_heads / tp) * self.head_dim
 
+    def kv_bytes_per_token_layer(self, kind: str, kv_dtype_bytes: float, tp: int = 1) -> float:
+        """KV bytes per token of one layer on one GPU (the DSA indexer key is FP8 whatever the KV dtype)."""
+        extra = self.dsa.key_bytes if self.dsa and kind in ATTENTION else 0.0
+        return self.kv_elements_per_token(kind, tp) * kv_dtype_bytes + extra
+
+    def state_bytes_layer(self, kind: str, tp: int = 1) -> float:
+        """Recurrent state one GPU keeps per sequence in one layer: FP32 state + BF16 conv state, its
+        heads (or channels) split over tp."""
+        d = self.d_model
+        if kind == "gdn":
+            g = self.gdn
+            rec = g.n_v_heads * g.k_head_dim * g.v_head_dim
+            conv = (2 * g.n_k_heads * g.k_head_dim + g.n_v_heads * g.v_head_dim) * (g.conv_kernel - 1)
+        elif kind == "lightning":
+            rec, conv = self.n_heads * self.head_dim * self.head_dim, 0
+        elif kind == "kda":
+            k = self.kda
+            rec, conv = k.n_heads * k.head_dim * k.head_dim, 3 * k.n_heads * k.head_dim * (k.conv_kernel - 1)
+        elif kind == "mamba1":
+            m = self.mamba
+            rec, conv = m.expand * d * m.d_state, m.expand * d * (m.d_conv - 1)
+        elif kind == "mamba2":
+            s = self.ssm
+            rec = s.expand * d * s.d_state
+            conv = (s.expand * d + 2 * s.n_groups * s.d_state) * (s.d_conv - 1)
+        elif kind == "rwkv7":
+            rec, conv = self.n_heads * self.rwkv.head_size ** 2, 2 * d
+        else:
+            return 0.0
+        return (rec * STATE_BYTES + conv * CONV_STATE_BYTES) / tp
+
     def kv_bytes_per_token(self, kv_dtype_bytes: float) -> float:
-        """Bytes appended to the cache per token, all layers, whole model (tp = 1)."""
-        return self.n_layers * self.kv_elements_per_token_per_layer() * kv_dtype_bytes
+        """Bytes appended to the cache per token by the layers whose cache grows with the context
+        (all but sliding-window and recurrent ones), whole model (tp = 1)."""
+        return sum(self.kv_bytes_per_token_layer(k, kv_dtype_bytes) for k in self.kinds if k == "attention")
 
-    def prefill_attention_flops(self, chunk_tokens, prior_tokens):
-        """Attention-core FLOPs of a prefill chunk per layer, all heads (arrays allowed).
+    def window_kv_bytes_per_token(self, kv_dtype_bytes: float) -> float:
+        """Bytes per token of the sliding-window layers, held for the last `sliding_window` tokens only."""
+        return sum(self.kv_bytes_per_token_layer(k, kv_dtype_bytes) for k in self.kinds if k == "window")
 
-        A chunk of c tokens after p cached ones attends c*p + c(c+1)/2 positions. MLA picks the
-        cheaper of its two forms: the MHA form, which must first up-project the p cached latents to
-        keys and values (2 * kv_lora * H * (nope + v) FLOPs each), or the absorbed (decode) form.
-        """
-        c, p = chunk_tokens, prior_tokens
-        positions = c * p + c * (c + 1) / 2
-        if self.attention != "mla":
-            return positions * self.attention_flops_per_position("prefill")
-        m = self.mla
-        up_projection = 2 * m.kv_lora_rank * self.n_heads * (m.qk_nope_head_dim + m.v_head_dim)
-        mha = positions * self.attention_flops_per_position("prefill") + p * up_projection
-        absorbed = positions * self.attention_flops_per_position("decode")
-        return np.minimum(mha, absorbed)
+    @property
+    def state_bytes_per_sequence(self) -> float:
+        return sum(self.state_bytes_layer(k) for k in self.kinds)
 
+    # ---- attention and state FLOPs, and cache bytes touched per sequence ---------------------------------
     def attention_flops_per_position(self, phase: str) -> int:
-        """Attention-core FLOPs per (query token, attended position) per layer, all heads."""
+        """Attention-core FLOPs per (query token, attended position) per attention layer, all heads."""
         h = self.n_heads
-        if self.attention == "mla":
+        if self.mla:
             m = self.mla
             if phase == "decode":
                 return 2 * h * (m.kv_lora_rank + m.qk_rope_head_dim) + 2 * h * m.kv_lora_rank
             return 2 * h * (m.qk_nope_head_dim + m.qk_rope_head_dim) + 2 * h * m.v_head_dim
         return 4 * h * self.head_dim
 
+    def state_flops_per_token(self, kind: str) -> int:
+        """State-update FLOPs of one recurrent layer per token (order of magnitude, models.md section 1)."""
+        d = self.d_model
+        return {"gdn": lambda: 8 * self.gdn.n_v_heads * self.gdn.k_head_dim * self.gdn.v_head_dim,
+                "lightning": lambda: 6 * self.n_heads * self.head_dim ** 2,
+                "kda": lambda: 8 * self.kda.n_heads * self.kda.head_dim ** 2,
+                "mamba1": lambda: 6 * self.mamba.expand * d * self.mamba.d_state,
+                "mamba2": lambda: 6 * self.ssm.expand * d * self.ssm.d_state,
+                "rwkv7": lambda: 8 * self.n_heads * self.rwkv.head_size ** 2}[kind]()
 
-def _build(name: str, entry: dict) -> Architecture:
+    def _cap(self, kind: str):
+        """How many positions one query of this layer attends at most (None: all)."""
+        if kind == "window":
+            return self.sliding_window
+        return self.dsa.index_topk if self.dsa else None
+
+    def prefill_flops(self, kind: str, chunk, prior):
+        """Attention (or state) FLOPs of one layer for prefill chunks of c tokens after p cached ones.
+
+        Attention attends positions_attended(c, p[, cap]). MLA picks the cheaper of its two forms: the
+        MHA form, which must first up-project the cached latents it reads to keys and values
+        (2 * kv_lora * H * (nope + v) FLOPs each), or the absorbed (decode) form. DSA adds its indexer
+        over every position. Recurrent layers: c x state FLOPs per token."""
+        c, p = np.asarray(chunk, dtype=float), np.asarray(prior, dtype=float)
+        if kind in RECURRENT:
+            return c * self.state_flops_per_token(kind)
+        cap = self._cap(kind)
+        positions = positions_attended(c, p, cap)
+        flops = positions * self.attention_flops_per_position("prefill")
+        if self.mla:
+            m = self.mla
+            up_projection = 2 * m.kv_lora_rank * self.n_heads * (m.qk_nope_head_dim + m.v_head_dim)
+            read = p if cap is None else np.minimum(p, cap)
+            flops = np.minimum(flops + read * up_projection, positions * self.attention_flops_per_position("decode"))
+        if self.dsa:
+            flops = flops + positions_attended(c, p) * 2 * self.dsa.index_n_heads * self.dsa.index_head_dim
+        return flops
+
+    def decode_flops(self, kind: str, positions):
+        """Attention (or state) FLOPs of one layer for one decode token attending `positions` (L + 1)."""
+        positions = np.asarray(positions, dtype=float)
+        if kind in RECURRENT:
+            return np.full_like(positions, self.state_flops_per_token(kind))
+        cap = self._cap(kind)
+        flops = (positions if cap is None else np.minimum(positions, cap)) * self.attention_flops_per_position("decode")
+        if self.dsa:
+            flops = flops + positions * 2 * self.dsa.index_n_heads * self.dsa.index_head_dim
+        return flops
+
+    def cache_bytes(self, kind: str, read_tokens, written_tokens, kv_dtype_bytes: float, tp: int):
+        """Bytes one GPU moves for one layer's cache: KV of the positions read (a window or DSA's top-k
+        caps them; the DSA indexer reads every key) and of the tokens written; a recurrent layer reads
+        and writes its state once per sequence per step."""
+        read = np.asarray(read_tokens, dtype=float)
+        if kind in RECURRENT:
+            return np.full_like(read, 2 * self.state_bytes_layer(kind, tp))
+        cap = self._cap(kind)
+        core = self.kv_elements_per_token(kind, tp) * kv_dtype_bytes
+        capped = read if cap is None else np.minimum(read, cap)
+        key = self.dsa.key_bytes if self.dsa else 0.0
+        return core * (capped + written_tokens) + key * (read + written_tokens)
+
+
+def _tile(pattern: str, n_layers: int) -> str:
+    """A layer pattern stretched to n_layers by repeating its shortest period."""
+    period = next(k for k in range(1, len(pattern) + 1)
+                  if all(pattern[i] == pattern[i % k] for i in range(len(pattern))))
+    return (pattern[:period] * (n_layers // period + 1))[:n_layers]
+
+
+def build(name: str, entry: dict, models: dict[str, Architecture] | None = None) -> Architecture:
+    """An Architecture from a TOML table; `base = NAME` starts from that model and overrides the keys given
+    (a scaled variant), stretching its layer pattern to a new n_layers."""
     known = {f.name for f in fields(Architecture)}
     unknown = set(entry) - known
     if unknown:
-        raise ValueError(f"model catalog entry {name!r} has unknown keys {sorted(unknown)}")
-    entry = dict(entry)
-    if "mla" in entry:
-        entry["mla"] = MLA(**entry["mla"])
-    if "moe" in entry:
-        entry["moe"] = MoE(**entry["moe"])
-    return Architecture(name=name, **entry)
+        raise ValueError(f"unknown keys {sorted(unknown)}; valid: {', '.join(sorted(known - {'name'}))}")
+    entry = {k: SUBTABLES[k](**v) if k in SUBTABLES and isinstance(v, dict) else v for k, v in entry.items()}
+    if entry.get("base"):
+        base = (models or catalog()).get(entry["base"])
+        if base is None:
+            raise ValueError(f"unknown base model {entry['base']!r}; valid: {', '.join(sorted(models or catalog()))}")
+        if base.layer_pattern and "n_layers" in entry and "layer_pattern" not in entry:
+            entry["layer_pattern"] = _tile(base.layer_pattern, entry["n_layers"])
+        arch = replace(base, name=name, **entry)
+    else:
+        arch = Architecture(name=name, **entry)
+    if arch.layer_pattern and len(arch.layer_pattern) != arch.n_layers:
+        raise ValueError(f"layer_pattern has {len(arch.layer_pattern)} layers, n_layers {arch.n_layers}")
+    return arch
 
 
 @cache
 def catalog() -> dict[str, Architecture]:
     with resources.files("sim").joinpath("data", "models.toml").open("rb") as f:
         table = tomllib.load(f)["models"]
-    return {name: _build(name, entry) for name, entry in table.items()}
+    models: dict[str, Architecture] = {}
+    for name, entry in table.items():
+        try:
+            models[name] = build(name, entry, models)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"model catalog entry {name!r}: {e}") from None
+    return models

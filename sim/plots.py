@@ -2,8 +2,8 @@
 
 - energy_per_phrase.png: energy charged to each phrase (Wh) vs conversation minute, log y.
 - latency.png: TTFT and reply latency (s) vs minute, log y.
-- kv_memory.png: KV bytes the conversation holds (context x KV bytes per token) vs minute, with each
-  deployment's KV capacity.
+- kv_memory.png: KV and recurrent state the conversation holds (context x KV bytes per token, capped
+  sliding windows, fixed state) vs minute, with each deployment's KV capacity.
 Failed turns are marked with x at the minute they happened.
 """
 from __future__ import annotations
@@ -63,17 +63,23 @@ def render(turns: pa.Table, deployments: dict[str, dict], out_dir: Path) -> list
 
     fig, ax = plt.subplots(figsize=(9, 5))
     for name, rs in rows.items():
-        per_token = deployments[name]["kv_bytes_per_token"]
-        gb = lambda r: (r["context_tokens"] + r["new_tokens"]) * per_token / 1e9  # noqa: E731
+        d = deployments[name]
+        gb = lambda r, d=d: memory_bytes(d, r["context_tokens"] + r["new_tokens"]) / 1e9  # noqa: E731
         ax.plot([r["minute"] for r in rs], [gb(r) for r in rs], lw=0.8, color=colors[name], label=name)
-        ax.axhline(deployments[name]["kv_capacity_tokens"] * per_token / 1e9, color=colors[name], ls="--",
-                   lw=0.6)
+        if d.get("kv_capacity_tokens"):
+            ax.axhline(d["kv_capacity_tokens"] * d["kv_bytes_per_token"] / 1e9, color=colors[name], ls="--", lw=0.6)
         _mark_failures(ax, rs, gb, colors[name])
-    ax.set(yscale="log", xlabel="conversation minute", ylabel="KV cache of the conversation (GB)",
-           title="KV memory per conversation (dashed: replica capacity; x: failed turn)")
+    ax.set(yscale="log", xlabel="conversation minute", ylabel="KV cache + recurrent state (GB)",
+           title="KV or state memory per conversation (dashed: KV capacity; x: failed turn)")
     ax.legend(fontsize=8)
     written.append(_save(fig, out_dir / "kv_memory.png"))
     return written
+
+
+def memory_bytes(deployment: dict, tokens: int) -> float:
+    """KV + recurrent state a conversation of `tokens` holds, whole model (run.json's per-token figures)."""
+    window = deployment.get("window_kv_bytes_per_token", 0.0) * min(tokens, deployment.get("window_tokens", 0))
+    return deployment["kv_bytes_per_token"] * tokens + window + deployment.get("state_bytes", 0.0)
 
 
 def _save(fig, path: Path) -> Path:

@@ -28,7 +28,14 @@ def describe(built) -> str:
             f"{built.cluster.node_type.gpus_per_node} {built.cluster.accelerator.display_name}; "
             f"{len(built.replicas)} replica(s) of tp {spec.tp} x pp {spec.pp} x ep {spec.ep}; "
             f"prefix caching {'on' if spec.prefix_caching else 'off'}; "
-            f"KV pool {rep.kv_capacity_blocks * spec.block_tokens:,} tokens per replica")
+            f"KV pool {rep.kv_capacity_text()} per attention group")
+
+
+def memory_per_token(arch, kv_dtype_bytes: float) -> dict:
+    """What a conversation of T tokens holds, whole model: kv x T + window x min(T, window_tokens) + state."""
+    return {"kv_bytes_per_token": arch.kv_bytes_per_token(kv_dtype_bytes),
+            "window_kv_bytes_per_token": arch.window_kv_bytes_per_token(kv_dtype_bytes),
+            "window_tokens": arch.sliding_window, "state_bytes": arch.state_bytes_per_sequence}
 
 
 def run_experiment(path: str, mode: str | None = None, progress=None) -> RunResult:
@@ -49,8 +56,8 @@ def run_experiment(path: str, mode: str | None = None, progress=None) -> RunResu
         "mode": experiment.run.mode, "config": experiment.model_dump(mode="json"),
         "deployments": {b.name: {
             "description": describe(b),
-            "kv_bytes_per_token": b.spec.architecture.kv_bytes_per_token(PRECISION_BYTES[b.spec.kv_cache]),
-            "kv_capacity_tokens": b.replicas[0].kv_capacity_blocks * b.spec.block_tokens,
+            **memory_per_token(b.spec.architecture, PRECISION_BYTES[b.spec.kv_cache]),
+            "kv_capacity_tokens": b.replicas[0].kv_capacity_tokens,
             "gpus": sum(len(r.placement.gpus) for r in b.replicas),
         } for b in built},
         "energy_j": {r.deployment.name: r.energy_j for r in results},

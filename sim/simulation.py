@@ -38,7 +38,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     limits = EngineLimits(spec.max_batched_tokens, spec.max_seqs, spec.max_context, spec.prefix_caching)
     deadline_ns = _ns(workload.reply_deadline_s)
     engines = [
-        ReplicaEngine(env, r, rep.cost, [KVPool(rep.kv_capacity_blocks, spec.block_tokens) for _ in range(spec.dp)],
+        ReplicaEngine(env, r, rep.cost, [KVPool(rep.kv_capacity_blocks, spec.block_tokens, rep.footprint) for _ in range(spec.dp)],
                       limits, bulk, len(rep.placement.gpus), steps)
         for r, rep in enumerate(built.replicas)]
     turns: list[TurnRecord] = []

@@ -115,7 +115,7 @@ def test_data_parallel_weights_per_gpu_by_hand():
     384 / 16 = 24 routed experts of each MoE layer."""
     a = catalog()["kimi_k2"]
     m = cost_model("kimi_k2", "h200", 2, 1, 1, 16, "fp8", dp=16)
-    always = 1 * a.dense_layer_params + 60 * a.moe_layer_always_params
+    always = sum(a.layer_always_params(i) for i in range(61))   # 1 dense + 60 MoE layers
     by_hand = (always + 60 * 24 * a.expert_params) * 1.0 + 2 * 163840 * 7168 * 2   # + embedding and head
     assert m.stage_weights_bytes(0) == pytest.approx(by_hand, rel=1e-12)
 
@@ -192,7 +192,7 @@ def test_gqa_kv_heads_are_copied_when_tp_exceeds_them():
     a = catalog()["llama31_70b"]
     m = cost_model("llama31_70b", "h100_sxm", 2, 16, 1, 1, "bf16")
     kv_split = 2 * 8192 * 1024
-    rest = 80 * (a.dense_layer_params - 2 * 8192 - kv_split)            # q, o, FFN split over 16 ranks
+    rest = 80 * (a.layer_always_params(0) - 2 * 8192 - kv_split)            # q, o, FFN split over 16 ranks
     by_hand = (80 * 2 * 8192 + 80 * 2 * 8192 * 128 + rest / 16) * 2 + 2 * 128256 * 8192 * 2 / 16
     assert m.stage_weights_bytes(0) == pytest.approx(by_hand, rel=1e-12)
 
@@ -204,18 +204,18 @@ def test_mla_prefill_picks_the_cheaper_form_by_hand():
     pos = 60 * 100_000 + 60 * 61 / 2
     mha, absorbed = pos * (2 * 64 * 192 + 2 * 64 * 128) + 100_000 * up, pos * (2 * 64 * 576 + 2 * 64 * 512)
     assert absorbed < mha
-    assert k2.prefill_attention_flops(60, 100_000) == pytest.approx(absorbed)
+    assert k2.prefill_flops("attention", 60, 100_000) == pytest.approx(absorbed)
     # A fresh 8,192-token prompt: the MHA form is 3.4x cheaper than the absorbed one.
     pos = 8192 * 8193 / 2
-    assert k2.prefill_attention_flops(8192, 0) == pytest.approx(pos * (2 * 64 * 192 + 2 * 64 * 128))
+    assert k2.prefill_flops("attention", 8192, 0) == pytest.approx(pos * (2 * 64 * 192 + 2 * 64 * 128))
 
 
 def test_mla_down_projections_and_router_are_replicated_on_every_rank():
     k2 = catalog()["kimi_k2"]
     replicated = 2 * 7168 + (7168 * 1536 + 1536 + 7168 * 576 + 512)   # norms, q_a + norm, kv_a + norm
-    assert k2.replicated_params_per_layer == replicated == 15_155_200
+    assert k2.replicated_params("attention") == replicated == 15_155_200
     m = cost_model("kimi_k2", "h200", 2, 8, 2, 8, "fp8")
-    stage0 = 1 * k2.dense_layer_params + 30 * (k2.moe_layer_always_params + 384 * k2.expert_params)
+    stage0 = sum(k2.layer_always_params(i) for i in range(31)) + 30 * 384 * k2.expert_params
     router = 7168 * 384 + 384                                          # kept whole too, on the 30 MoE layers
     whole = 31 * replicated + 30 * router
     by_hand = (whole + (stage0 - whole) / 8) * 1.0 + 163840 * 7168 * 2 / 8
@@ -225,8 +225,8 @@ def test_mla_down_projections_and_router_are_replicated_on_every_rank():
 def test_tied_table_counted_once_without_pipeline():
     m = cost_model("gpt3_175b", "h200", 1, 8, 1, 1, "bf16")
     a = catalog()["gpt3_175b"]
-    layers = 96 * a.dense_layer_params
-    replicated = 96 * a.replicated_params_per_layer
+    layers = 96 * a.layer_always_params(0)
+    replicated = 96 * a.replicated_params("attention")
     by_hand = (replicated + (layers - replicated) / 8) * 2 + a.embedding_params * 2 / 8
     assert m.stage_weights_bytes(0) == pytest.approx(by_hand, rel=1e-12)
 
@@ -236,8 +236,8 @@ def test_tied_table_is_copied_to_the_last_stage_with_a_pipeline():
     learned positions) for the lookup, the last stage a copy of the token table for the head."""
     a = catalog()["gpt3_175b"]
     m = cost_model("gpt3_175b", "h200", 2, 8, 2, 1, "bf16")
-    layers = 48 * a.dense_layer_params
-    replicated = 48 * a.replicated_params_per_layer
+    layers = 48 * a.layer_always_params(0)
+    replicated = 48 * a.replicated_params("attention")
     per_gpu_layers = (replicated + (layers - replicated) / 8) * 2
     assert m.stage_weights_bytes(0) == pytest.approx(per_gpu_layers + a.embedding_params * 2 / 8, rel=1e-12)
     assert m.stage_weights_bytes(1) == pytest.approx(per_gpu_layers + a.vocab * a.d_model * 2 / 8, rel=1e-12)

@@ -27,11 +27,11 @@ def test_describe_every_example_cluster():
         built = build(CLUSTERS_EXPERIMENT, name, spec)
         rep = built.replicas[0]
         layout = rep.placement.layout
-        tokens = rep.kv_capacity_blocks * spec.block_tokens * layout.dp
         block = result.output.split(f"{name}: ")[1].split("\n\n")[0]
         assert f"{spec.nodes} x {built.cluster.node_type.display_name}" in block
         assert f"tp {layout.tp} x dp {layout.dp} x pp {layout.pp}" in block
-        assert f"= {tokens:,} tokens per replica" in block
+        assert f"KV capacity: {rep.kv_capacity_blocks * spec.block_tokens:,} tokens per attention group" in block
+        assert f"x {layout.dp} group(s)" in block
         assert f"KV pool {rep.memory.kv_pool_bytes / 1e9:.1f} GB" in block
         assert "slowest link" in block
     # The NVL72's all-to-all stays on NVLink; the MI355X all-reduce runs on its XGMI mesh.

@@ -2,7 +2,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.kv import KVPool, blocks_for
+from sim.kv import Footprint, KVPool, blocks_for
 
 
 def test_blocks_and_cached_prefix_by_hand():
@@ -10,7 +10,7 @@ def test_blocks_and_cached_prefix_by_hand():
     pool = KVPool(capacity_blocks=10, block_tokens=16)
     assert pool.try_reserve(session=0, total_tokens=50)       # 4 blocks
     pool.release(0, 50, keep_tokens=49)                         # 49 tokens -> 3 whole blocks cached
-    assert pool.cached == {0: 3} and pool.used_blocks == 3
+    assert pool.cached == {0: 48} and pool.used_blocks == 3
     assert pool.cached_tokens(0, history_tokens=49) == 48       # 3 x 16
     assert pool.cached_tokens(0, history_tokens=40) == 32       # never more than the history's whole blocks
     assert pool.cached_tokens(1, history_tokens=40) == 0
@@ -23,28 +23,52 @@ def test_lru_eviction_takes_the_oldest_session_tail_first():
         pool.release(session, tokens, keep_tokens=tokens)
     assert pool.used_blocks == 8
     assert pool.try_reserve(2, 5)                               # 2 free + 3 evicted from session 0 (oldest)
-    assert pool.cached == {0: 1, 1: 4} and pool.used_blocks == 10
+    assert pool.cached == {0: 1, 1: 4} and pool.used_blocks == 10   # cached tokens, one per block
     assert not pool.try_reserve(3, 6)                           # only 5 not reserved by running turns
     assert pool.cached == {0: 1, 1: 4}                          # a refused reservation changes nothing
 
 
+def test_footprints_with_windows_and_recurrent_state_by_hand():
+    """Gemma-3-like: 100 B per token grows, 400 B per token for the last 64 tokens; blocks of 16 tokens
+    (1,600 B). 40 tokens: 3 growing blocks + 48 x 400 = 19,200 B -> 12 blocks. 1,000 tokens: 63 blocks +
+    64 x 400 = 25,600 B -> 16 blocks, the window capped."""
+    windowed = Footprint(16, 100.0, window_bytes_per_token=400.0, window_tokens=64)
+    assert windowed.blocks(40) == 3 + 12 and windowed.blocks(1000) == 63 + 16
+    # Recurrent only (no KV grows): one block is one sequence's 2 MB state, whatever its length.
+    recurrent = Footprint(16, 0.0, state_bytes=2e6)
+    assert recurrent.block_bytes == 2e6 and recurrent.blocks(1) == recurrent.blocks(10**6) == 1
+    pool = KVPool(capacity_blocks=2, block_tokens=16, footprint=recurrent)
+    assert pool.capacity_tokens is None
+    assert pool.try_reserve(0, 500_000) and pool.try_reserve(1, 900_000)
+    assert not pool.try_reserve(2, 10)                          # two states fill it
+    pool.release(0, 500_000, keep_tokens=499_999)
+    assert pool.cached_tokens(0, 499_999) == 499_984            # whole 16-token blocks of the prefix
+    assert pool.try_reserve(2, 10) and pool.cached == {}        # evicting a state frees its whole block
+
+
+FOOTPRINTS = [Footprint(4, 1.0), Footprint(4, 10.0, 30.0, 12), Footprint(4, 0.0, state_bytes=100.0),
+              Footprint(4, 5.0, 0.0, 0, 45.0)]
+
+
 @settings(max_examples=200, deadline=None)
-@given(capacity=st.integers(1, 64),
+@given(capacity=st.integers(1, 64), footprint=st.sampled_from(FOOTPRINTS),
        ops=st.lists(st.tuples(st.integers(0, 5), st.integers(1, 80), st.integers(0, 80)), max_size=60))
-def test_capacity_is_never_exceeded(capacity, ops):
+def test_capacity_is_never_exceeded(capacity, footprint, ops):
     """Against a shadow count kept here: a reservation succeeds exactly when it fits beside the
-    running turns, and used blocks never exceed capacity."""
-    pool = KVPool(capacity, block_tokens=4)
+    running turns, and used blocks never exceed capacity, for growing, windowed and recurrent footprints."""
+    pool = KVPool(capacity, block_tokens=4, footprint=footprint)
+    blocks_for = footprint.blocks
     running = {}  # session -> tokens reserved, kept independently of the pool
     for session, tokens, keep in ops:
         if session in running:
             total = running.pop(session)
             pool.release(session, total, min(keep, total))
         else:
-            fits = blocks_for(tokens, 4) <= capacity - sum(blocks_for(t, 4) for t in running.values())
+            fits = blocks_for(tokens) <= capacity - sum(blocks_for(t) for t in running.values())
             assert pool.try_reserve(session, tokens) == fits
             if fits:
                 running[session] = tokens
-        assert pool.reserved_blocks == sum(blocks_for(t, 4) for t in running.values())
+        assert pool.reserved_blocks == sum(blocks_for(t) for t in running.values())
+        assert pool.used_blocks == pool.reserved_blocks + sum(footprint.blocks(t) for t in pool.cached.values())
         assert pool.used_blocks <= capacity
         assert all(s not in running for s in pool.cached)
