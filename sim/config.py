@@ -8,10 +8,13 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from hardware import catalog as hw
 from sim.errors import ConfigError
+from sim.models import Architecture, ModelKeyError
+from sim.models import build as build_model
 from sim.models import catalog as model_catalog
 from workloads import podcast
 
@@ -107,11 +110,46 @@ class ClusterSpec(_ClusterKeys):
     source: str = ""
 
 
+class ContextSpec(_Strict):
+    """[deployments.NAME.context]: what of the conversation the model sees each turn.
+
+    full: the whole history until the model's max context, then `on_overflow` (fail the turn, or
+    truncate the oldest history). window: the last `window_tokens` of history. summarize: once the
+    history exceeds `every_tokens`, the model compacts it into `summary_tokens` (a request of its own).
+    retrieve: the last `window_tokens` plus `chunks` retrieved chunks of `chunk_tokens` each turn,
+    prefilled every turn (never cached), after a retrieval taking `retrieval_s` and `retrieval_j`.
+    """
+
+    policy: Literal["full", "window", "summarize", "retrieve"] = "full"
+    on_overflow: Literal["fail", "truncate"] = "fail"
+    window_tokens: int = Field(0, ge=0, le=10_000_000)
+    every_tokens: int = Field(0, ge=0, le=10_000_000)
+    summary_tokens: int = Field(0, ge=0, le=1_000_000)
+    chunks: int = Field(0, ge=0, le=1000)
+    chunk_tokens: int = Field(0, ge=0, le=100_000)
+    retrieval_s: float = Field(0.0, ge=0, le=3600)
+    retrieval_j: float = Field(0.0, ge=0, le=1e9)
+
+    @model_validator(mode="after")
+    def _needs(self):
+        need = {"window": ("window_tokens",), "summarize": ("every_tokens", "summary_tokens"),
+                "retrieve": ("window_tokens", "chunks", "chunk_tokens")}.get(self.policy, ())
+        missing = [k for k in need if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"policy '{self.policy}' needs {', '.join(missing)} > 0")
+        if self.policy == "summarize" and self.summary_tokens >= self.every_tokens:
+            raise ValueError(f"summary_tokens ({self.summary_tokens}) must be below every_tokens "
+                             f"({self.every_tokens}) for a summary to shrink the history")
+        return self
+
+
 class DeploymentSpec(_ClusterKeys):
     """[deployments.NAME]: a model on a cluster (named by `cluster`, or by the cluster keys here)."""
 
     model: str
     cluster: str = ""
+    context: ContextSpec = ContextSpec()
+    _architecture: Architecture = PrivateAttr()
     # Parallel layout; 1,024 per dimension is far beyond any published deployment.
     tp: int = Field(1, ge=1, le=1024)
     pp: int = Field(1, ge=1, le=1024)
@@ -160,11 +198,12 @@ class DeploymentSpec(_ClusterKeys):
 
     @field_validator("model")
     @classmethod
-    def _model(cls, v: str) -> str:
-        return _one_of("model", v, model_catalog())
+    def _model(cls, v: str, info: ValidationInfo) -> str:
+        return _one_of("model", v, _models(info))
 
     @model_validator(mode="after")
-    def _layout(self):
+    def _layout(self, info: ValidationInfo):
+        self._architecture = _models(info)[self.model]
         moe = self.architecture.moe
         if self.ep not in (1, self.tp * self.dp):
             raise ValueError(f"ep must be 1 (experts sliced over tp) or tp x dp = {self.tp * self.dp} (whole "
@@ -183,12 +222,42 @@ class DeploymentSpec(_ClusterKeys):
         return self
 
     @property
-    def architecture(self):
-        return model_catalog()[self.model]
+    def architecture(self) -> Architecture:
+        return self._architecture
 
     @property
     def max_context(self) -> int:
         return self.max_context_tokens or self.architecture.max_context
+
+
+class ModelTableError(ValueError):
+    """A [models.NAME] table that does not build; names the table and key."""
+
+    def __init__(self, name: str, key: str | None, message: str):
+        self.name, self.key = name, key
+        super().__init__(message)
+
+
+def _models(info: ValidationInfo) -> dict[str, Architecture]:
+    return {**model_catalog(), **((info.context or {}).get("models", {}))}
+
+
+def build_models(tables) -> dict[str, Architecture]:
+    """An experiment's own [models.NAME] tables: each a new architecture, or `base = NAME` and the sizes
+    it changes (a scaled variant of a catalog model or of one defined before it)."""
+    if not isinstance(tables, dict):
+        raise ModelTableError("", None, "[models] must hold tables, one per model")
+    built = dict(model_catalog())
+    for name, entry in tables.items():
+        if not isinstance(entry, dict):
+            raise ModelTableError(name, None, "must be a table of model keys")
+        try:
+            built[name] = build_model(name, entry, built)
+        except TypeError as e:
+            raise ModelTableError(name, None, f"{e}; give every key of a model, or base = NAME") from None
+        except ModelKeyError as e:
+            raise ModelTableError(name, e.key, str(e)) from None
+    return {name: built[name] for name in tables}
 
 
 class Experiment(_Strict):
@@ -196,13 +265,17 @@ class Experiment(_Strict):
     workload: WorkloadSpec = WorkloadSpec()
     report: ReportSpec = ReportSpec()
     clusters: dict[str, ClusterSpec] = {}
+    models: dict[str, dict] = {}
     deployments: dict[str, DeploymentSpec]
 
     @classmethod
     def from_dict(cls, data: dict) -> "Experiment":
-        """Validate an experiment table; deployments may name the file's own [clusters.NAME]."""
-        clusters = data.get("clusters") if isinstance(data, dict) else None
-        return cls.model_validate(data, context={"clusters": clusters if isinstance(clusters, dict) else {}})
+        """Validate an experiment table; deployments may name the file's own [clusters.NAME] and
+        [models.NAME]."""
+        data = data if isinstance(data, dict) else {}
+        clusters = data.get("clusters")
+        return cls.model_validate(data, context={"clusters": clusters if isinstance(clusters, dict) else {},
+                                                 "models": build_models(data.get("models", {}))})
 
     @field_validator("deployments")
     @classmethod
@@ -220,6 +293,8 @@ def _where(loc: tuple) -> tuple[str, str | None]:
     if parts[0] in ("deployments", "clusters"):
         if len(parts) == 2:
             return f"{parts[0]}.{parts[1]}", None
+        if parts[2] == "context" and len(parts) > 3:
+            return f"{parts[0]}.{parts[1]}.context", parts[3]
         return f"{parts[0]}.{parts[1]}", parts[2]
     return parts[0], parts[1]
 
@@ -238,6 +313,8 @@ def _message(err: dict) -> str:
 def _valid_keys(table: str) -> str:
     model = {"run": RunSpec, "workload": WorkloadSpec, "report": ReportSpec,
              "clusters": ClusterSpec}.get(table.split(".")[0], DeploymentSpec)
+    if table.endswith(".context"):
+        model = ContextSpec
     if table == "top level":
         model = Experiment
     return ", ".join(model.model_fields)
@@ -256,6 +333,8 @@ def load(path: str | Path) -> Experiment:
         raise ConfigError(path, "top level", None, f"invalid TOML: {e}") from None
     try:
         return Experiment.from_dict(data)
+    except ModelTableError as e:
+        raise ConfigError(path, f"models.{e.name}" if e.name else "models", e.key, str(e)) from None
     except ValidationError as e:
         # A wrong value is reported before a missing key: a missing key often follows from it (an
         # unknown cluster name leaves its gpu and nodes unfilled).

@@ -37,8 +37,10 @@ class Sequence:
     prompt_tokens: int
     output_tokens: int
     done: simpy.Event
+    reusable_tokens: int       # prompt prefix the previous request of the session may have left cached
     prefilled: int = 0   # prompt tokens computed so far, cached ones included
     decoded: int = 0     # reply tokens sampled so far
+    admitted: bool = False
 
     @property
     def total_tokens(self) -> int:
@@ -81,15 +83,18 @@ class ReplicaEngine:
         self.process = self.env.process(self._run())
 
     # ---- arrivals ------------------------------------------------------------------------------
-    def submit(self, record: TurnRecord, prompt_tokens: int, output_tokens: int) -> Sequence:
-        """Hand a turn to the engine; its `done` event fires when the turn has ended, ok or not."""
+    def submit(self, record: TurnRecord, prompt_tokens: int, output_tokens: int,
+               reusable_tokens: int | None = None) -> Sequence:
+        """Hand a request to the engine; its `done` event fires when it has ended, ok or not. Of its
+        prompt, the first `reusable_tokens` (default: the history) may be found in the prefix cache."""
         session = self.sessions[record.session]
         session.started = True
         record.energy_idle_j, session.pending_idle_j = session.pending_idle_j, 0.0
         session.last_turn = record
-        seq = Sequence(record, prompt_tokens, output_tokens, self.env.event())
+        reusable = record.context_tokens if reusable_tokens is None else reusable_tokens
+        seq = Sequence(record, prompt_tokens, output_tokens, self.env.event(), reusable)
         total = seq.total_tokens
-        if total > self.limits.max_context:
+        if self.limits.max_context and total > self.limits.max_context:
             self._fail(seq, "context_overflow",
                        f"prompt {prompt_tokens} + reply {output_tokens} tokens > max context {self.limits.max_context}")
         elif self._pool(seq).footprint.blocks(total) > self._pool(seq).capacity_blocks:
@@ -154,14 +159,13 @@ class ReplicaEngine:
         while self.waiting and len(self.running) < self.limits.max_seqs:
             seq = self.waiting[0]
             rec = seq.record
-            history = rec.context_tokens
             pool = self._pool(seq)
-            cached = pool.cached_tokens(rec.session, history) if self.limits.prefix_caching else 0
+            cached = pool.cached_tokens(rec.session, seq.reusable_tokens) if self.limits.prefix_caching else 0
             if not pool.try_reserve(rec.session, seq.total_tokens):
                 return
             rec.cached_tokens = cached
-            rec.recomputed_tokens = history - cached
-            seq.prefilled = cached
+            rec.recomputed_tokens = seq.prompt_tokens - rec.new_tokens - cached
+            seq.prefilled, seq.admitted = cached, True
             self.running.append(self.waiting.pop(0))
 
     def _run(self):

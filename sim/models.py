@@ -43,6 +43,7 @@ class MoE:
     shared_gate: bool = False
 
 
+NEEDS = {"gdn": "gdn", "kda": "kda", "mamba1": "mamba", "mamba2": "ssm", "rwkv7": "rwkv"}  # kind -> its table
 DEFAULT_MIXER = {"mha": "attention", "gqa": "attention", "mla": "attention", "mla_dsa": "attention",
                  "ssm": "mamba2", "linear": "rwkv7"}
 SUBTABLES = {"mla": MLA, "moe": MoE, "dsa": DSA, "gdn": GDN, "kda": KDA, "mamba": Mamba1, "ssm": Mamba2,
@@ -377,25 +378,42 @@ def _tile(pattern: str, n_layers: int) -> str:
     return (pattern[:period] * (n_layers // period + 1))[:n_layers]
 
 
+class ModelKeyError(ValueError):
+    """A model table that does not build; `key` names the offending key where there is one."""
+
+    def __init__(self, key: str | None, message: str):
+        self.key = key
+        super().__init__(message)
+
+
 def build(name: str, entry: dict, models: dict[str, Architecture] | None = None) -> Architecture:
     """An Architecture from a TOML table; `base = NAME` starts from that model and overrides the keys given
     (a scaled variant), stretching its layer pattern to a new n_layers."""
     known = {f.name for f in fields(Architecture)}
     unknown = set(entry) - known
     if unknown:
-        raise ValueError(f"unknown keys {sorted(unknown)}; valid: {', '.join(sorted(known - {'name'}))}")
+        raise ModelKeyError(None, f"unknown keys {sorted(unknown)}; valid: {', '.join(sorted(known - {'name'}))}")
     entry = {k: SUBTABLES[k](**v) if k in SUBTABLES and isinstance(v, dict) else v for k, v in entry.items()}
     if entry.get("base"):
         base = (models or catalog()).get(entry["base"])
         if base is None:
-            raise ValueError(f"unknown base model {entry['base']!r}; valid: {', '.join(sorted(models or catalog()))}")
+            raise ModelKeyError("base", f"unknown base model {entry['base']!r}; valid: {', '.join(sorted(models or catalog()))}")
         if base.layer_pattern and "n_layers" in entry and "layer_pattern" not in entry:
             entry["layer_pattern"] = _tile(base.layer_pattern, entry["n_layers"])
         arch = replace(base, name=name, **entry)
     else:
         arch = Architecture(name=name, **entry)
     if arch.layer_pattern and len(arch.layer_pattern) != arch.n_layers:
-        raise ValueError(f"layer_pattern has {len(arch.layer_pattern)} layers, n_layers {arch.n_layers}")
+        raise ModelKeyError("layer_pattern", f"layer_pattern has {len(arch.layer_pattern)} layers, n_layers {arch.n_layers}")
+    unnamed = sorted(set(arch.layer_pattern) - set(arch.layer_kinds))
+    if unnamed:
+        raise ModelKeyError("layer_kinds", f"layer_pattern uses {unnamed}, which layer_kinds does not name")
+    for kind in set(arch.kinds):
+        if kind not in ATTENTION + RECURRENT:
+            raise ModelKeyError("layer_kinds", f"unknown layer kind {kind!r}; valid: {', '.join(ATTENTION + RECURRENT)}")
+        table = NEEDS.get(kind)
+        if table and getattr(arch, table) is None:
+            raise ModelKeyError(table, f"{kind} layers need a {table} table")
     return arch
 
 

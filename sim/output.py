@@ -20,12 +20,14 @@ from sim.simulation import DeploymentResult
 
 TURN_SCHEMA = pa.schema([
     ("run", pa.string()), ("deployment", pa.string()), ("session", pa.int64()), ("turn", pa.int64()),
-    ("speaker", pa.string()), ("minute", pa.float64()), ("context_tokens", pa.int64()),
+    ("speaker", pa.string()), ("kind", pa.string()), ("minute", pa.float64()), ("context_tokens", pa.int64()),
+    ("retrieved_tokens", pa.int64()),
     ("new_tokens", pa.int64()), ("output_tokens", pa.int64()), ("cached_tokens", pa.int64()),
     ("recomputed_tokens", pa.int64()), ("arrival_s", pa.float64()), ("first_token_s", pa.float64()),
     ("finish_s", pa.float64()), ("ttft_s", pa.float64()), ("tpot_s", pa.float64()), ("e2e_s", pa.float64()),
     ("reply_speech_s", pa.float64()), ("energy_j", pa.float64()), ("energy_prefill_j", pa.float64()),
-    ("energy_decode_j", pa.float64()), ("energy_idle_j", pa.float64()), ("replica", pa.int64()),
+    ("energy_decode_j", pa.float64()), ("energy_idle_j", pa.float64()), ("energy_retrieval_j", pa.float64()),
+    ("replica", pa.int64()),
     ("status", pa.string()), ("reason", pa.string()),
 ])
 

@@ -22,7 +22,7 @@ from sim.report import J_PER_WH  # noqa: E402
 def _by_deployment(turns: pa.Table) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {}
     for r in turns.to_pylist():
-        if r["session"] == 0:
+        if r["session"] == 0 and r.get("kind", "reply") == "reply":
             rows.setdefault(r["deployment"], []).append(r)
     return rows
 

@@ -31,6 +31,9 @@ class TurnRecord:
     arrival_ns: int
     replica: int
     speaker: str = "model"
+    kind: str = "reply"            # reply: answers a phrase; summary: compacts the history (context policy)
+    retrieved_tokens: int = 0      # retrieved chunks in the prompt (context policy `retrieve`)
+    energy_retrieval_j: float = 0.0  # the retrieval's own energy, outside the GPU cluster
     cached_tokens: int = 0
     recomputed_tokens: int = 0
     output_tokens: int = 0
@@ -51,7 +54,8 @@ class TurnRecord:
                 if first is not None and decode_steps > 0 else None)
         return {
             "run": self.run, "deployment": self.deployment, "session": self.session, "turn": self.turn,
-            "speaker": self.speaker, "minute": self.minute, "context_tokens": self.context_tokens,
+            "speaker": self.speaker, "kind": self.kind, "minute": self.minute, "context_tokens": self.context_tokens,
+            "retrieved_tokens": self.retrieved_tokens,
             "new_tokens": self.new_tokens, "output_tokens": self.output_tokens,
             "cached_tokens": self.cached_tokens, "recomputed_tokens": self.recomputed_tokens,
             "arrival_s": arrival_s, "first_token_s": first, "finish_s": finish,
@@ -61,7 +65,7 @@ class TurnRecord:
             "reply_speech_s": self.reply_speech_s,
             "energy_j": self.energy_prefill_j + self.energy_decode_j + self.energy_idle_j,
             "energy_prefill_j": self.energy_prefill_j, "energy_decode_j": self.energy_decode_j,
-            "energy_idle_j": self.energy_idle_j, "replica": self.replica,
+            "energy_idle_j": self.energy_idle_j, "energy_retrieval_j": self.energy_retrieval_j, "replica": self.replica,
             "status": self.status, "reason": self.reason,
         }
 

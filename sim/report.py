@@ -7,8 +7,8 @@ J_PER_WH = 3600.0
 
 
 def minute_marks(rows: list[dict], deployment: str, minutes: list[float]) -> list[dict]:
-    """For each mark, the first model turn of session 0 whose phrase arrives at or after it."""
-    mine = [r for r in rows if r["deployment"] == deployment and r["session"] == 0]
+    """For each mark, the first reply of session 0 whose phrase arrives at or after it."""
+    mine = [r for r in rows if r["deployment"] == deployment and r["session"] == 0 and r.get("kind", "reply") == "reply"]
     picked = (next((r for r in mine if r["minute"] >= mark), None) for mark in minutes)
     return [r for r in picked if r is not None]
 

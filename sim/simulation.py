@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import simpy
 
 from sim.config import Experiment
+from sim.context import Conversation
 from sim.deployment import BuiltDeployment
 from sim.engine import EngineLimits, ReplicaEngine, SessionState
 from sim.kv import KVPool
@@ -38,11 +39,36 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     limits = EngineLimits(spec.max_batched_tokens, spec.max_seqs, spec.max_context, spec.prefix_caching)
     deadline_ns = _ns(workload.reply_deadline_s)
     engines = [
-        ReplicaEngine(env, r, rep.cost, [KVPool(rep.kv_capacity_blocks, spec.block_tokens, rep.footprint) for _ in range(spec.dp)],
-                      limits, bulk, len(rep.placement.gpus), steps)
+        ReplicaEngine(env, r, rep.cost, [KVPool(rep.kv_capacity_blocks, spec.block_tokens, rep.footprint)
+                                         for _ in range(spec.dp)], limits, bulk, len(rep.placement.gpus), steps)
         for r, rep in enumerate(built.replicas)]
     turns: list[TurnRecord] = []
     podcast = workload.podcast_spec()
+
+    def ask(engine, record: TurnRecord, prompt, reply_tokens: int):
+        """Submit a request and wait for it (up to the deadline); yields its sequence's end."""
+        turns.append(record)
+        seq = engine.submit(record, prompt.tokens, reply_tokens, prompt.reusable_tokens)
+        if deadline_ns and not seq.done.triggered:
+            yield seq.done | env.timeout(deadline_ns)
+            if not seq.done.triggered:
+                engine.abort(seq, f"no reply within the {workload.reply_deadline_s:g} s deadline; dropped")
+        yield seq.done
+        return seq
+
+    def summarise(engine, conv: Conversation, index: int, turn: int, start_ns: int):
+        """Compact the history into a summary: a request of its own, served like any other."""
+        prompt = conv.summary_prompt()
+        tokens = spec.context.summary_tokens
+        record = TurnRecord(
+            run=experiment.run.name, deployment=built.name, session=index, turn=turn, kind="summary",
+            minute=(env.now - start_ns) / NS_PER_S / 60.0, context_tokens=prompt.context_tokens, new_tokens=0,
+            reply_tokens=tokens, reply_speech_s=0.0, arrival_ns=env.now, replica=engine.index)
+        seq = yield from ask(engine, record, prompt, tokens)
+        if seq.admitted:
+            conv.served(prompt, ("summary of", turn) if record.status == "ok" else None, tokens)
+        if record.status == "ok":
+            conv.summarised()
 
     def session(index: int):
         engine = engines[index % len(engines)]  # session affinity: a session always meets its replica
@@ -50,31 +76,40 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         start_ns = _ns(index * workload.session_stagger_s)
         end_ns = start_ns + _ns(podcast.duration_s)
         yield env.timeout(start_ns)
-        history = 0
+        conv = Conversation(spec.context, spec.max_context)
+        summary = None
         for ex in exchanges(podcast, experiment.run.seed, index):
             yield env.timeout(_ns(ex.human.speech_s))
             if env.now > end_ns and ex.index > 0:  # the podcast ended while the human was speaking
                 break
+            arrival_ns = env.now
+            if summary is not None:  # the model reads the history only once its summary is done
+                yield summary
+                summary = None
             for e in engines:  # idle time up to now is charged before this turn takes its share
                 e.settle_idle(env.now)
+            prompt = conv.prompt(ex.index, ex.human.tokens, ex.reply.tokens)
             record = TurnRecord(
                 run=experiment.run.name, deployment=built.name, session=index, turn=ex.index,
-                minute=(env.now - start_ns) / NS_PER_S / 60.0, context_tokens=history,
-                new_tokens=ex.human.tokens, reply_tokens=ex.reply.tokens, reply_speech_s=ex.reply.speech_s,
-                arrival_ns=env.now, replica=engine.index)
-            turns.append(record)
-            seq = engine.submit(record, history + ex.human.tokens, ex.reply.tokens)
-            if deadline_ns and not seq.done.triggered:
-                yield seq.done | env.timeout(deadline_ns)
-                if not seq.done.triggered:
-                    engine.abort(seq, f"no reply within the {workload.reply_deadline_s:g} s deadline; dropped")
-            yield seq.done
-            history += ex.human.tokens
-            if record.status == "ok":
-                history += ex.reply.tokens
+                minute=(arrival_ns - start_ns) / NS_PER_S / 60.0, context_tokens=prompt.context_tokens,
+                retrieved_tokens=prompt.retrieved_tokens, new_tokens=ex.human.tokens, reply_tokens=ex.reply.tokens,
+                reply_speech_s=ex.reply.speech_s, arrival_ns=arrival_ns, replica=engine.index)
+            if prompt.retrieved_tokens:
+                record.energy_retrieval_j = spec.context.retrieval_j
+                yield env.timeout(_ns(spec.context.retrieval_s))
+            seq = yield from ask(engine, record, prompt, ex.reply.tokens)
+            ok = record.status == "ok"
+            if seq.admitted:
+                conv.served(prompt, ("model", ex.index) if ok else None, ex.reply.tokens)
+            conv.said(ex.index, ex.human.tokens, ex.reply.tokens if ok else None)
+            if ok:
+                if conv.wants_summary:  # compacted while the reply is spoken
+                    summary = env.process(summarise(engine, conv, index, ex.index, start_ns))
                 yield env.timeout(_ns(ex.reply.speech_s))
             elif workload.on_failure == "stop":
                 break
+        if summary is not None:
+            yield summary
         state.ended, state.ended_ns = True, env.now
 
     # Sessions go round the replicas, then round each replica's attention groups.

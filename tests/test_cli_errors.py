@@ -29,7 +29,7 @@ def run_cli(tmp_path, text):
 
 
 @pytest.mark.parametrize("old, new, table, key, expect", [
-    ("tp = 8", "tpp = 8", "deployments.d", "tpp", "unknown key; valid keys: gpu, node, nodes, fabric, rail_optimized, model, cluster, tp,"),
+    ("tp = 8", "tpp = 8", "deployments.d", "tpp", "unknown key; valid keys: gpu, node, nodes, fabric, rail_optimized, model, cluster, context, tp,"),
     ("tp = 8", 'tp = "eight"', "deployments.d", "tp", "valid integer"),
     ('gpu = "h100_sxm"', 'gpu = "h900"', "deployments.d", "gpu",
      "unknown gpu 'h900'; valid: a100_80gb, b200, gb200, gb300, h100_sxm, h200, mi300x, mi325x, mi355x"),
@@ -51,10 +51,16 @@ def run_cli(tmp_path, text):
     ("duration_h = 0.05", "duration_h = -1", "workload", "duration_h", "greater than 0"),
     ("nodes = 1", "", "deployments.d", "nodes", "required key is missing"),
     ("[run]", "[runn]", "top level", "runn",
-     "unknown key; valid keys: run, workload, report, clusters, deployments"),
+     "unknown key; valid keys: run, workload, report, clusters, models, deployments"),
     ("tp = 8", "tp = 3", "deployments.d", "nodes", "multiple of 3"),
     ("tp = 8", "tp = 2\nreplicas = 5", "deployments.d", "replicas", "valid: at most 4 replicas"),
     ('name = "t"', 'name = "t"\nseed = -1', "run", "seed", "greater than or equal to 0"),
+    ("[deployments.d]", "[models.big]\nbase = \"llama31_8b\"\nn_layerz = 64\n[deployments.d]", "models.big", None,
+     "unknown keys ['n_layerz']; valid:"),
+    ("[deployments.d]", "[models.big]\nbase = \"llama9\"\n[deployments.d]", "models.big", "base",
+     "unknown base model 'llama9'"),
+    ("tp = 8", "tp = 8\n[deployments.d.context]\npolicy = \"window\"", "deployments.d", "context",
+     "policy 'window' needs window_tokens > 0"),
     ("duration_h = 0.05", "duration_h = inf", "workload", "duration_h", "finite number"),
     ("duration_h = 0.05", "duration_h = 0.05\nhuman_median_words = 1e300", "workload", "human_median_words",
      "less than or equal to 10000"),

@@ -172,3 +172,15 @@ def test_scaled_model_inherits_and_stretches_its_pattern():
     assert hybrid.base == "qwen3_next_80b_a3b" and hybrid.params_total > catalog()["qwen3_next_80b_a3b"].params_total
     with pytest.raises(ValueError, match="unknown base model 'nope'"):
         build("x", {"base": "nope"}, catalog())
+
+
+def test_an_experiment_defines_a_scaled_model():
+    from sim.config import Experiment
+    exp = Experiment.from_dict({
+        "models": {"llama_deep": {"base": "llama31_8b", "n_layers": 64, "display_name": "Llama-3.1-8B x2 deep"}},
+        "deployments": {"d": {"model": "llama_deep", "gpu": "h100_sxm", "nodes": 1, "tp": 8}}})
+    arch = exp.deployments["d"].architecture
+    base = catalog()["llama31_8b"]
+    # 32 more layers of 218,112,000 weights each (by hand in test_cost's Llama-3.1-8B step).
+    assert arch.params_total - base.params_total == 32 * base.layer_always_params(0) == 32 * 218_112_000
+    assert "llama_deep" not in catalog()
