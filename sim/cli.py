@@ -3,6 +3,7 @@ deployments on their clusters; `simrun report DIR` re-renders a run."""
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -25,7 +26,8 @@ class _RunByDefault(click.Group):
         return super().parse_args(ctx, args)
 
 
-USAGE = "simrun EXPERIMENT.toml | simrun describe EXPERIMENT.toml | simrun report RESULTS_DIR (simrun --help)"
+USAGE = ("simrun EXPERIMENT.toml | simrun describe EXPERIMENT.toml | simrun report RESULTS_DIR | "
+         "simrun plot RESULTS_DIR (simrun --help)")
 
 
 def main() -> None:
@@ -45,6 +47,15 @@ def main() -> None:
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
+
+
+@contextmanager
+def _results_folder(run_dir: str):
+    """Whatever a malformed or foreign results folder raises while it is read becomes one line, exit 2."""
+    try:
+        yield
+    except (OSError, KeyError, TypeError, ValueError, AttributeError) as e:
+        _fail(f"{run_dir}: not a simrun results folder ({type(e).__name__}: {e}); valid: a folder `simrun` wrote")
 
 
 @click.group(cls=_RunByDefault, context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,7 +86,7 @@ def run_command(experiment: str, output_dir: str | None, mode: str | None, no_pl
     except ConfigError as e:
         _fail(str(e))
     extras = None if no_plots else (
-        lambda folder: plots.render(result.tables["turns"], result.info["deployments"], folder / "plots"))
+        lambda folder: plots.render(result.tables["turns"], result.info, folder / "plots"))
     try:
         out = write(out_dir, result.tables, result.info, extras)
     except OSError as e:
@@ -90,13 +101,23 @@ def run_command(experiment: str, output_dir: str | None, mode: str | None, no_pl
 @click.option("--plots/--no-plots", "with_plots", default=True, help="Redraw the PNG plots into RUN_DIR/plots.")
 def report_command(run_dir: str, with_plots: bool) -> None:
     """Re-render a finished run's minute-mark table (and plots) from its files alone."""
-    try:
+    with _results_folder(run_dir):
         turns, info = read(run_dir)
         table = render(turns, info)
-        written = plots.render(turns, info["deployments"], Path(run_dir) / "plots") if with_plots else []
-    except (OSError, KeyError, TypeError, ValueError, AttributeError) as e:
-        _fail(f"{run_dir}: not a simrun results folder ({type(e).__name__}: {e}); valid: a folder `simrun` wrote")
+        written = plots.render(turns, info, Path(run_dir) / "plots") if with_plots else []
     click.echo(table)
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+@cli.command("plot")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def plot_command(run_dir: str) -> None:
+    """Draw a finished run's PNGs into RUN_DIR/plots: energy per phrase (beside a human brain), reply
+    latency, KV or state memory, each vs conversation minute, failures marked."""
+    with _results_folder(run_dir):
+        turns, info = read(run_dir)
+        written = plots.render(turns, info, Path(run_dir) / "plots")
     for path in written:
         click.echo(f"wrote {path}")
 

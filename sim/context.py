@@ -68,6 +68,7 @@ class Conversation:
     history: list[Segment] = field(default_factory=list)
     cached: tuple[Segment, ...] = ()     # what the last request left in the prefix cache
     summaries: int = 0
+    said_tokens: int = 0                 # everything said so far, whatever the model still sees
 
     @property
     def history_tokens(self) -> int:
@@ -100,8 +101,10 @@ class Conversation:
     def said(self, turn: int, new_tokens: int, reply_tokens: int | None) -> None:
         """The phrase (and the reply, when the model gave one) join the history."""
         self.history.append(Segment(("human", turn), new_tokens))
+        self.said_tokens += new_tokens
         if reply_tokens is not None:
             self.history.append(Segment(("model", turn), reply_tokens))
+            self.said_tokens += reply_tokens
 
     @property
     def wants_summary(self) -> bool:

@@ -38,7 +38,13 @@ def describe(built: BuiltDeployment) -> str:
     spec, cluster = built.spec, built.cluster
     arch, accel, node = spec.architecture, cluster.accelerator, cluster.node_type
     layout = built.replicas[0].placement.layout
+    kinds = ", ".join(f"{n} {arch.attention_flavor if kind == 'attention' else kind}"
+                      + (f" {arch.attention_flavor} ({arch.sliding_window:,})" if kind == "window" else "")
+                      for kind, n in sorted(arch.kind_counts(range(arch.n_layers)).items()))
     lines = [f"{built.name}: {arch.display_name} ({spec.weights} weights, {spec.kv_cache} KV)",
+             f"  model: {arch.params_total / 1e9:,.1f}B parameters, {arch.params_active / 1e9:,.1f}B active per "
+             f"token; {arch.n_layers} layers ({kinds}), {arch.n_moe_layers} of them MoE"
+             + (f"; derived from {arch.base}" if arch.base else ""),
              f"  cluster: {spec.nodes} x {node.display_name} with {accel.display_name}"
              + (f"; {cluster.fabric.display_name}, {'rail-optimized' if cluster.rail_optimized else 'top-of-rack'}"
                 if cluster.fabric else "") + f"; {len(cluster.gpus)} GPUs",

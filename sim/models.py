@@ -108,6 +108,13 @@ class Architecture:
     def n_dense_layers(self) -> int:
         return self.n_layers - self.n_moe_layers
 
+    @property
+    def attention_flavor(self) -> str:
+        """What its attention layers are: mla_dsa, mla, mha, gqa or mqa."""
+        if self.mla:
+            return "mla_dsa" if self.dsa else "mla"
+        return "mha" if self.n_kv_heads == self.n_heads else ("mqa" if self.n_kv_heads == 1 else "gqa")
+
     def kind_counts(self, layers: range) -> Counter:
         return Counter(self.kinds[i] for i in layers)
 

@@ -20,7 +20,8 @@ from sim.simulation import DeploymentResult
 
 TURN_SCHEMA = pa.schema([
     ("run", pa.string()), ("deployment", pa.string()), ("session", pa.int64()), ("turn", pa.int64()),
-    ("speaker", pa.string()), ("kind", pa.string()), ("minute", pa.float64()), ("context_tokens", pa.int64()),
+    ("speaker", pa.string()), ("kind", pa.string()), ("minute", pa.float64()), ("conversation_tokens", pa.int64()),
+    ("context_tokens", pa.int64()),
     ("retrieved_tokens", pa.int64()),
     ("new_tokens", pa.int64()), ("output_tokens", pa.int64()), ("cached_tokens", pa.int64()),
     ("recomputed_tokens", pa.int64()), ("arrival_s", pa.float64()), ("first_token_s", pa.float64()),

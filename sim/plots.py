@@ -1,6 +1,7 @@
 """PNG plots of a run, drawn from the turns table and run.json alone (matplotlib, headless Agg backend).
 
-- energy_per_phrase.png: energy charged to each phrase (Wh) vs conversation minute, log y.
+- energy_per_phrase.png: energy charged to each phrase (Wh) vs conversation minute, log y, beside a
+  human brain (report.brain_w) speaking the same reply.
 - latency.png: TTFT and reply latency (s) vs minute, log y.
 - kv_memory.png: KV and recurrent state the conversation holds (context x KV bytes per token, capped
   sliding windows, fixed state) vs minute, with each deployment's KV capacity.
@@ -34,23 +35,29 @@ def _mark_failures(ax, rows, y_of, color) -> None:
                    zorder=3)
 
 
-def render(turns: pa.Table, deployments: dict[str, dict], out_dir: Path) -> list[Path]:
+def render(turns: pa.Table, info: dict, out_dir: Path) -> list[Path]:
+    """Draw the PNGs from a run's turns table and run.json (`info`) into out_dir; returns their paths."""
+    deployments, brain_w = info["deployments"], info["config"]["report"]["brain_w"]
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = _by_deployment(turns)
     colors = dict(zip(rows, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
     written = []
 
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig, ax = plt.subplots(figsize=(12, 5))
     for name, rs in rows.items():
         ax.plot([r["minute"] for r in rs], [r["energy_j"] / J_PER_WH for r in rs], lw=0.8, label=name,
                 color=colors[name])
         _mark_failures(ax, rs, lambda r: r["energy_j"] / J_PER_WH, colors[name])
+    if rows:  # the same phrases spoken by a human brain (the first deployment's conversation)
+        first = next(iter(rows.values()))
+        ax.plot([r["minute"] for r in first], [brain_w * r["reply_speech_s"] / J_PER_WH for r in first], lw=0.8,
+                color="0.5", ls="--", label=f"{brain_w:g} W brain speaking the reply")
     ax.set(yscale="log", xlabel="conversation minute", ylabel="energy per phrase (Wh)",
            title="Energy charged to each phrase (x: failed turn)")
-    ax.legend(fontsize=8)
+    _legend(ax)
     written.append(_save(fig, out_dir / "energy_per_phrase.png"))
 
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig, ax = plt.subplots(figsize=(12, 5))
     for name, rs in rows.items():
         ok = [r for r in rs if r["status"] == "ok"]
         ax.plot([r["minute"] for r in ok], [r["e2e_s"] for r in ok], lw=0.8, color=colors[name],
@@ -58,10 +65,10 @@ def render(turns: pa.Table, deployments: dict[str, dict], out_dir: Path) -> list
         ax.plot([r["minute"] for r in ok], [r["ttft_s"] for r in ok], lw=0.8, ls=":", color=colors[name],
                 label=f"{name} TTFT")
     ax.set(yscale="log", xlabel="conversation minute", ylabel="seconds", title="Latency of each reply")
-    ax.legend(fontsize=7, ncol=2)
+    _legend(ax)
     written.append(_save(fig, out_dir / "latency.png"))
 
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig, ax = plt.subplots(figsize=(12, 5))
     for name, rs in rows.items():
         d = deployments[name]
         gb = lambda r, d=d: memory_bytes(d, r["context_tokens"] + r["new_tokens"]) / 1e9  # noqa: E731
@@ -71,7 +78,7 @@ def render(turns: pa.Table, deployments: dict[str, dict], out_dir: Path) -> list
         _mark_failures(ax, rs, gb, colors[name])
     ax.set(yscale="log", xlabel="conversation minute", ylabel="KV cache + recurrent state (GB)",
            title="KV or state memory per conversation (dashed: KV capacity; x: failed turn)")
-    ax.legend(fontsize=8)
+    _legend(ax)
     written.append(_save(fig, out_dir / "kv_memory.png"))
     return written
 
@@ -80,6 +87,11 @@ def memory_bytes(deployment: dict, tokens: int) -> float:
     """KV + recurrent state a conversation of `tokens` holds, whole model (run.json's per-token figures)."""
     window = deployment.get("window_kv_bytes_per_token", 0.0) * min(tokens, deployment.get("window_tokens", 0))
     return deployment["kv_bytes_per_token"] * tokens + window + deployment.get("state_bytes", 0.0)
+
+
+def _legend(ax) -> None:
+    """Beside the axes, so that no line hides behind it however many deployments there are."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 def _save(fig, path: Path) -> Path:

@@ -32,6 +32,7 @@ class TurnRecord:
     replica: int
     speaker: str = "model"
     kind: str = "reply"            # reply: answers a phrase; summary: compacts the history (context policy)
+    conversation_tokens: int = 0   # everything said before this phrase, whatever the model still sees
     retrieved_tokens: int = 0      # retrieved chunks in the prompt (context policy `retrieve`)
     energy_retrieval_j: float = 0.0  # the retrieval's own energy, outside the GPU cluster
     cached_tokens: int = 0
@@ -54,7 +55,8 @@ class TurnRecord:
                 if first is not None and decode_steps > 0 else None)
         return {
             "run": self.run, "deployment": self.deployment, "session": self.session, "turn": self.turn,
-            "speaker": self.speaker, "kind": self.kind, "minute": self.minute, "context_tokens": self.context_tokens,
+            "speaker": self.speaker, "kind": self.kind, "minute": self.minute,
+            "conversation_tokens": self.conversation_tokens, "context_tokens": self.context_tokens,
             "retrieved_tokens": self.retrieved_tokens,
             "new_tokens": self.new_tokens, "output_tokens": self.output_tokens,
             "cached_tokens": self.cached_tokens, "recomputed_tokens": self.recomputed_tokens,

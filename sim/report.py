@@ -1,6 +1,9 @@
 """The default report: per deployment, the phrase at each minute mark, beside a human brain."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pyarrow as pa
 
 J_PER_WH = 3600.0
@@ -11,6 +14,41 @@ def minute_marks(rows: list[dict], deployment: str, minutes: list[float]) -> lis
     mine = [r for r in rows if r["deployment"] == deployment and r["session"] == 0 and r.get("kind", "reply") == "reply"]
     picked = (next((r for r in mine if r["minute"] >= mark), None) for mark in minutes)
     return [r for r in picked if r is not None]
+
+
+@dataclass(frozen=True)
+class Growth:
+    """How a per-phrase figure grows with the conversation: y ~ tokens^exponent, least squares in log-log
+    over the session-0 replies that succeeded, x = tokens said before the phrase + the phrase. `ratio`
+    is the fit's growth between the first and last minute marks, (x_last / x_first)^exponent: single
+    phrases swing with their reply's length, the fit does not."""
+
+    exponent: float
+    ratio: float | None
+    replies: int
+
+
+def growth(rows: list[dict], deployment: str, minutes: list[float], column: str) -> Growth | None:
+    ok = [r for r in rows if r["deployment"] == deployment and r["session"] == 0
+          and r.get("kind", "reply") == "reply" and r["status"] == "ok" and r[column]]
+    if len(ok) < 3:
+        return None
+    x = np.log([r.get("conversation_tokens", r["context_tokens"]) + r["new_tokens"] for r in ok])
+    exponent = float(np.polyfit(x, np.log([r[column] for r in ok]), 1)[0])
+    marks = minute_marks(rows, deployment, minutes)
+    tokens = [r.get("conversation_tokens", r["context_tokens"]) + r["new_tokens"] for r in marks]
+    ratio = (tokens[-1] / tokens[0]) ** exponent if len(marks) > 1 else None
+    return Growth(exponent, ratio, len(ok))
+
+
+def _growth_line(rows, name, minutes) -> str:
+    parts = []
+    for label, column in (("energy per phrase", "energy_j"), ("reply latency", "e2e_s")):
+        g = growth(rows, name, minutes, column)
+        if g:
+            ratio = f" (x{g.ratio:.2f} from minute {minutes[0]:g} to {minutes[-1]:g})" if g.ratio else ""
+            parts.append(f"{label} ~ tokens^{g.exponent:.2f}{ratio}")
+    return "growth with the conversation: " + "; ".join(parts) if parts else ""
 
 
 def _fmt_s(value) -> str:
@@ -33,6 +71,7 @@ def render(turns: pa.Table, deployments: dict[str, str], minutes: list[float], b
             lines.append(f"{r['minute']:>6.1f} {r['context_tokens']:>8d} {_fmt_s(r['ttft_s']):>9} "
                          f"{_fmt_s(reply_s):>9} {energy_wh:>10.3f} {active:>7.0%} {1 - active:>7.0%} "
                          f"{brain_wh:>9.4f}  {status}")
+        lines.append(_growth_line(rows, name, minutes))
     lines.append("")
     lines.append(f"energy: GPU energy charged to the phrase (its share of steps + idle time of the GPUs holding "
                  f"the conversation); brain: {brain_w:g} W x the reply's speaking time.")

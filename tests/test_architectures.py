@@ -1,0 +1,82 @@
+"""The seed question across architectures: experiments/architectures.toml end to end, the growth fit
+of its report, and the PNGs of `simrun plot`."""
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from matplotlib import image
+
+from sim.cli import cli as main
+from sim.report import growth
+from test_engine import check_invariants
+
+ARCHITECTURES = "experiments/architectures.toml"
+
+
+@pytest.fixture(scope="module")
+def architectures():
+    from sim.run import run_experiment
+    return run_experiment(ARCHITECTURES)
+
+
+def test_every_design_runs_the_ten_hours(architectures):
+    names = [r.deployment.name for r in architectures.results]
+    assert names == ["megatron_1t_mha", "megatron_1t_mha_nocache", "dense_gqa_1t", "kimi_k2", "deepseek_v32_sparse",
+                     "hybrid_linear_1t", "recurrent_1t", "kimi_k2_window", "kimi_k2_summarize", "kimi_k2_retrieve"]
+    check_invariants(architectures.results)
+    for r in architectures.results:
+        assert max(t.minute for t in r.turns) > 590
+    for name in ("megatron_1t_gqa", "hybrid_1t", "rwkv7_1t"):   # the 1T-scaled variants are 1.0T +- 2%
+        arch = architectures.experiment.deployments[next(
+            d for d, s in architectures.experiment.deployments.items() if s.model == name)].architecture
+        assert arch.params_total == pytest.approx(1.0e12, rel=0.02)
+
+
+def exponents(run, column):
+    rows = run.tables["turns"].to_pylist()
+    minutes = run.experiment.report.minutes
+    return {r.deployment.name: growth(rows, r.deployment.name, minutes, column).exponent for r in run.results}
+
+
+@pytest.mark.parametrize("column", ["energy_j", "e2e_s"])
+def test_growth_exponents_rank_the_designs(architectures, column):
+    """Energy per phrase and reply latency vs conversation length: the pure recurrent model's exponent is
+    near 0; the full-attention model that re-reads its whole history every phrase (no prefix cache)
+    grows fastest."""
+    b = exponents(architectures, column)
+    assert abs(b["recurrent_1t"]) < 0.1
+    assert max(b, key=b.get) == "megatron_1t_mha_nocache"
+    assert b["megatron_1t_mha_nocache"] > 2 * max(v for k, v in b.items() if k != "megatron_1t_mha_nocache")
+
+
+def test_policies_bound_what_the_model_sees(architectures):
+    by_name = {r.deployment.name: r for r in architectures.results}
+    late = lambda name: [t for t in by_name[name].turns if t.minute > 300 and t.kind == "reply"]  # noqa: E731
+    assert max(t.context_tokens for t in late("kimi_k2_window")) == 16384
+    assert max(t.context_tokens for t in late("kimi_k2_retrieve")) == 8192
+    assert max(t.context_tokens for t in late("kimi_k2_summarize")) < 16384 + 4000
+    assert min(t.conversation_tokens for t in late("kimi_k2_window")) > 50_000
+    # Full MHA runs out of KV before the podcast ends; the others never do.
+    assert any(t.status == "kv_oom" for t in by_name["megatron_1t_mha"].turns)
+    assert all(t.status == "ok" for name in ("recurrent_1t", "hybrid_linear_1t", "kimi_k2_window")
+               for t in by_name[name].turns)
+
+
+def test_report_prints_the_growth_beside_the_minute_table(architectures):
+    from sim.run import render
+    text = render(architectures.tables["turns"], architectures.info)
+    assert text.count("growth with the conversation: energy per phrase ~ tokens^") == 10
+
+
+def test_plot_writes_three_pngs_that_are_not_blank(tmp_path):
+    out = tmp_path / "run"
+    ran = CliRunner().invoke(main, ["experiments/podcast10h.toml", "-o", str(out), "-q", "--no-plots"])
+    assert ran.exit_code == 0, ran.output
+    result = CliRunner().invoke(main, ["plot", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("energy_per_phrase.png", "latency.png", "kv_memory.png"):
+        pixels = image.imread(out / "plots" / name)
+        height, width = pixels.shape[:2]
+        assert width >= 1000 and height >= 400
+        rgb = pixels[..., :3].reshape(-1, 3)
+        assert rgb.std() > 0.05                                   # not one flat colour
+        assert len(np.unique((rgb * 255).astype(int), axis=0)) > 50   # lines of several colours, text
