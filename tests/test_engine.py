@@ -128,21 +128,30 @@ def test_kv_pressure_evicts_and_waits_but_never_overflows():
     assert pool.peak_used_blocks > 0.8 * pool.capacity_blocks
 
 
-@settings(max_examples=20, deadline=None)
-@given(model=st.sampled_from(["llama31_8b", "qwen3_235b_a22b", "llama31_70b"]),
+CONTEXTS = [{}, {"on_overflow": "truncate"}, {"policy": "window", "window_tokens": 1500},
+            {"policy": "summarize", "every_tokens": 1800, "summary_tokens": 300},
+            {"policy": "retrieve", "window_tokens": 1000, "chunks": 2, "chunk_tokens": 128, "retrieval_s": 0.1}]
+
+
+@settings(max_examples=25, deadline=None)
+@given(model=st.sampled_from(["llama31_8b", "qwen3_235b_a22b", "llama31_70b", "qwen3_next_80b_a3b", "gemma3_27b",
+                              "mamba2_2p7b", "gpt_oss_120b", "deepseek_v32_exp"]),
        gpu=st.sampled_from(["h100_sxm", "h200", "b200"]),
        tp=st.sampled_from([2, 4, 8]), pp=st.sampled_from([1, 2]), nodes=st.sampled_from([1, 2]),
        sessions=st.integers(1, 4), caching=st.booleans(), seed=st.integers(0, 10_000),
        minutes=st.floats(2.0, 8.0), budget=st.sampled_from([256, 2048, 8192]),
        deadline_s=st.sampled_from([0.0, 0.3, 2.0]), max_context=st.sampled_from([0, 2500]),
-       on_failure=st.sampled_from(["continue", "stop"]), dp=st.sampled_from([1, 2]))
+       on_failure=st.sampled_from(["continue", "stop"]), dp=st.sampled_from([1, 2]),
+       context=st.sampled_from(CONTEXTS))
 def test_invariants_over_random_configs(model, gpu, tp, pp, nodes, sessions, caching, seed, minutes, budget,
-                                        deadline_s, max_context, on_failure, dp):
-    moe = "qwen3" in model
+                                        deadline_s, max_context, on_failure, dp, context):
+    """Dense, MoE, hybrid, sliding-window, recurrent and sparse models under every context policy."""
+    from sim.models import catalog
+    moe = catalog()[model].moe is not None
     dp = dp if moe else 1
     dep = {"model": model, "gpu": gpu, "nodes": nodes, "tp": tp, "pp": pp, "dp": dp, "ep": tp * dp if moe else 1,
            "weights": "fp8", "prefix_caching": caching, "max_batched_tokens": budget,
-           "max_context_tokens": max_context}
+           "max_context_tokens": max_context, "context": context}
     exp = experiment({"d": dep}, seed=seed, sessions=sessions, duration_h=minutes / 60, session_stagger_s=11.0,
                      reply_deadline_s=deadline_s, on_failure=on_failure)
     try:
