@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from sim import config, plots
+from sim import __version__, config, plots
 from sim.deployment import build
 from sim.describe import describe, graph_path, write_graph
 from sim.errors import ConfigError
@@ -27,7 +27,7 @@ class _RunByDefault(click.Group):
 
 
 USAGE = ("simrun EXPERIMENT.toml | simrun describe EXPERIMENT.toml | simrun report RESULTS_DIR | "
-         "simrun plot RESULTS_DIR (simrun --help)")
+         "simrun plot RESULTS_DIR | simrun validate (simrun --help)")
 
 
 def main() -> None:
@@ -77,7 +77,7 @@ def cli() -> None:
 def run_command(experiment: str, output_dir: str | None, mode: str | None, no_plots: bool, quiet: bool) -> None:
     """Simulate EXPERIMENT on its deployments; print the minute-mark table; write tables and plots."""
     progress = None if quiet else (lambda msg: click.echo(msg, err=True))
-    out_dir = Path(output_dir) if output_dir else default_output(experiment)
+    out_dir = Path(output_dir) if output_dir is not None else default_output(experiment)
     problem = output_problem(out_dir)
     if problem:
         _fail(f"{out_dir}: cannot write results there: {problem}; valid: a folder path you may write to")
@@ -120,6 +120,46 @@ def plot_command(run_dir: str) -> None:
         written = plots.render(turns, info, Path(run_dir) / "plots")
     for path in written:
         click.echo(f"wrote {path}")
+
+
+@cli.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--case", "case_name", help="Run only the case of this name.")
+@click.option("--check", is_flag=True, help="Exit 1 when a case misses its tolerance.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 256), default=None, help="Processes (default: the cores).")
+@click.option("--output", "-o", "output_dir", type=click.Path(file_okay=False), default="results/validation",
+              help="Where to write validation.parquet and summary.parquet.")
+@click.option("--quiet", "-q", is_flag=True, help="Print no progress lines.")
+def validate_command(paths, case_name, check, jobs, output_dir, quiet) -> None:
+    """Run the validation cases (default experiments/validation/) against published measurements."""
+    from sim import validate
+    out_dir = Path(output_dir)
+    problem = output_problem(out_dir)
+    if problem:
+        _fail(f"{out_dir}: cannot write results there: {problem}; valid: a folder path you may write to")
+    try:
+        files = validate.discover(list(paths))
+        cases = [validate.load_case(f) for f in files]   # every case file checked before any runs
+    except ConfigError as e:
+        _fail(str(e))
+    if case_name:
+        files = [c.path for c in cases if c.name == case_name]
+        if not files:
+            _fail(f"no case named {case_name!r}; valid: one of the {len(cases)} case names, e.g. {cases[0].name}")
+    progress = None if quiet else (lambda msg: click.echo(msg, err=True))
+    rows = validate.run_all(files, jobs or validate.default_jobs(), progress)
+    sums = validate.summary(rows)
+    click.echo(validate.render(rows, sums))
+    measured, predicted = validate.knee(rows)
+    if measured:
+        click.echo(f"\nNIM sweep knee (first concurrency with mean TTFT > 2 s): measured {measured}, predicted {predicted}")
+    try:
+        out = write(out_dir, validate.tables(rows, sums), {"cases": len(files), "simrun_version": __version__})
+    except OSError as e:
+        _fail(f"{out_dir}: cannot write results there: {e.strerror or e}; valid: a folder path you may write to")
+    click.echo(f"\ntables written to {out}/ (validation, summary .parquet)")
+    if check and not all(r["within"] for r in rows):
+        sys.exit(1)
 
 
 @cli.command("describe")

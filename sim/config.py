@@ -16,7 +16,7 @@ from sim.errors import ConfigError
 from sim.models import Architecture, ModelKeyError
 from sim.models import build as build_model
 from sim.models import catalog as model_catalog
-from workloads import podcast
+from workloads import benchmark, podcast
 
 
 class _Strict(BaseModel):
@@ -29,6 +29,13 @@ def _one_of(kind: str, name: str, valid) -> str:
     return name
 
 
+def _require(table: BaseModel, keys, what: str) -> None:
+    """The keys a choice needs set above zero, named in one error."""
+    missing = [k for k in keys if not getattr(table, k)]
+    if missing:
+        raise ValueError(f"{what} needs {', '.join(missing)} > 0")
+
+
 class RunSpec(_Strict):
     name: str = "run"
     seed: int = Field(0, ge=0, lt=2**63)
@@ -37,7 +44,8 @@ class RunSpec(_Strict):
 
 
 class WorkloadSpec(_Strict):
-    kind: Literal["podcast"] = "podcast"
+    # podcast: the long conversation; offline / poisson / concurrency: benchmark requests (workloads.benchmark).
+    kind: Literal["podcast", "offline", "poisson", "concurrency"] = "podcast"
     # Bounds keep every count and nanosecond clock finite; they are far beyond any real conversation.
     duration_h: float = Field(10.0, gt=0, le=1000)
     sessions: int = Field(1, ge=1, le=100_000)
@@ -52,6 +60,30 @@ class WorkloadSpec(_Strict):
     on_failure: Literal["continue", "stop"] = "continue"
     # A reply that takes longer than this (seconds, 0 = no deadline) ends as `timeout` and is dropped.
     reply_deadline_s: float = Field(0.0, ge=0, le=1e6)
+
+    # Benchmark workloads: how many requests, how they arrive, and their input / output lengths.
+    requests: int = Field(0, ge=0, le=1_000_000)
+    rate_per_s: float = Field(0.0, ge=0, le=1e6)
+    clients: int = Field(0, ge=0, le=100_000)
+    input_tokens: int = Field(0, ge=0, le=10_000_000)
+    output_tokens: int = Field(0, ge=0, le=10_000_000)
+    length_dist: Literal["fixed", "lognormal"] = "fixed"
+    input_log_sigma: float = Field(0.0, ge=0, le=3)
+    output_log_sigma: float = Field(0.0, ge=0, le=3)
+    max_input_tokens: int = Field(0, ge=0, le=10_000_000)
+    max_output_tokens: int = Field(0, ge=0, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _benchmark_needs(self):
+        if self.kind == "podcast":
+            return self
+        _require(self, ["requests", "input_tokens", "output_tokens"]
+                 + {"poisson": ["rate_per_s"], "concurrency": ["clients"]}.get(self.kind, []), f"kind '{self.kind}'")
+        return self
+
+    def lengths(self) -> tuple[benchmark.Lengths, benchmark.Lengths]:
+        return (benchmark.Lengths(self.input_tokens, self.length_dist, self.input_log_sigma, self.max_input_tokens),
+                benchmark.Lengths(self.output_tokens, self.length_dist, self.output_log_sigma, self.max_output_tokens))
 
     def podcast_spec(self) -> podcast.PodcastSpec:
         return podcast.PodcastSpec(
@@ -132,11 +164,9 @@ class ContextSpec(_Strict):
 
     @model_validator(mode="after")
     def _needs(self):
-        need = {"window": ("window_tokens",), "summarize": ("every_tokens", "summary_tokens"),
-                "retrieve": ("window_tokens", "chunks", "chunk_tokens")}.get(self.policy, ())
-        missing = [k for k in need if not getattr(self, k)]
-        if missing:
-            raise ValueError(f"policy '{self.policy}' needs {', '.join(missing)} > 0")
+        _require(self, {"window": ("window_tokens",), "summarize": ("every_tokens", "summary_tokens"),
+                        "retrieve": ("window_tokens", "chunks", "chunk_tokens")}.get(self.policy, ()),
+                 f"policy '{self.policy}'")
         if self.policy == "summarize" and self.summary_tokens >= self.every_tokens:
             raise ValueError(f"summary_tokens ({self.summary_tokens}) must be below every_tokens "
                              f"({self.every_tokens}) for a summary to shrink the history")
@@ -175,6 +205,8 @@ class DeploymentSpec(_ClusterKeys):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     # Paged-KV block size in tokens (vLLM default 16); prefix caching reuses whole blocks only.
     block_tokens: int = Field(16, ge=1)
+    # Board power cap per GPU (nvidia-smi -pl), W; 0 runs at TDP.
+    power_cap_w: float = Field(0.0, ge=0, le=5000)
 
     @model_validator(mode="before")
     @classmethod
@@ -320,17 +352,25 @@ def _valid_keys(table: str) -> str:
     return ", ".join(model.model_fields)
 
 
-def load(path: str | Path) -> Experiment:
+def read_toml(path: str | Path) -> dict:
     path = str(path)
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(path, "top level", None, "no such file") from None
     except OSError as e:
         raise ConfigError(path, "top level", None, f"cannot read: {e.strerror or e}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(path, "top level", None, f"invalid TOML: {e}") from None
+
+
+def load(path: str | Path) -> Experiment:
+    return validate(str(path), read_toml(path))
+
+
+def validate(path: str, data: dict) -> Experiment:
+    """An experiment from its TOML tables; every problem one ConfigError naming `path`, table and key."""
     try:
         return Experiment.from_dict(data)
     except ModelTableError as e:

@@ -31,7 +31,8 @@ Collectives are priced on the cluster graph (hardware.collectives).
 
 Step time = sum over stages + PP sends between stages + STEP_OVERHEAD_S (a batch crosses the stages
 in turn: this prices latency, not pipelined throughput).
-GPU power = P_idle + (TDP - P_idle) x activity, where activity is the step's achieved compute or
+GPU power = P_idle + (P_max - P_idle) x activity (P_max = TDP, or a lower power cap, which also slows
+the matmuls by (cap - P_idle) / (TDP - P_idle)), where activity is the step's achieved compute or
 memory throughput relative to the achievable ceiling (peak x measured efficiency), i.e. the share of
 the step the GPU's kernels run at that ceiling; communication and overhead count as idle.
 Step energy = sum over GPUs of power x step time.
@@ -102,19 +103,24 @@ BOUND_NAMES = ("compute", "memory", "network")
 class ReplicaCostModel:
     def __init__(self, arch: Architecture, accel: Accelerator, comm: ReplicaComm, layout: Layout,
                  weight_precision: str, kv_dtype_bytes: float,
-                 hbm_efficiency: float = calibration.HBM_EFFICIENCY,
-                 step_overhead_s: float = calibration.STEP_OVERHEAD_S):
+                 power_cap_w: float = 0.0):
         self.arch, self.accel, self.comm = arch, accel, comm
         self.layout = layout
         self.tp, self.pp, self.ep, self.dp = layout.tp, layout.pp, layout.ep, layout.dp
         self.stages = split_layers(arch, layout.pp)
         self.weight_bytes = PRECISION_BYTES[weight_precision]
         self.kv_dtype_bytes = kv_dtype_bytes
-        self.linear_flops_per_s = accel.peak_flops_per_s(weight_precision) * accel.matmul_efficiency(weight_precision)
-        self.attention_flops_per_s = accel.peak_flops_per_s("bf16") * accel.matmul_efficiency("bf16")
+        # A power cap below TDP lowers the clocks: the matmul rate falls with the dynamic power allowed,
+        # (cap - idle) / (TDP - idle); HBM bandwidth does not. The board then draws at most the cap.
+        self.max_power_w = min(accel.tdp_w, power_cap_w) if power_cap_w else accel.tdp_w
+        throttle = (self.max_power_w - accel.idle_w) / (accel.tdp_w - accel.idle_w)
+        self.linear_flops_per_s = (accel.peak_flops_per_s(weight_precision) * accel.matmul_efficiency(weight_precision)
+                                   * throttle)
+        self.attention_flops_per_s = accel.peak_flops_per_s("bf16") * accel.matmul_efficiency("bf16") * throttle
         self.hbm_bytes_per_s = accel.hbm_bytes_per_s
-        self.hbm_efficiency = hbm_efficiency
-        self.step_overhead_s = step_overhead_s
+        # Read when built, so a calibration run can try other values (scripts/calibrate.py).
+        self.hbm_efficiency = calibration.HBM_EFFICIENCY
+        self.step_overhead_s = calibration.STEP_OVERHEAD_S
         a, moe = arch, arch.moe
         # Per GPU: weights every token of its attention group runs (attention, norms, dense FFNs, shared
         # experts, router), and the routed experts' share of the whole stage's tokens.
@@ -304,7 +310,7 @@ class ReplicaCostModel:
         stage_energy = []
         for kernel_s, _ in per_stage:
             activity = np.minimum(1.0, kernel_s / duration)
-            stage_energy.append((accel.idle_w + (accel.tdp_w - accel.idle_w) * activity) * duration)
+            stage_energy.append((accel.idle_w + (self.max_power_w - accel.idle_w) * activity) * duration)
         energy = sum(e * tp * dp for e in stage_energy)
         bound = np.argmax(np.stack([compute_s, memory_s, network_s]), axis=0)
 

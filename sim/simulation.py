@@ -6,11 +6,12 @@ from dataclasses import dataclass
 import simpy
 
 from sim.config import Experiment
-from sim.context import Conversation
+from sim.context import Conversation, Prompt, Segment
 from sim.deployment import BuiltDeployment
 from sim.engine import EngineLimits, ReplicaEngine, SessionState
 from sim.kv import KVPool
 from sim.records import NS_PER_S, StepLog, TurnRecord
+from workloads.benchmark import requests
 from workloads.podcast import exchanges
 
 
@@ -114,15 +115,44 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             yield summary
         state.ended, state.ended_ns = True, env.now
 
+    def request(engine, req, index: int):
+        """One benchmark request: its own session (no shared history), its prompt the input tokens."""
+        record = TurnRecord(
+            run=experiment.run.name, deployment=built.name, session=index, turn=0, minute=env.now / NS_PER_S / 60.0,
+            context_tokens=0, new_tokens=req.input_tokens, reply_tokens=req.output_tokens, reply_speech_s=0.0,
+            arrival_ns=env.now, replica=engine.index)
+        for e in engines:
+            e.settle_idle(env.now)
+        yield from ask(engine, record, Prompt((Segment(("request", index), req.input_tokens),), 0, 0, 0),
+                       req.output_tokens)
+        states[index].ended, states[index].ended_ns = True, env.now
+
+    def arrive(req):
+        yield env.timeout(_ns(req.arrival_s))
+        yield from request(engines[req.index % len(engines)], req, req.index)
+
+    def client(mine):
+        """A client of a fixed-concurrency benchmark: its next request as soon as its last one ended."""
+        for req in mine:
+            yield from request(engines[req.index % len(engines)], req, req.index)
+
+    if workload.kind == "podcast":
+        sessions = workload.sessions
+        processes = [session(i) for i in range(sessions)]
+    else:
+        reqs = requests(workload.kind, workload.requests, *workload.lengths(), experiment.run.seed, workload.rate_per_s)
+        sessions = len(reqs)
+        processes = ([client(reqs[c::workload.clients]) for c in range(workload.clients)]
+                     if workload.kind == "concurrency" else [arrive(r) for r in reqs])
     # Sessions go round the replicas, then round each replica's attention groups.
-    states = {i: SessionState(i, i % len(engines), (i // len(engines)) % spec.dp) for i in range(workload.sessions)}
+    states = {i: SessionState(i, i % len(engines), (i // len(engines)) % spec.dp) for i in range(sessions)}
     for i, state in states.items():
         engines[state.replica].sessions[i] = state
     for engine in engines:
         if not engine.sessions:  # a replica no session reaches still idles on the deployment's bill
             engine.sessions = states
-    for i in range(workload.sessions):
-        env.process(session(i))
+    for p in processes:
+        env.process(p)
     env.run()
     # The run ends when the last session has ended and the last step has run. Not env.now: a bulk run cut
     # short by an arrival leaves its planned timeout in the queue, firing after the work is done.

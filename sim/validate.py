@@ -1,0 +1,162 @@
+"""`simrun validate`: run every validation case and compare its prediction with the published measurement.
+
+A case is an ordinary experiment file (one deployment, a benchmark workload) plus two tables:
+[case] (name, source, trust tier, notes) and [measured] (keys of sim.metrics.KEYS, each a number or
+{ value = x, tolerance = 0.2 }). Error % = (predicted - measured) / measured x 100. A third of the
+cases are held out of calibration by a fixed rule (crc32 of the case name mod 3 == 0), and the summary
+reports the held-out split, the rest, and the whole set.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+import zlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from sim import config
+from sim.deployment import build
+from sim.errors import ConfigError
+from sim.metrics import KEYS, benchmark_metrics, family
+from sim.simulation import simulate
+
+DEFAULT_DIR = Path("experiments") / "validation"
+DEFAULT_TOLERANCE = 0.40   # the issue's bound: no case worse than 40%
+
+
+@dataclass(frozen=True)
+class Case:
+    path: str
+    name: str
+    source: str
+    trust: str
+    measured: dict[str, tuple[float, float]]   # key -> (value, tolerance)
+    experiment: config.Experiment
+
+    @property
+    def split(self) -> str:
+        return "held_out" if zlib.crc32(self.name.encode()) % 3 == 0 else "fit"
+
+
+def _measured(path: str, table: dict) -> dict[str, tuple[float, float]]:
+    out = {}
+    for key, entry in table.items():
+        if key not in KEYS:
+            raise ConfigError(path, "measured", key, f"unknown key; valid: {', '.join(KEYS)}")
+        value, tolerance = ((entry.get("value"), entry.get("tolerance", DEFAULT_TOLERANCE)) if isinstance(entry, dict)
+                            else (entry, DEFAULT_TOLERANCE))
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(path, "measured", key, f"needs a positive number (got {value!r})")
+        if not isinstance(tolerance, (int, float)) or tolerance <= 0:
+            raise ConfigError(path, "measured", key, f"tolerance must be a positive fraction (got {tolerance!r})")
+        out[key] = (float(value), float(tolerance))
+    if not out:
+        raise ConfigError(path, "measured", None, f"no measured keys; valid: {', '.join(KEYS)}")
+    return out
+
+
+def load_case(path: str) -> Case:
+    data = config.read_toml(path)
+    case, measured = data.pop("case", None), data.pop("measured", None)
+    if not isinstance(case, dict) or not isinstance(case.get("name"), str) or not case.get("source"):
+        raise ConfigError(path, "case", "name", "a [case] table with name and source is required")
+    experiment = config.validate(path, data)
+    if len(experiment.deployments) != 1 or experiment.workload.kind == "podcast":
+        raise ConfigError(path, "deployments", None, "a case has one deployment and a benchmark workload "
+                          "(kind offline, poisson or concurrency)")
+    return Case(path, case["name"], case["source"], str(case.get("trust", "")),
+                _measured(path, measured if isinstance(measured, dict) else {}), experiment)
+
+
+def discover(dirs: list[str]) -> list[str]:
+    paths = []
+    for d in dirs or [str(DEFAULT_DIR)]:
+        p = Path(d)
+        if p.is_file():
+            paths.append(str(p))
+        elif p.is_dir():
+            paths += sorted(str(f) for f in p.rglob("*.toml"))
+        else:
+            raise ConfigError(d, "top level", None, "no such case file or folder")
+    return paths
+
+
+def run_case(path: str) -> tuple[list[dict], float]:
+    """Simulate one case; its rows (one per measured key) and the wall time it took."""
+    started = time.perf_counter()
+    case = load_case(path)
+    (name, spec), = case.experiment.deployments.items()
+    predicted = benchmark_metrics(simulate(case.experiment, build(path, name, spec)))
+    rows = []
+    for key, (measured, tolerance) in case.measured.items():
+        value = predicted.get(key, float("nan"))
+        error = (value - measured) / measured * 100.0
+        rows.append({"case": case.name, "key": key, "family": family(key), "measured": measured, "predicted": value,
+                     "error_pct": error, "tolerance_pct": tolerance * 100.0, "within": abs(error) <= tolerance * 100,
+                     "split": case.split, "trust": case.trust, "source": case.source})
+    return rows, time.perf_counter() - started
+
+
+def run_all(paths: list[str], jobs: int, progress=None) -> list[dict]:
+    """Every case, in parallel over `jobs` processes; rows in the order of `paths`."""
+    results: dict[str, list[dict]] = {}
+    if jobs <= 1:
+        for i, path in enumerate(paths, 1):
+            results[path], wall = run_case(path)
+            if progress:
+                progress(f"[{i}/{len(paths)}] {Path(path).stem} ({wall:.1f} s)")
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(run_case, p): p for p in paths}
+            for i, future in enumerate(as_completed(futures), 1):
+                results[futures[future]], wall = future.result()
+                if progress:
+                    progress(f"[{i}/{len(paths)}] {Path(futures[future]).stem} ({wall:.1f} s)")
+    return [row for p in paths for row in results[p]]
+
+
+def default_jobs() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Median and maximum |error| per key family and split (held_out, fit, all)."""
+    out = []
+    for split in ("held_out", "fit", "all"):
+        chosen = [r for r in rows if split == "all" or r["split"] == split]
+        for fam in ("throughput", "ttft", "tpot_itl", "energy", "all"):
+            errors = [abs(r["error_pct"]) for r in chosen if fam == "all" or r["family"] == fam]
+            if errors:
+                out.append({"split": split, "family": fam, "keys": len(errors), "median_abs_error_pct":
+                            statistics.median(errors), "max_abs_error_pct": max(errors)})
+    return out
+
+
+def render(rows: list[dict], sums: list[dict]) -> str:
+    lines = [f"{'case':<48} {'key':<26} {'measured':>11} {'predicted':>11} {'error':>8}  split"]
+    for r in rows:
+        flag = "" if r["within"] else "  !"
+        lines.append(f"{r['case']:<48} {r['key']:<26} {r['measured']:>11.4g} {r['predicted']:>11.4g} "
+                     f"{r['error_pct']:>+7.1f}%  {r['split']}{flag}")
+    lines += ["", f"{'split':<9} {'family':<11} {'keys':>5} {'median |error|':>15} {'max |error|':>12}"]
+    for s in sums:
+        lines.append(f"{s['split']:<9} {s['family']:<11} {s['keys']:>5} {s['median_abs_error_pct']:>14.1f}% "
+                     f"{s['max_abs_error_pct']:>11.1f}%")
+    return "\n".join(lines)
+
+
+def knee(rows: list[dict], prefix: str = "nim_llama33_70b_h100_tp2_c", suffix: str = "_5000_500",
+         limit_s: float = 2.0) -> tuple[int | None, int | None]:
+    """The first concurrency of the NIM sweep whose mean TTFT exceeds `limit_s`: (measured, predicted)."""
+    sweep = sorted((int(r["case"][len(prefix):-len(suffix)]), r) for r in rows
+                   if r["case"].startswith(prefix) and r["case"].endswith(suffix) and r["key"] == "ttft_mean_s")
+    first = lambda col: next((c for c, r in sweep if r[col] > limit_s), None)  # noqa: E731
+    return first("measured"), first("predicted")
+
+
+def tables(rows: list[dict], sums: list[dict]) -> dict[str, pa.Table]:
+    return {"validation": pa.Table.from_pylist(rows), "summary": pa.Table.from_pylist(sums)}

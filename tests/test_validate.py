@@ -1,0 +1,127 @@
+"""Benchmark workloads, benchmark metrics, and `simrun validate` (cases, splits, summary, knee, --check)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import experiment, run_all
+from sim import validate
+from sim.cli import cli as main
+from sim.errors import ConfigError
+from sim.metrics import benchmark_metrics
+from workloads.benchmark import Lengths, requests
+
+TINY_CASE = """
+[case]
+name = "tiny"
+source = "a test"
+trust = "T4"
+[measured]
+output_tokens_per_s = {measured}
+ttft_mean_s = {{ value = 0.05, tolerance = 10.0 }}
+[run]
+name = "tiny"
+[workload]
+kind = "offline"
+requests = 40
+input_tokens = 256
+output_tokens = 64
+[deployments.d]
+model = "llama31_8b"
+gpu = "h100_sxm"
+nodes = 1
+tp = 1
+replicas = 1
+"""
+
+
+def test_lengths_by_hand():
+    rng = np.random.default_rng(0)
+    assert (Lengths(128).draw(rng, 5) == 128).all()
+    drawn = Lengths(290, "lognormal", 0.8).draw(rng, 200_000)
+    assert drawn.mean() == pytest.approx(290, rel=0.01)          # mu = ln 290 - 0.8^2 / 2 puts the mean at 290
+    assert Lengths(290, "lognormal", 0.8, max_tokens=1024).draw(rng, 10_000).max() == 1024
+
+
+def test_poisson_arrivals_have_the_rate():
+    reqs = requests("poisson", 20_000, Lengths(10), Lengths(10), seed=3, rate_per_s=75.0)
+    assert len(reqs) / reqs[-1].arrival_s == pytest.approx(75.0, rel=0.02)
+    assert all(r.arrival_s == 0 for r in requests("offline", 10, Lengths(10), Lengths(10), seed=3))
+
+
+def test_metrics_by_hand_on_one_request():
+    """One request: arrives at 0, first token at 0.1 s, 11 tokens by 1.1 s: TPOT (1.1 - 0.1) / 10 = 0.1 s."""
+    from types import SimpleNamespace
+    from sim.records import TurnRecord
+    t = TurnRecord("r", "d", 0, 0, 0.0, 0, 100, 11, 0.0, 0, 0, status="ok", output_tokens=11,
+                   first_token_ns=100_000_000, finish_ns=1_100_000_000)
+    m = benchmark_metrics(SimpleNamespace(turns=[t], energy_j=55.0))
+    assert m["output_tokens_per_s"] == pytest.approx(11 / 1.1)
+    assert m["input_tokens_per_s"] == pytest.approx(100 / 1.1)
+    assert m["ttft_p50_s"] == m["ttft_p99_s"] == pytest.approx(0.1)
+    assert m["tpot_mean_s"] == m["itl_mean_s"] == pytest.approx(0.1)
+    assert m["energy_per_output_token_j"] == pytest.approx(5.0)
+    assert m["in_flight_mean"] == pytest.approx(1.0)
+
+
+def test_concurrency_keeps_that_many_requests_in_flight():
+    exp = experiment({"d": {"model": "llama31_8b", "gpu": "h100_sxm", "nodes": 1, "tp": 1, "replicas": 1}},
+                     kind="concurrency", clients=8, requests=64, input_tokens=500, output_tokens=100)
+    r, = run_all(exp)
+    m = benchmark_metrics(r)
+    assert len(r.turns) == 64 and all(t.status == "ok" for t in r.turns)
+    assert 7.0 < m["in_flight_mean"] <= 8.0       # Little's law: 8 clients, minus the ramp-down at the end
+
+
+def test_every_published_row_has_a_case():
+    cases = [validate.load_case(p) for p in validate.discover([])]
+    names = {c.name for c in cases}
+    assert len(cases) == 100
+    assert sum(n.startswith("trtllm_") for n in names) == 84          # 10 x 8 cells + 4 Qwen3 cells
+    assert sum(n.startswith("mlperf41_") for n in names) == 6
+    assert sum(n.startswith("nim_") for n in names) == 9
+    assert "mlenergy_llama31_8b_h100_batch64" in names
+    held_out = [c for c in cases if c.split == "held_out"]
+    assert 0.25 < len(held_out) / len(cases) < 0.42                    # a third, by crc32(name) % 3
+
+
+def test_summary_and_knee_by_hand():
+    rows = [{"case": f"nim_llama33_70b_h100_tp2_c{c:03d}_5000_500", "key": "ttft_mean_s", "family": "ttft",
+             "measured": m, "predicted": p, "error_pct": (p - m) / m * 100, "split": "fit"}
+            for c, m, p in ((50, 0.8, 1.0), (100, 8.0, 2.5), (150, 30.0, 20.0))]
+    assert validate.knee(rows) == (100, 100)     # the first concurrency whose mean TTFT passes 2 s, both
+    summary = {(s["split"], s["family"]): s for s in validate.summary(rows)}
+    # Errors +25% (c50), -68.75% (c100), -33.3% (c150): median |error| 33.3%, max 68.75%.
+    assert summary["fit", "ttft"]["median_abs_error_pct"] == pytest.approx(100 / 3)
+    assert summary["all", "all"]["max_abs_error_pct"] == pytest.approx(68.75)
+    assert ("held_out", "ttft") not in summary
+
+
+def write_case(tmp_path, measured):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_CASE.format(measured=measured))
+    return path
+
+
+def test_validate_runs_a_case_and_check_fails_outside_tolerance(tmp_path):
+    path = write_case(tmp_path, 1e9)    # a throughput no H100 reaches: far outside 40%
+    result = CliRunner().invoke(main, ["validate", str(path), "-q", "-o", str(tmp_path / "out"), "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert "tiny" in result.output and "output_tokens_per_s" in result.output and "  !" in result.output
+    assert (tmp_path / "out" / "validation.parquet").exists() and (tmp_path / "out" / "summary.parquet").exists()
+    checked = CliRunner().invoke(main, ["validate", str(path), "--check", "-q", "-o", str(tmp_path / "out"), "-j", "1"])
+    assert checked.exit_code == 1
+
+
+def test_bad_case_files_are_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY_CASE.format(measured=1000).replace("output_tokens_per_s =", "tokens_per_s ="))
+    proc = subprocess.run([sys.executable, "-m", "sim", "validate", str(bad), "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "[measured] key 'tokens_per_s': unknown key; valid: output_tokens_per_s" in proc.stderr
+    missing = CliRunner().invoke(main, ["validate", str(write_case(tmp_path, 1000)), "--case", "nope", "-q"])
+    assert missing.exit_code == 2 and "no case named 'nope'" in missing.output

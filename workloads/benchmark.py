@@ -1,0 +1,52 @@
+"""Benchmark workloads, as serving benchmarks drive an engine: independent requests, no shared history.
+
+- offline: `requests` requests all queued at t = 0 (trtllm-bench throughput, MLPerf Offline);
+- poisson: `requests` requests arriving at `rate_per_s` on average (MLPerf Server);
+- concurrency: `clients` clients, each sending its next request when its last one finished
+  (NIM / genai-perf at fixed concurrency).
+Input and output lengths are `fixed`, or `lognormal` around the given length with log-sd `log_sigma`,
+capped at `max_tokens`; drawn from a numpy Generator seeded with the run seed, so the requests never
+depend on the simulation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """Token lengths: `tokens` exactly (fixed), or lognormal with that mean (log-sd `log_sigma`), capped."""
+
+    tokens: int
+    dist: str = "fixed"
+    log_sigma: float = 0.0
+    max_tokens: int = 0
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self.dist == "fixed":
+            return np.full(n, self.tokens, dtype=np.int64)
+        # A lognormal's mean is exp(mu + sigma^2 / 2): mu places the mean at `tokens`.
+        mu = np.log(self.tokens) - self.log_sigma ** 2 / 2
+        drawn = np.maximum(1, np.rint(rng.lognormal(mu, self.log_sigma, n))).astype(np.int64)
+        return np.minimum(drawn, self.max_tokens) if self.max_tokens else drawn
+
+
+@dataclass(frozen=True)
+class Request:
+    index: int
+    arrival_s: float          # offline and poisson; concurrency clients send when they are free
+    input_tokens: int
+    output_tokens: int
+
+
+def requests(kind: str, n: int, inputs: Lengths, outputs: Lengths, seed: int,
+             rate_per_s: float = 0.0) -> list[Request]:
+    rng = np.random.default_rng([seed, 1])
+    ins, outs = inputs.draw(rng, n), outputs.draw(rng, n)
+    if kind == "poisson":
+        arrivals = np.cumsum(rng.exponential(1.0 / rate_per_s, n))
+    else:
+        arrivals = np.zeros(n)
+    return [Request(i, float(arrivals[i]), int(ins[i]), int(outs[i])) for i in range(n)]
