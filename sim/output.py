@@ -85,7 +85,8 @@ def gpus_table(results: list[DeploymentResult]) -> pa.Table:
 def output_problem(out_dir: Path) -> str | None:
     """Why results could not be written to `out_dir`, or None: checked before any simulation runs.
 
-    A folder is replaced whole, so only an empty one or an earlier run's (it holds run.json) may be.
+    A folder is replaced whole, so only an empty one or an earlier run's (it holds run.json) may be, and
+    never the current folder or one holding it (the shell would be left in a deleted folder).
     """
     try:
         out_dir = out_dir.resolve()
@@ -93,6 +94,8 @@ def output_problem(out_dir: Path) -> str | None:
             return "it exists and is not a folder"
         if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "run.json").is_file():
             return "it holds files that are not a simrun run (no run.json), which writing would replace"
+        if Path.cwd().is_relative_to(out_dir):
+            return "it is or holds the current folder, which writing would replace"
         ancestor = out_dir.parent
         while not ancestor.exists():
             ancestor = ancestor.parent
@@ -116,9 +119,11 @@ def write(out_dir: str | Path, tables: dict[str, pa.Table], run_info: dict,
     """Write every table, run.json and whatever `extras(folder)` adds into `out_dir`, replacing it
     only once all are complete."""
     out_dir = Path(out_dir).resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    made = next((p for p in reversed(out_dir.parents) if not p.exists()), None)  # the topmost folder made here
+    tmp = None
     try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
         meta = {b"simrun": json.dumps(run_info, sort_keys=True).encode()}
         for name, table in tables.items():
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
@@ -135,6 +140,7 @@ def write(out_dir: str | Path, tables: dict[str, pa.Table], run_info: dict,
         else:
             os.replace(tmp, out_dir)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if made or tmp:
+            shutil.rmtree(made or tmp, ignore_errors=True)  # `made`, when set, holds `tmp`
         raise
     return out_dir

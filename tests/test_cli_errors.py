@@ -162,6 +162,21 @@ def test_output_folder_problems_are_one_line_before_simulating(tmp_path):
     assert "not a simrun run" in one_line_exit_2([str(exp), "-o", "/"])
 
 
+def test_the_current_folder_is_never_replaced(tmp_path):
+    """An empty folder or an earlier run may be replaced, but not while it is (or holds) the current folder:
+    the shell would be left in a deleted folder."""
+    exp = tmp_path / "exp.toml"
+    exp.write_text(GOOD)
+    here = tmp_path / "here"
+    (here / "sub").mkdir(parents=True)
+    (here / "run.json").write_text("{}")
+    assert "current folder" in one_line_exit_2([str(exp), "-o", "."], cwd=here / "sub")
+    assert "current folder" in one_line_exit_2([str(exp), "-o", ".."], cwd=here / "sub")
+    assert "current folder" in one_line_exit_2([str(exp), "-o", str(here)], cwd=here)
+    assert "current folder" in one_line_exit_2([str(exp), "-o", ""], cwd=here / "sub")  # "" is "."
+    assert sorted(p.name for p in here.iterdir()) == ["run.json", "sub"]
+
+
 def test_unwritable_output_fails_in_one_line_without_leftovers(tmp_path, monkeypatch):
     import sim.output
     exp = tmp_path / "exp.toml"
@@ -200,8 +215,8 @@ def test_no_arguments_is_one_line():
     assert proc.returncode == 0 and "describe" in proc.stdout and "report" in proc.stdout
 
 
-@pytest.mark.parametrize("line, key", [("nodes = 100000000", "nodes"), ("tp = 4096", "tp"),
-                                       ("replicas = 1000000", "replicas")])
+@pytest.mark.parametrize("line, key", [("nodes = 100000000", "nodes"), ("tp = 4096", "tp"), ("pp = 4096", "pp"),
+                                       ("ep = 4096", "ep"), ("replicas = 1000000", "replicas")])
 def test_sizes_are_bounded(tmp_path, line, key):
     """A huge size is refused at once (a 10^8-node graph would never finish building)."""
     keys = [k for k in ("nodes = 1", "tp = 8") if not k.startswith(f"{key} ")] + [line]

@@ -7,6 +7,14 @@ import pytest
 from sim import output
 
 
+class Broken:
+    """A table whose writing fails part way."""
+    schema = pa.schema([])
+
+    def replace_schema_metadata(self, _):
+        raise RuntimeError("disk full")
+
+
 def test_write_replaces_whole_directory(tmp_path):
     out = tmp_path / "res"
     table = pa.table({"x": [1, 2]})
@@ -20,17 +28,16 @@ def test_write_replaces_whole_directory(tmp_path):
 def test_failed_write_leaves_previous_results(tmp_path):
     out = tmp_path / "res"
     output.write(out, {"a": pa.table({"x": [1]})}, {"seed": 1})
-
-    class Broken:
-        schema = pa.schema([])
-
-        def replace_schema_metadata(self, _):
-            raise RuntimeError("disk full")
-
     with pytest.raises(RuntimeError):
         output.write(out, {"a": pa.table({"x": [1]}), "b": Broken()}, {"seed": 2})
     assert json.loads((out / "run.json").read_text())["seed"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["res"]
+
+
+def test_failed_write_leaves_no_folder_it_made(tmp_path):
+    with pytest.raises(RuntimeError):
+        output.write(tmp_path / "a" / "b" / "res", {"b": Broken()}, {"seed": 1})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_metadata_carries_the_run(tmp_path):
