@@ -28,6 +28,7 @@ class Accelerator:
     fp8_tflops: float | None = None
     fp4_tflops: float | None = None
     matmul_efficiency_fp8: float | None = None
+    matmul_efficiency_fp4: float | None = None
 
     @property
     def hbm_bytes(self) -> float:
@@ -48,9 +49,13 @@ class Accelerator:
             raise ValueError(f"{self.name} has no {precision} tensor cores")
         return tflops * 1e12
 
+    def measured_matmul_efficiency(self, precision: str) -> float | None:
+        """Measured best-case matmul share of peak at `precision` (fp16 as bf16), or None."""
+        return getattr(self, f"matmul_efficiency_{'bf16' if precision == 'fp16' else precision}", None)
+
     def matmul_efficiency(self, precision: str) -> float:
         """Measured best-case matmul share of peak; precisions without a measurement use the bf16 share."""
-        measured = getattr(self, f"matmul_efficiency_{precision}", None)
+        measured = self.measured_matmul_efficiency(precision)
         return measured if measured is not None else self.matmul_efficiency_bf16
 
 

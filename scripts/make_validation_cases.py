@@ -133,21 +133,23 @@ def mlperf() -> None:
 
 
 def nim() -> None:
-    # NIM's FP8 profile keeps the KV cache in FP8 (assumed); 4 requests per client per case.
+    # NIM's FP8 profile keeps the KV cache in FP8 (assumed). genai-perf style: each client's first request
+    # warms up and is left out; 8 measured requests per client follow.
     deployment = {"model": "llama33_70b", "gpu": "h100_sxm", "nodes": 1, "tp": 2, "replicas": 1, "weights": "fp8",
                   "kv_cache": "fp8"}
-    notes = "assumed: FP8 KV cache, vLLM-like engine limits; 4 requests per client (at least 8)"
+    notes = "assumed: FP8 KV cache, vLLM-like engine limits; 1 warm-up + 8 measured requests per client"
     for c, (ttft_ms, itl_ms, tok_s) in NIM_SWEEP.items():
         name = f"nim_llama33_70b_h100_tp2_c{c:03d}_5000_500"
         write("nim", name, f"NIM 1.8.0 latency sweep, concurrency {c}, ISL 5000 / OSL 500",
               {"source": NIM_SOURCE, "trust": "T2", "notes": notes},
               {"ttft_mean_s": ttft_ms / 1e3, "itl_mean_s": itl_ms / 1e3, "output_tokens_per_s": tok_s},
-              {"kind": "concurrency", "clients": c, "requests": max(8, 4 * c), "input_tokens": 5000,
+              {"kind": "concurrency", "clients": c, "requests": 9 * c, "warmup_requests": c, "input_tokens": 5000,
                "output_tokens": 500}, deployment)
     write("nim", "nim_llama33_70b_h100_tp2_c001_500_2000", "NIM 1.8.0, concurrency 1, ISL 500 / OSL 2000",
           {"source": NIM_SOURCE, "trust": "T2", "notes": notes},
           {"ttft_mean_s": 0.04777, "itl_mean_s": 0.01891},
-          {"kind": "concurrency", "clients": 1, "requests": 8, "input_tokens": 500, "output_tokens": 2000}, deployment)
+          {"kind": "concurrency", "clients": 1, "requests": 9, "warmup_requests": 1, "input_tokens": 500,
+           "output_tokens": 2000}, deployment)
 
 
 def mlenergy() -> None:
@@ -155,7 +157,8 @@ def mlenergy() -> None:
           {"source": MLENERGY_SOURCE, "trust": "T2",
            "notes": "assumed: chat requests of ~1,000 input and ~300 output tokens, 64 concurrent (batch 64)"},
           {"energy_per_output_token_j": 0.12},
-          {"kind": "concurrency", "clients": 64, "requests": 512, "input_tokens": 1000, "output_tokens": 300},
+          {"kind": "concurrency", "clients": 64, "requests": 576, "warmup_requests": 64, "input_tokens": 1000,
+           "output_tokens": 300},
           {"model": "llama31_8b", "gpu": "h100_sxm", "nodes": 1, "tp": 1, "replicas": 1, "weights": "bf16"})
 
 

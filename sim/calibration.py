@@ -24,3 +24,8 @@ ACTIVATION_BYTES = 2.0
 # Bytes per element of the embedding table and LM head: FP8 checkpoints keep them in BF16
 # (DeepSeek-V3 / Kimi K2 'fp8_e4m3_block128' quantise linear layers only; models.md section 5).
 EMBEDDING_BYTES = 2.0
+
+# Share of the datasheet FP4 peak that FP4 matmuls reach. No FP4 matmul measurement (MAMF) is published
+# for any of our GPUs; until the calibration fit (scripts/calibrate.py) sets it, it is B200's measured
+# FP8 share (3,433 / 4,500), the nearest measured precision on the same tensor cores.
+FP4_MATMUL_EFFICIENCY = 0.763

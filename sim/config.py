@@ -72,6 +72,8 @@ class WorkloadSpec(_Strict):
     output_log_sigma: float = Field(0.0, ge=0, le=3)
     max_input_tokens: int = Field(0, ge=0, le=10_000_000)
     max_output_tokens: int = Field(0, ge=0, le=10_000_000)
+    # The first requests sent are warm-up, left out of the metrics (genai-perf --warmup-request-count).
+    warmup_requests: int = Field(0, ge=0, le=1_000_000)
 
     @model_validator(mode="after")
     def _benchmark_needs(self):
@@ -196,15 +198,15 @@ class DeploymentSpec(_ClusterKeys):
     kv_cache: Literal["bf16", "fp8"] = "bf16"
     prefix_caching: bool = True
     # Overrides the model's published context (e.g. a YaRN extension); 0 keeps the catalog value.
-    max_context_tokens: int = Field(0, ge=0)
+    max_context_tokens: int = Field(0, ge=0, le=100_000_000)
     # Scheduler token budget per step (`max_num_batched_tokens`) and sequence cap (`max_num_seqs`):
     # vLLM V1's API-server defaults on GPUs of 70 GB or more (EngineArgs.get_batch_defaults, arg_utils.py).
-    max_batched_tokens: int = Field(8192, ge=1)
-    max_seqs: int = Field(1024, ge=1)
+    max_batched_tokens: int = Field(8192, ge=1, le=10_000_000)
+    max_seqs: int = Field(1024, ge=1, le=1_000_000)
     # Share of HBM the engine may use (vLLM `gpu_memory_utilization`, default 0.9).
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     # Paged-KV block size in tokens (vLLM default 16); prefix caching reuses whole blocks only.
-    block_tokens: int = Field(16, ge=1)
+    block_tokens: int = Field(16, ge=1, le=65_536)
     # Board power cap per GPU (nvidia-smi -pl), W; 0 runs at TDP.
     power_cap_w: float = Field(0.0, ge=0, le=5000)
 

@@ -114,8 +114,10 @@ class ReplicaCostModel:
         # (cap - idle) / (TDP - idle); HBM bandwidth does not. The board then draws at most the cap.
         self.max_power_w = min(accel.tdp_w, power_cap_w) if power_cap_w else accel.tdp_w
         throttle = (self.max_power_w - accel.idle_w) / (accel.tdp_w - accel.idle_w)
-        self.linear_flops_per_s = (accel.peak_flops_per_s(weight_precision) * accel.matmul_efficiency(weight_precision)
-                                   * throttle)
+        linear_efficiency = (calibration.FP4_MATMUL_EFFICIENCY if weight_precision == "fp4"
+                             and accel.measured_matmul_efficiency("fp4") is None
+                             else accel.matmul_efficiency(weight_precision))
+        self.linear_flops_per_s = accel.peak_flops_per_s(weight_precision) * linear_efficiency * throttle
         self.attention_flops_per_s = accel.peak_flops_per_s("bf16") * accel.matmul_efficiency("bf16") * throttle
         self.hbm_bytes_per_s = accel.hbm_bytes_per_s
         # Read when built, so a calibration run can try other values (scripts/calibrate.py).

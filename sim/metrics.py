@@ -1,6 +1,7 @@
 """Benchmark metrics from a run, in the vocabulary of serving benchmarks (vLLM, TensorRT-LLM, MLPerf, NIM).
 
-Over the requests that succeeded, with the run spanning from the first arrival to the last finish:
+Over the requests that succeeded (after any warm-up requests), the run spanning from the first
+measured arrival to the last finish:
 - output_tokens_per_s, input_tokens_per_s, requests_per_s: totals / span;
 - ttft_*: first token - arrival; tpot_*: (finish - first token) / (output tokens - 1) per request
   (MLPerf's TPOT); itl_mean_s: the mean of the per-request TPOT (NIM's ITL);
@@ -28,16 +29,18 @@ def family(key: str) -> str:
     return next(f for f, keys in FAMILIES.items() if key in keys)
 
 
-def benchmark_metrics(result) -> dict[str, float]:
-    """Every key of KEYS for one deployment's DeploymentResult."""
-    ok = [t for t in result.turns if t.status == "ok"]
+def benchmark_metrics(result, warmup_requests: int = 0) -> dict[str, float]:
+    """Every key of KEYS for one deployment's DeploymentResult, leaving out the first `warmup_requests`
+    requests sent (their sessions are numbered first); the span starts at the first one measured."""
+    measured = [t for t in result.turns if t.session >= warmup_requests]
+    ok = [t for t in measured if t.status == "ok"]
     if not ok:
         return {}
     arrival = np.array([t.arrival_ns for t in ok]) / NS_PER_S
     first = np.array([t.first_token_ns for t in ok]) / NS_PER_S
     finish = np.array([t.finish_ns for t in ok]) / NS_PER_S
     out = np.array([t.output_tokens for t in ok], dtype=float)
-    span = finish.max() - min(t.arrival_ns for t in result.turns) / NS_PER_S
+    span = finish.max() - min(t.arrival_ns for t in measured) / NS_PER_S
     ttft, e2e = first - arrival, finish - arrival
     multi = out > 1
     tpot = (finish - first)[multi] / (out[multi] - 1)

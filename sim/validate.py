@@ -90,7 +90,8 @@ def run_case(path: str) -> tuple[list[dict], float]:
     started = time.perf_counter()
     case = load_case(path)
     (name, spec), = case.experiment.deployments.items()
-    predicted = benchmark_metrics(simulate(case.experiment, build(path, name, spec)))
+    predicted = benchmark_metrics(simulate(case.experiment, build(path, name, spec)),
+                                  case.experiment.workload.warmup_requests)
     rows = []
     for key, (measured, tolerance) in case.measured.items():
         value = predicted.get(key, float("nan"))

@@ -299,12 +299,12 @@ def test_ml_energy_llama8b_h100_batch64_joules_per_token():
 
 
 def test_weights_run_at_their_precision_where_the_hardware_has_it():
-    """FP4 weights run on Blackwell's FP4 tensor cores (B200: 9,000 TFLOP/s, measured share taken from
-    BF16 as none is published for FP4); Hopper has none, and the config refuses them there."""
+    """FP4 weights run on Blackwell's FP4 tensor cores (B200: 9,000 TFLOP/s at the calibrated FP4 share,
+    no FP4 matmul measurement being published); Hopper has none, and the config refuses them there."""
     from sim.config import Experiment
     m = cost_model("llama31_70b", "b200", 1, 8, 1, 1, "fp4")
     assert m.weight_bytes == 0.5
-    assert m.linear_flops_per_s == 9000e12 * 0.776
+    assert m.linear_flops_per_s == 9000e12 * calibration.FP4_MATMUL_EFFICIENCY
     with pytest.raises(Exception, match="no fp4 tensor cores"):
         Experiment.from_dict({"deployments": {"d": {"model": "llama31_70b", "gpu": "h200", "nodes": 1, "tp": 8,
                                                     "weights": "fp4"}}})

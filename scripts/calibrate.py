@@ -1,0 +1,74 @@
+"""Fit the cost model's free constants to the validation cases of the fit split, and report both splits.
+
+    python scripts/calibrate.py [--passes 2] [--jobs N]
+
+Fits sim.calibration's HBM_EFFICIENCY, STEP_OVERHEAD_S and FP4_MATMUL_EFFICIENCY by coordinate descent:
+each constant in turn is tried at a few values around its current one, every fit-split case is run,
+and the value with the lowest objective (median |error| + 0.25 x mean |error| over all measured keys
+of the fit split) is kept. The held-out third (crc32 of the case name mod 3 == 0) is never run during
+the search; it is reported at the end, beside the fit split, for the constants found. Paste the values
+printed into sim/calibration.py together with the date and the case count it prints.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+
+from sim import calibration, validate
+
+SEARCH = {  # constant -> (lowest, highest) values tried
+    "HBM_EFFICIENCY": (0.70, 0.95),
+    "STEP_OVERHEAD_S": (0.5e-3, 6.0e-3),
+    "FP4_MATMUL_EFFICIENCY": (0.30, 0.85),
+}
+
+
+def _set(constants: dict) -> None:
+    for name, value in constants.items():
+        setattr(calibration, name, value)
+
+
+def _errors(paths: list[str], constants: dict, jobs: int) -> list[float]:
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_set, initargs=(constants,)) as pool:
+        rows = [row for rows, _ in pool.map(validate.run_case, paths) for row in rows]
+    return [abs(r["error_pct"]) for r in rows]
+
+
+def objective(errors: list[float]) -> float:
+    return statistics.median(errors) + 0.25 * statistics.fmean(errors)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--points", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=validate.default_jobs())
+    args = parser.parse_args()
+    cases = [validate.load_case(p) for p in validate.discover([])]
+    fit = [c.path for c in cases if c.split == "fit"]
+    held_out = [c.path for c in cases if c.split == "held_out"]
+    constants = {name: getattr(calibration, name) for name in SEARCH}
+    best = objective(_errors(fit, constants, args.jobs))
+    print(f"start {constants}: objective {best:.2f}", flush=True)
+    for sweep in range(args.passes):
+        for name, (low, high) in SEARCH.items():
+            span = (high - low) / 2 ** (sweep + 1)
+            centre = constants[name]
+            for k in range(args.points):
+                value = min(high, max(low, centre - span + 2 * span * k / (args.points - 1)))
+                trial = {**constants, name: value}
+                score = objective(_errors(fit, trial, args.jobs))
+                print(f"  pass {sweep + 1} {name} = {value:.4g}: objective {score:.2f}", flush=True)
+                if score < best:
+                    best, constants = score, trial
+        print(f"after pass {sweep + 1}: {constants}, objective {best:.2f}", flush=True)
+    for split, paths in (("fit", fit), ("held_out", held_out)):
+        errors = _errors(paths, constants, args.jobs)
+        print(f"{split}: {len(paths)} cases, {len(errors)} keys, median |error| {statistics.median(errors):.1f}%, "
+              f"max {max(errors):.1f}%")
+    print("fitted:", {k: round(v, 5) for k, v in constants.items()}, f"over {len(fit)} fit-split cases")
+
+
+if __name__ == "__main__":
+    main()
