@@ -2,7 +2,8 @@
 
     python scripts/calibrate.py [--passes 2] [--jobs N]
 
-Fits sim.calibration's HBM_EFFICIENCY, STEP_OVERHEAD_S and FP4_MATMUL_EFFICIENCY by coordinate descent:
+Fits sim.calibration's COMPUTE_EFFICIENCY, HBM_EFFICIENCY, STEP_OVERHEAD_S and FP4_MATMUL_EFFICIENCY by
+coordinate descent:
 each constant in turn is tried at a few values around its current one, every fit-split case is run,
 and the value with the lowest objective (median |error| + 0.25 x mean |error| over all measured keys
 of the fit split) is kept. The held-out third (crc32 of the case name mod 3 == 0) is never run during
@@ -18,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from sim import calibration, validate
 
 SEARCH = {  # constant -> (lowest, highest) values tried
+    "COMPUTE_EFFICIENCY": (0.6, 1.0),
     "HBM_EFFICIENCY": (0.70, 0.95),
     "STEP_OVERHEAD_S": (0.5e-3, 6.0e-3),
     "FP4_MATMUL_EFFICIENCY": (0.30, 0.85),

@@ -64,7 +64,7 @@ def run_cli(tmp_path, text):
     ("duration_h = 0.05", "duration_h = inf", "workload", "duration_h", "finite number"),
     ("duration_h = 0.05", "duration_h = 0.05\nhuman_median_words = 1e300", "workload", "human_median_words",
      "less than or equal to 10000"),
-    ("tp = 8", "tp = 8\nmax_batched_tokens = 100000000", "deployments.d", "max_batched_tokens",
+    ("tp = 8", "tp = 8\nmax_batched_tokens = 10000000", "deployments.d", "max_batched_tokens",
      "leaves no KV cache"),
 ])
 def test_bad_input_is_one_line(tmp_path, old, new, table, key, expect):

@@ -14,8 +14,9 @@ from sim.cost import ReplicaCostModel, split_layers
 from sim.models import catalog
 
 EFF_BW = 3.35e12 * calibration.HBM_EFFICIENCY      # H100 HBM, achieved
-FP8_RATE = 1978.9e12 * 0.709                        # H100 FP8 at its measured best-case share
-BF16_RATE = 989.4e12 * 0.803
+# H100 FP8 and BF16 at their measured best-case shares, times the calibrated share a serving engine keeps.
+FP8_RATE = 1978.9e12 * 0.709 * calibration.COMPUTE_EFFICIENCY
+BF16_RATE = 989.4e12 * 0.803 * calibration.COMPUTE_EFFICIENCY
 
 
 def cost_model(model, gpu, nodes, tp, pp, ep, weights, kv_bytes=2.0, dp=1, gpus=None):
@@ -272,11 +273,12 @@ def test_cost_shares_sum_to_one_and_follow_context():
 @pytest.mark.parametrize("isl, osl, itl_ms", [(5000, 500, 18.58), (500, 2000, 18.91)])
 def test_nim_llama70b_tp2_h100_itl_at_concurrency_1(isl, osl, itl_ms):
     """NVIDIA NIM 1.8.0, Llama-3.3-70B (Llama-3.1-70B shape) FP8 on 2x H100, TP2 (published.md section 3).
-    The calibration constants were fitted to these two rows: within 5%."""
+    One decode step at mid-reply context; the constants are fitted to the validation set, not to these
+    rows (the first is held out): within 10%."""
     m = cost_model("llama31_70b", "h100_sxm", 1, 2, 1, 1, "fp8")
     mid_context = isl + osl // 2
     itl = float(m.step([], [], [], decode_ctx=[mid_context + 1]).duration_s[0])
-    assert itl == pytest.approx(itl_ms / 1e3, rel=0.05)
+    assert itl == pytest.approx(itl_ms / 1e3, rel=0.10)
 
 
 @pytest.mark.parametrize("isl, ttft_ms", [(5000, 406.77), (500, 47.77)])
@@ -304,7 +306,7 @@ def test_weights_run_at_their_precision_where_the_hardware_has_it():
     from sim.config import Experiment
     m = cost_model("llama31_70b", "b200", 1, 8, 1, 1, "fp4")
     assert m.weight_bytes == 0.5
-    assert m.linear_flops_per_s == 9000e12 * calibration.FP4_MATMUL_EFFICIENCY
+    assert m.linear_flops_per_s == 9000e12 * calibration.FP4_MATMUL_EFFICIENCY * calibration.COMPUTE_EFFICIENCY
     with pytest.raises(Exception, match="no fp4 tensor cores"):
         Experiment.from_dict({"deployments": {"d": {"model": "llama31_70b", "gpu": "h200", "nodes": 1, "tp": 8,
                                                     "weights": "fp4"}}})

@@ -63,7 +63,7 @@ def test_megatron_kv_runs_out_where_the_hand_computation_says(podcast10h):
     assert turns[first_over - 1].context_tokens < capacity_tokens < needed[first_over]
 
 
-def test_prefill_grows_without_caching_and_stays_flat_with_it(podcast10h):
+def test_prefill_grows_without_caching_and_barely_with_it(podcast10h):
     def ttft_by_hour(name):
         turns = [t for t in turns_of(podcast10h, name) if t.status == "ok"]
         first = [t.first_token_ns - t.arrival_ns for t in turns if t.minute < 60]
@@ -72,7 +72,9 @@ def test_prefill_grows_without_caching_and_stays_flat_with_it(podcast10h):
 
     cached_first, cached_last = ttft_by_hour("kimi_k2_h200")
     full_first, full_last = ttft_by_hour("kimi_k2_h200_nocache")
-    assert cached_last < 1.5 * cached_first
+    # With the cache only the new phrase is prefilled; it still attends the whole history, so TTFT grows
+    # a little (1.6x from the first hour to the tenth), far from the uncached growth.
+    assert cached_last < 2 * cached_first
     assert full_last > 10 * full_first
     assert full_last > 20 * cached_last
 
