@@ -117,6 +117,7 @@ class ReplicaCostModel:
         linear_efficiency = (calibration.FP4_MATMUL_EFFICIENCY if weight_precision == "fp4"
                              and accel.measured_matmul_efficiency("fp4") is None
                              else accel.matmul_efficiency(weight_precision))
+        throttle *= calibration.COMPUTE_EFFICIENCY
         self.linear_flops_per_s = accel.peak_flops_per_s(weight_precision) * linear_efficiency * throttle
         self.attention_flops_per_s = accel.peak_flops_per_s("bf16") * accel.matmul_efficiency("bf16") * throttle
         self.hbm_bytes_per_s = accel.hbm_bytes_per_s
