@@ -250,6 +250,10 @@ class DeploymentSpec(_ClusterKeys):
                              f"ep = tp x dp = {self.tp * self.dp}")
         if moe and moe.n_experts % self.ep:
             raise ValueError(f"{moe.n_experts} experts of {self.model} do not split over ep {self.ep}")
+        idle_w = hw.accelerators()[self.gpu].idle_w
+        if self.power_cap_w and self.power_cap_w <= idle_w:
+            raise ValueError(f"power_cap_w {self.power_cap_w:g} W is at or below {self.gpu}'s idle power "
+                             f"({idle_w:g} W); valid: 0 (no cap) or a cap above it")
         if not hw.accelerators()[self.gpu].supports(self.weights):
             raise ValueError(f"gpu '{self.gpu}' has no {self.weights} tensor cores; valid weights: bf16"
                              + (", fp8" if hw.accelerators()[self.gpu].supports("fp8") else ""))

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from hardware import catalog as hw
 from hardware.catalog import PRECISION_BYTES
 from hardware.cluster import Cluster
-from hardware.deployment import (DoesNotFit, Layout, MemoryPlan, Replica, comm_groups, place_replicas,
-                                 placement_warnings, plan_memory, price_replica)
+from hardware.deployment import (COMM_BUFFER_BYTES_PER_GROUP, FRAMEWORK_RESERVE_BYTES, DoesNotFit, Layout,
+                                 MemoryPlan, Replica, comm_groups, place_replicas, placement_warnings, plan_memory,
+                                 price_replica)
 from sim.config import DeploymentSpec
 from sim.cost import ReplicaCostModel
 from sim.errors import ConfigError
@@ -76,6 +77,8 @@ def smallest_fitting(spec: DeploymentSpec, cluster: Cluster) -> Layout | None:
                          if tp * spec.dp * pp <= len(cluster.gpus)))
     for _, pp, tp in candidates:
         layout = Layout(tp, pp, tp * spec.dp if spec.ep > 1 else 1, spec.dp)
+        if arch.moe and arch.moe.n_experts % layout.ep:
+            continue
         if _fits(spec, cluster, layout):
             return layout
     return None
@@ -84,7 +87,9 @@ def smallest_fitting(spec: DeploymentSpec, cluster: Cluster) -> Layout | None:
 def _does_not_fit(path: str, table: str, spec: DeploymentSpec, cluster: Cluster, cost: ReplicaCostModel,
                   problem: DoesNotFit) -> ConfigError:
     usable = cost.accel.hbm_bytes * spec.gpu_memory_utilization
-    if cost.weights_bytes_per_gpu() < usable:  # the weights fit: the step's activations do not
+    fixed = (cost.weights_bytes_per_gpu() + FRAMEWORK_RESERVE_BYTES
+             + COMM_BUFFER_BYTES_PER_GROUP * comm_groups(cost.layout))
+    if fixed < usable:  # the weights, buffers and reserve fit: the step's activations do not
         return ConfigError(path, table, "max_batched_tokens", f"{spec.model} leaves no KV cache on {spec.gpu} "
                            f"with tp {spec.tp} x dp {spec.dp} x pp {spec.pp}: {problem}; valid: a smaller "
                            f"max_batched_tokens or max_seqs, or more GPUs per replica")
@@ -100,6 +105,9 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
     table = f"deployments.{name}"
     arch = spec.architecture
     layout = Layout(spec.tp, spec.pp, spec.ep, spec.dp)
+    if arch.n_heads % spec.tp:
+        raise ConfigError(path, table, "tp", f"{arch.n_heads} attention heads of {spec.model} do not split over "
+                          f"tp {spec.tp}; valid: a divisor of {arch.n_heads}")
     cluster = cluster_of(spec)
     n_gpus = len(cluster.gpus)
     if spec.gpus:
@@ -110,9 +118,6 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
                               f"dp {spec.dp} x pp {spec.pp} = {layout.gpus}; valid: a GPU count that is a "
                               f"multiple of {layout.gpus}, or set replicas")
         replicas = spec.replicas or n_gpus // layout.gpus
-    if arch.n_heads % spec.tp:
-        raise ConfigError(path, table, "tp", f"{arch.n_heads} attention heads of {spec.model} do not split over "
-                          f"tp {spec.tp}; valid: a divisor of {arch.n_heads}")
     if spec.pp > arch.n_layers:
         raise ConfigError(path, table, "pp", f"pp {spec.pp} exceeds the {arch.n_layers} layers of {spec.model}")
     try:

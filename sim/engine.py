@@ -164,7 +164,7 @@ class ReplicaEngine:
             if not pool.try_reserve(rec.session, seq.total_tokens):
                 return
             rec.cached_tokens = cached
-            rec.recomputed_tokens = seq.prompt_tokens - rec.new_tokens - cached
+            rec.recomputed_tokens = seq.prompt_tokens - rec.new_tokens - rec.retrieved_tokens - cached
             seq.prefilled, seq.admitted = cached, True
             self.running.append(self.waiting.pop(0))
 

@@ -9,7 +9,8 @@ For a model without growing layers one block is one sequence's state.
 A running turn reserves blocks for its whole prompt and reply at admission (so no preemption is
 needed). When a turn ends, prefix caching keeps the session's prefix (whole blocks of tokens) resident
 but evictable; a later turn reuses it and prefills only the rest. Eviction is LRU over idle sessions,
-from the tail of a session's prefix, block by block.
+from the tail of a session's prefix, block by block; a prefix with recurrent state or window KV (kept
+once, at the last whole block of the prefix) is reused and evicted whole.
 """
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ class Footprint:
     def block_bytes(self) -> float:
         """A block of growing KV, or (no growing layers) one sequence's window KV and state."""
         return self.block_tokens * self.kv_bytes_per_token if self.kv_bytes_per_token else self.fixed_cap_bytes
+
+    @property
+    def prefix_divisible(self) -> bool:
+        """Whether a cached prefix can be cut shorter and still be reused: not when recurrent state or
+        window KV exist only at the prefix's end."""
+        return self.fixed_cap_bytes == 0
 
     @property
     def bounded_by_tokens(self) -> bool:
@@ -76,8 +83,12 @@ class KVPool:
         return self.capacity_blocks * self.block_tokens if self.footprint.bounded_by_tokens else None
 
     def cached_tokens(self, session: int, history_tokens: int) -> int:
-        """Tokens of `history_tokens` the session still has resident (whole blocks only)."""
-        return min(self.cached.get(session, 0), history_tokens // self.block_tokens * self.block_tokens)
+        """Tokens of `history_tokens` the session still has resident (whole blocks only). With recurrent
+        state or window KV, only the whole resident prefix can be reused: the state exists at its end."""
+        resident = self.cached.get(session, 0)
+        if not self.footprint.prefix_divisible:
+            return resident if history_tokens >= resident else 0
+        return min(resident, history_tokens // self.block_tokens * self.block_tokens)
 
     def _set_cached(self, session: int, tokens: int) -> None:
         self._cached_blocks += self.footprint.blocks(tokens) - self.footprint.blocks(self.cached.get(session, 0))
@@ -88,6 +99,8 @@ class KVPool:
 
     def _shrunk(self, tokens: int, free_blocks: int) -> int:
         """The longest prefix (whole blocks) shorter than `tokens` whose blocks free at least `free_blocks`."""
+        if not self.footprint.prefix_divisible:
+            return 0   # a shortened prefix would have no state at its new end: evict it whole
         fp, lo, hi = self.footprint, 0, tokens // self.block_tokens - 1   # answer in blocks of tokens
         keep = fp.blocks(tokens) - free_blocks
         while lo < hi:                                  # largest k with blocks(k x block_tokens) <= keep

@@ -400,21 +400,28 @@ def build(name: str, entry: dict, models: dict[str, Architecture] | None = None)
     unknown = set(entry) - known
     if unknown:
         raise ModelKeyError(None, f"unknown keys {sorted(unknown)}; valid: {', '.join(sorted(known - {'name'}))}")
-    entry = {k: SUBTABLES[k](**v) if k in SUBTABLES and isinstance(v, dict) else v for k, v in entry.items()}
     if entry.get("base"):
         base = (models or catalog()).get(entry["base"])
         if base is None:
             raise ModelKeyError("base", f"unknown base model {entry['base']!r}; valid: {', '.join(sorted(models or catalog()))}")
         if base.layer_pattern and "n_layers" in entry and "layer_pattern" not in entry:
             entry["layer_pattern"] = _tile(base.layer_pattern, entry["n_layers"])
+        for key, value in list(entry.items()):   # a partial subtable changes only the keys it gives
+            if isinstance(value, dict) and key in SUBTABLES:
+                entry[key] = (replace(getattr(base, key), **value) if getattr(base, key) is not None
+                              else SUBTABLES[key](**value))
+        entry.setdefault("display_name", f"{name} (scaled from {base.display_name})")
         arch = replace(base, name=name, **entry)
     else:
+        entry = {k: SUBTABLES[k](**v) if k in SUBTABLES and isinstance(v, dict) else v for k, v in entry.items()}
         arch = Architecture(name=name, **entry)
     if arch.layer_pattern and len(arch.layer_pattern) != arch.n_layers:
         raise ModelKeyError("layer_pattern", f"layer_pattern has {len(arch.layer_pattern)} layers, n_layers {arch.n_layers}")
     unnamed = sorted(set(arch.layer_pattern) - set(arch.layer_kinds))
     if unnamed:
         raise ModelKeyError("layer_kinds", f"layer_pattern uses {unnamed}, which layer_kinds does not name")
+    if "window" in arch.kinds and arch.sliding_window <= 0:
+        raise ModelKeyError("sliding_window", "window layers need sliding_window > 0 (tokens each query sees)")
     for kind in set(arch.kinds):
         if kind not in ATTENTION + RECURRENT:
             raise ModelKeyError("layer_kinds", f"unknown layer kind {kind!r}; valid: {', '.join(ATTENTION + RECURRENT)}")

@@ -105,6 +105,7 @@ def test_retrieve_policy_end_to_end():
     for t in r.turns:
         assert t.retrieved_tokens == 1024 and t.energy_retrieval_j == 30.0
         assert t.cached_tokens <= t.context_tokens        # the chunks are never cached
+        assert t.recomputed_tokens == t.context_tokens - t.cached_tokens   # history only, chunks apart
         assert t.first_token_ns - t.arrival_ns > 50_000_000   # the retrieval comes first
 
 

@@ -89,3 +89,13 @@ def test_clusters_experiment_runs():
     results = [r for r in run_all(exp)]
     check_invariants(results)
     assert all(t.status == "ok" for r in results for t in r.turns)
+
+
+def test_buffers_and_reserve_count_before_activations_are_blamed():
+    """Llama-3.1-70B BF16 on 2 H100s at 86%: 70.6 GB of weights + 3.8 GB of buffers and reserve exceed
+    the usable 73.6 GB, so the model does not fit, whatever the step's activations."""
+    exp = experiment({"d": {"model": "llama31_70b", "gpu": "h100_sxm", "nodes": 1, "tp": 2, "replicas": 1,
+                            "gpu_memory_utilization": 0.86}})
+    with pytest.raises(ConfigError) as e:
+        build("x.toml", "d", exp.deployments["d"])
+    assert e.value.key == "pp" and "does not fit" in e.value.message

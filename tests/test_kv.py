@@ -72,3 +72,15 @@ def test_capacity_is_never_exceeded(capacity, footprint, ops):
         assert pool.used_blocks == pool.reserved_blocks + sum(footprint.blocks(t) for t in pool.cached.values())
         assert pool.used_blocks <= capacity
         assert all(s not in running for s in pool.cached)
+
+
+def test_a_prefix_with_state_is_reused_and_evicted_whole():
+    """Recurrent state exists only at the end of the cached prefix: a turn reuses all of it or nothing,
+    and eviction never leaves a shortened prefix without its state (review finding)."""
+    pool = KVPool(capacity_blocks=300, block_tokens=16, footprint=Footprint(16, 100.0, state_bytes=16_000))
+    assert pool.try_reserve(1, 3200)
+    pool.release(1, 3200, keep_tokens=3199)                    # 199 whole blocks: 3,184 tokens + the state
+    assert pool.cached_tokens(1, 5000) == 3184
+    assert pool.cached_tokens(1, 3000) == 0                      # a shorter prefix has no state stored
+    assert pool.try_reserve(2, 1600)                             # needs part of session 1's blocks ...
+    assert 1 not in pool.cached                                  # ... so session 1's prefix goes whole

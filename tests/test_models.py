@@ -184,3 +184,14 @@ def test_an_experiment_defines_a_scaled_model():
     # 32 more layers of 218,112,000 weights each (by hand in test_cost's Llama-3.1-8B step).
     assert arch.params_total - base.params_total == 32 * base.layer_always_params(0) == 32 * 218_112_000
     assert "llama_deep" not in catalog()
+
+
+def test_scaled_models_merge_subtables_and_need_a_window():
+    from sim.models import ModelKeyError, build
+    c = catalog()
+    wide = build("next_wide", {"base": "qwen3_next_80b_a3b", "moe": {"n_experts": 1024}}, c)
+    assert wide.moe.n_experts == 1024 and wide.moe.top_k == 10          # the rest of the base's moe table
+    assert wide.display_name == "next_wide (scaled from Qwen3-Next-80B-A3B (Gated DeltaNet + gated attention, 3:1))"
+    with pytest.raises(ModelKeyError, match="window layers need sliding_window > 0"):
+        build("w", {"base": "llama31_8b", "layer_kinds": {"a": "attention", "w": "window"},
+                    "layer_pattern": "aw" * 16}, c)
