@@ -1,7 +1,8 @@
 """One replica's serving engine in SimPy: continuous batching, chunked prefill, paged KV with prefix caching.
 
 Each step takes every decoding sequence (one token each), then fills the rest of the token budget
-with prefill chunks in arrival order. The engine wakes only when the batch can change: in bulk mode,
+with prefill chunks in arrival order; with data-parallel attention each group has its own budget
+and sequence cap. The engine wakes only when the batch can change: in bulk mode,
 the decode steps of an unchanged batch are priced at once (numpy over the growing context) and
 slept through, stopping early at the step in flight when a request arrives. Per-step mode runs the
 same code one step at a time and is the reference. Time is kept in integer nanoseconds so both
@@ -9,6 +10,7 @@ modes add up the same durations exactly.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -156,17 +158,31 @@ class ReplicaEngine:
 
     # ---- the loop ------------------------------------------------------------------------------
     def _admit(self) -> None:
-        while self.waiting and len(self.running) < self.limits.max_seqs:
-            seq = self.waiting[0]
-            rec = seq.record
-            pool = self._pool(seq)
+        """First come, first served within each attention group, which schedules like its own engine
+        (vLLM / SGLang run one scheduler per data-parallel rank): at most max_seqs running, and a turn
+        its KV pool cannot hold yet keeps the turns behind it in that group waiting."""
+        groups = len(self.pools)
+        running = Counter(self._group(s) for s in self.running)
+        blocked, admitted = set(), set()
+        for seq in self.waiting:
+            group = self._group(seq)
+            if group in blocked:
+                continue
+            rec, pool = seq.record, self.pools[group]
             cached = pool.cached_tokens(rec.session, seq.reusable_tokens) if self.limits.prefix_caching else 0
-            if not pool.try_reserve(rec.session, seq.total_tokens):
-                return
+            if running[group] >= self.limits.max_seqs or not pool.try_reserve(rec.session, seq.total_tokens):
+                blocked.add(group)
+                if len(blocked) == groups:
+                    break
+                continue
             rec.cached_tokens = cached
             rec.recomputed_tokens = seq.prompt_tokens - rec.new_tokens - rec.retrieved_tokens - cached
             seq.prefilled, seq.admitted = cached, True
-            self.running.append(self.waiting.pop(0))
+            running[group] += 1
+            admitted.add(id(seq))
+            self.running.append(seq)
+        if admitted:
+            self.waiting = [s for s in self.waiting if id(s) not in admitted]
 
     def _run(self):
         while True:
@@ -178,13 +194,17 @@ class ReplicaEngine:
                 continue
             self.settle_idle(self.env.now)
             decode = [s for s in self.running if s.prefilled == s.prompt_tokens]
-            budget = self.limits.max_batched_tokens - len(decode)
+            # Each attention group has its own token budget, its decodes first, then prefill chunks.
+            budget = [self.limits.max_batched_tokens] * len(self.pools)
+            for seq in decode:
+                budget[self._group(seq)] -= 1
             chunks = []
             for seq in self.running:
-                if seq.prefilled < seq.prompt_tokens and budget > 0:
-                    c = min(seq.prompt_tokens - seq.prefilled, budget)
+                group = self._group(seq)
+                if seq.prefilled < seq.prompt_tokens and budget[group] > 0:
+                    c = min(seq.prompt_tokens - seq.prefilled, budget[group])
                     chunks.append((seq, c))
-                    budget -= c
+                    budget[group] -= c
             n = min(s.output_tokens - s.decoded for s in decode) if (self.bulk and decode and not chunks) else 1
             yield from self._steps(decode, chunks, n)
 

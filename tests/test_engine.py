@@ -178,6 +178,21 @@ def test_data_parallel_attention_groups_keep_their_own_kv():
     assert max(steps["decode_seqs"]) > 1   # the groups decode in the same steps
 
 
+def test_each_attention_group_schedules_its_own_batch():
+    """max_seqs and max_batched_tokens hold per attention group, as each data-parallel rank runs its own
+    scheduler: with max_seqs 1, five requests in five groups still decode side by side, and their
+    1,000-token prompts are prefilled in 512-token chunks in every group at once."""
+    dp16 = {"model": "kimi_k2", "gpu": "h200", "nodes": 2, "tp": 1, "dp": 16, "ep": 16, "weights": "fp8",
+            "max_seqs": 1, "max_batched_tokens": 512}
+    exp = experiment({"d": dp16}, kind="offline", requests=5, input_tokens=1000, output_tokens=50)
+    bulk = run_all(exp)
+    check_invariants(bulk)
+    assert_same_run(bulk, run_all(exp, bulk=False))
+    steps = bulk[0].steps.columns()
+    assert max(steps["decode_seqs"]) == 5
+    assert max(steps["prefill_tokens"] + steps["decode_seqs"]) > 512   # the groups' budgets add up
+
+
 def _tiny_engine(bulk: bool, capacity_blocks: int):
     """One Llama-3.1-8B replica on one H100 with a KV pool of `capacity_blocks` 16-token blocks."""
     import simpy
