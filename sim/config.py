@@ -29,6 +29,10 @@ def _one_of(kind: str, name: str, valid) -> str:
     return name
 
 
+# A token count: ten million is beyond any prompt, reply or window a deployment serves.
+TokenCount = Annotated[int, Field(ge=0, le=10_000_000)]
+
+
 def _require(table: BaseModel, keys, what: str) -> None:
     """The keys a choice needs set above zero, named in one error."""
     missing = [k for k in keys if not getattr(table, k)]
@@ -65,13 +69,13 @@ class WorkloadSpec(_Strict):
     requests: int = Field(0, ge=0, le=1_000_000)
     rate_per_s: float = Field(0.0, ge=0, le=1e6)
     clients: int = Field(0, ge=0, le=100_000)
-    input_tokens: int = Field(0, ge=0, le=10_000_000)
-    output_tokens: int = Field(0, ge=0, le=10_000_000)
+    input_tokens: TokenCount = 0
+    output_tokens: TokenCount = 0
     length_dist: Literal["fixed", "lognormal"] = "fixed"
     input_log_sigma: float = Field(0.0, ge=0, le=3)
     output_log_sigma: float = Field(0.0, ge=0, le=3)
-    max_input_tokens: int = Field(0, ge=0, le=10_000_000)
-    max_output_tokens: int = Field(0, ge=0, le=10_000_000)
+    max_input_tokens: TokenCount = 0
+    max_output_tokens: TokenCount = 0
     # The first requests sent are warm-up, left out of the metrics (genai-perf --warmup-request-count).
     warmup_requests: int = Field(0, ge=0, le=1_000_000)
 
@@ -156,8 +160,8 @@ class ContextSpec(_Strict):
 
     policy: Literal["full", "window", "summarize", "retrieve"] = "full"
     on_overflow: Literal["fail", "truncate"] = "fail"
-    window_tokens: int = Field(0, ge=0, le=10_000_000)
-    every_tokens: int = Field(0, ge=0, le=10_000_000)
+    window_tokens: TokenCount = 0
+    every_tokens: TokenCount = 0
     summary_tokens: int = Field(0, ge=0, le=1_000_000)
     chunks: int = Field(0, ge=0, le=1000)
     chunk_tokens: int = Field(0, ge=0, le=100_000)
