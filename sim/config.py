@@ -85,6 +85,9 @@ class WorkloadSpec(_Strict):
             return self
         _require(self, ["requests", "input_tokens", "output_tokens"]
                  + {"poisson": ["rate_per_s"], "concurrency": ["clients"]}.get(self.kind, []), f"kind '{self.kind}'")
+        if self.warmup_requests >= self.requests:
+            raise ValueError(f"warmup_requests ({self.warmup_requests}) leaves none of the {self.requests} "
+                             f"requests to measure; valid: fewer than requests")
         return self
 
     def lengths(self) -> tuple[benchmark.Lengths, benchmark.Lengths]:
@@ -327,10 +330,14 @@ class Experiment(_Strict):
         return v
 
 
-def _where(loc: tuple) -> tuple[str, str | None]:
-    """pydantic's error location -> (TOML table, key)."""
+def _where(loc: tuple, kind: str = "") -> tuple[str, str | None]:
+    """pydantic's error location (and error type) -> (TOML table, key)."""
     parts = [str(p) for p in loc]
     if len(parts) == 1:
+        # A rule over a whole [run] / [workload] / [report] table names the table; otherwise the key is
+        # a top-level one (unknown, missing or of the wrong type).
+        if parts[0] in ("run", "workload", "report") and kind == "value_error":
+            return parts[0], None
         return "top level", parts[0]
     if parts[0] in ("deployments", "clusters"):
         if len(parts) == 2:
@@ -389,7 +396,7 @@ def validate(path: str, data: dict) -> Experiment:
         # A wrong value is reported before a missing key: a missing key often follows from it (an
         # unknown cluster name leaves its gpu and nodes unfilled).
         err = next((x for x in e.errors() if x["type"] != "missing"), e.errors()[0])
-        table, key = _where(err["loc"])
+        table, key = _where(err["loc"], err["type"])
         msg = _message(err)
         if err["type"] == "extra_forbidden":
             msg += f"; valid keys: {_valid_keys(table)}"
