@@ -143,7 +143,9 @@ def render(rows: list[dict], sums: list[dict]) -> str:
         flag = "" if r["within"] else "  !"
         lines.append(f"{r['case']:<48} {r['key']:<26} {r['measured']:>11.4g} {r['predicted']:>11.4g} "
                      f"{r['error_pct']:>+7.1f}%  {r['split']}{flag}")
-    lines += ["", f"{'split':<9} {'family':<11} {'keys':>5} {'median |error|':>15} {'max |error|':>12}"]
+    outside = sum(not r["within"] for r in rows)
+    lines += ["", f"{outside} of {len(rows)} measured keys outside their tolerance (marked !)",
+              "", f"{'split':<9} {'family':<11} {'keys':>5} {'median |error|':>15} {'max |error|':>12}"]
     for s in sums:
         lines.append(f"{s['split']:<9} {s['family']:<11} {s['keys']:>5} {s['median_abs_error_pct']:>14.1f}% "
                      f"{s['max_abs_error_pct']:>11.1f}%")

@@ -111,6 +111,7 @@ def test_validate_runs_a_case_and_check_fails_outside_tolerance(tmp_path):
     result = CliRunner().invoke(main, ["validate", str(path), "-q", "-o", str(tmp_path / "out"), "-j", "1"])
     assert result.exit_code == 0, result.output
     assert "tiny" in result.output and "output_tokens_per_s" in result.output and "  !" in result.output
+    assert "1 of 2 measured keys outside their tolerance" in result.output
     assert (tmp_path / "out" / "validation.parquet").exists() and (tmp_path / "out" / "summary.parquet").exists()
     checked = CliRunner().invoke(main, ["validate", str(path), "--check", "-q", "-o", str(tmp_path / "out"), "-j", "1"])
     assert checked.exit_code == 1
