@@ -26,6 +26,7 @@ class Growth:
     exponent: float
     ratio: float | None
     replies: int
+    span_minutes: tuple[float, float] | None = None   # the first and last minute marks the ratio spans
 
 
 def growth(rows: list[dict], deployment: str, minutes: list[float], column: str) -> Growth | None:
@@ -37,8 +38,9 @@ def growth(rows: list[dict], deployment: str, minutes: list[float], column: str)
     exponent = float(np.polyfit(x, np.log([r[column] for r in ok]), 1)[0])
     marks = minute_marks(rows, deployment, minutes)
     tokens = [r.get("conversation_tokens", r["context_tokens"]) + r["new_tokens"] for r in marks]
-    ratio = (tokens[-1] / tokens[0]) ** exponent if len(marks) > 1 else None
-    return Growth(exponent, ratio, len(ok))
+    if len(marks) < 2:
+        return Growth(exponent, None, len(ok))
+    return Growth(exponent, (tokens[-1] / tokens[0]) ** exponent, len(ok), (marks[0]["minute"], marks[-1]["minute"]))
 
 
 def _growth_line(rows, name, minutes) -> str:
@@ -46,7 +48,8 @@ def _growth_line(rows, name, minutes) -> str:
     for label, column in (("energy per phrase", "energy_j"), ("reply latency", "e2e_s")):
         g = growth(rows, name, minutes, column)
         if g:
-            ratio = f" (x{g.ratio:.2f} from minute {minutes[0]:g} to {minutes[-1]:g})" if g.ratio else ""
+            ratio = (f" (x{g.ratio:.2f} from minute {g.span_minutes[0]:.0f} to {g.span_minutes[1]:.0f})"
+                     if g.ratio else "")
             parts.append(f"{label} ~ tokens^{g.exponent:.2f}{ratio}")
     return "growth with the conversation: " + "; ".join(parts) if parts else ""
 
