@@ -68,6 +68,8 @@ def load_case(path: str) -> Case:
     if len(experiment.deployments) != 1 or experiment.workload.kind == "podcast":
         raise ConfigError(path, "deployments", None, "a case has one deployment and a benchmark workload "
                           "(kind offline, poisson or concurrency)")
+    (name, spec), = experiment.deployments.items()
+    build(path, name, spec)   # a layout that does not fit is refused here, before any case runs
     return Case(path, case["name"], case["source"], str(case.get("trust", "")),
                 _measured(path, measured if isinstance(measured, dict) else {}), experiment)
 

@@ -124,5 +124,10 @@ def test_bad_case_files_are_one_line(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "[measured] key 'tokens_per_s': unknown key; valid: output_tokens_per_s" in proc.stderr
+    huge = tmp_path / "huge.toml"
+    huge.write_text(TINY_CASE.format(measured=1000).replace('"llama31_8b"', '"megatron_1t"'))
+    proc = subprocess.run([sys.executable, "-m", "sim", "validate", str(huge), "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "does not fit" in proc.stderr and "Traceback" not in proc.stderr
     missing = CliRunner().invoke(main, ["validate", str(write_case(tmp_path, 1000)), "--case", "nope", "-q"])
     assert missing.exit_code == 2 and "no case named 'nope'" in missing.output
