@@ -49,6 +49,21 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def _check_output(out_dir: Path) -> None:
+    """Refuse, before any work, an output folder results could not be written to."""
+    problem = output_problem(out_dir)
+    if problem:
+        _fail(f"{out_dir}: cannot write results there: {problem}; valid: a folder path you may write to")
+
+
+def _write(out_dir: Path, tables: dict, info: dict, extras=None) -> Path:
+    """Write the tables whole, or fail in one line if the disk refuses them."""
+    try:
+        return write(out_dir, tables, info, extras)
+    except OSError as e:
+        _fail(f"{out_dir}: cannot write results there: {e.strerror or e}; valid: a folder path you may write to")
+
+
 @contextmanager
 def _results_folder(run_dir: str):
     """Whatever a malformed or foreign results folder raises while it is read becomes one line, exit 2."""
@@ -78,19 +93,14 @@ def run_command(experiment: str, output_dir: str | None, mode: str | None, no_pl
     """Simulate EXPERIMENT on its deployments; print the minute-mark table; write tables and plots."""
     progress = None if quiet else (lambda msg: click.echo(msg, err=True))
     out_dir = Path(output_dir) if output_dir is not None else default_output(experiment)
-    problem = output_problem(out_dir)
-    if problem:
-        _fail(f"{out_dir}: cannot write results there: {problem}; valid: a folder path you may write to")
+    _check_output(out_dir)
     try:
         result = run_experiment(experiment, mode, progress)
     except ConfigError as e:
         _fail(str(e))
     extras = None if no_plots else (
         lambda folder: plots.render(result.tables["turns"], result.info, folder / "plots"))
-    try:
-        out = write(out_dir, result.tables, result.info, extras)
-    except OSError as e:
-        _fail(f"{out_dir}: cannot write results there: {e.strerror or e}; valid: a folder path you may write to")
+    out = _write(out_dir, result.tables, result.info, extras)
     click.echo(render(result.tables["turns"], result.info))
     click.echo(f"\ntables written to {out}/ (turns, steps, gpus .parquet; run.json"
                + ("" if no_plots else "; plots/*.png") + ")")
@@ -134,9 +144,7 @@ def validate_command(paths, case_name, check, jobs, output_dir, quiet) -> None:
     """Run the validation cases (default experiments/validation/) against published measurements."""
     from sim import validate
     out_dir = Path(output_dir)
-    problem = output_problem(out_dir)
-    if problem:
-        _fail(f"{out_dir}: cannot write results there: {problem}; valid: a folder path you may write to")
+    _check_output(out_dir)
     try:
         files = validate.discover(list(paths))
         cases = [validate.load_case(f) for f in files]   # every case file checked before any runs
@@ -153,10 +161,7 @@ def validate_command(paths, case_name, check, jobs, output_dir, quiet) -> None:
     measured, predicted = validate.knee(rows)
     if measured:
         click.echo(f"\nNIM sweep knee (first concurrency with mean TTFT > 2 s): measured {measured}, predicted {predicted}")
-    try:
-        out = write(out_dir, validate.tables(rows, sums), {"cases": len(files), "simrun_version": __version__})
-    except OSError as e:
-        _fail(f"{out_dir}: cannot write results there: {e.strerror or e}; valid: a folder path you may write to")
+    out = _write(out_dir, validate.tables(rows, sums), {"cases": len(files), "simrun_version": __version__})
     click.echo(f"\ntables written to {out}/ (validation, summary .parquet)")
     if check and not all(r["within"] for r in rows):
         sys.exit(1)

@@ -46,6 +46,11 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     turns: list[TurnRecord] = []
     podcast = workload.podcast_spec()
 
+    def settle_idle():
+        """Charge every replica's idle time up to now before a new request takes its share of it."""
+        for e in engines:
+            e.settle_idle(env.now)
+
     def ask(engine, record: TurnRecord, prompt, reply_tokens: int):
         """Submit a request and wait for it (up to the deadline); yields its sequence's end."""
         turns.append(record)
@@ -88,8 +93,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             if summary is not None:  # the model reads the history only once its summary is done
                 yield summary
                 summary = None
-            for e in engines:  # idle time up to now is charged before this turn takes its share
-                e.settle_idle(env.now)
+            settle_idle()
             prompt = conv.prompt(ex.index, ex.human.tokens, ex.reply.tokens)
             record = TurnRecord(
                 run=experiment.run.name, deployment=built.name, session=index, turn=ex.index,
@@ -115,26 +119,27 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             yield summary
         state.ended, state.ended_ns = True, env.now
 
-    def request(engine, req, index: int):
+    def request(req):
         """One benchmark request: its own session (no shared history), its prompt the input tokens."""
+        index = req.index
+        engine = engines[states[index].replica]
         record = TurnRecord(
             run=experiment.run.name, deployment=built.name, session=index, turn=0, minute=env.now / NS_PER_S / 60.0,
             context_tokens=0, new_tokens=req.input_tokens, reply_tokens=req.output_tokens, reply_speech_s=0.0,
             arrival_ns=env.now, replica=engine.index)
-        for e in engines:
-            e.settle_idle(env.now)
+        settle_idle()
         yield from ask(engine, record, Prompt((Segment(("request", index), req.input_tokens),), 0, 0, 0),
                        req.output_tokens)
         states[index].ended, states[index].ended_ns = True, env.now
 
     def arrive(req):
         yield env.timeout(_ns(req.arrival_s))
-        yield from request(engines[req.index % len(engines)], req, req.index)
+        yield from request(req)
 
     def client(mine):
         """A client of a fixed-concurrency benchmark: its next request as soon as its last one ended."""
         for req in mine:
-            yield from request(engines[req.index % len(engines)], req, req.index)
+            yield from request(req)
 
     if workload.kind == "podcast":
         sessions = workload.sessions
