@@ -24,7 +24,12 @@ COMM_BUFFER_BYTES_PER_GROUP = 1.79 * GIB
 
 
 class DoesNotFit(ValueError):
-    """A deployment that the cluster or a GPU's memory cannot hold; the message says by how much."""
+    """A deployment that the cluster or a GPU's memory cannot hold; the message says by how much, and
+    `plan` holds the memory plan that came out short, where there is one."""
+
+    def __init__(self, message: str, plan: "MemoryPlan | None" = None):
+        super().__init__(message)
+        self.plan = plan
 
 
 @dataclass(frozen=True)
@@ -155,5 +160,6 @@ def plan_memory(capacity_bytes: float, utilization: float, weights_bytes: float,
         raise DoesNotFit(
             f"weights {weights_bytes / 1e9:.1f} GB + activations {activation_bytes / 1e9:.1f} GB + buffers and "
             f"reserve {(plan.comm_buffer_bytes + plan.reserve_bytes) / 1e9:.1f} GB per GPU exceed the usable "
-            f"{plan.usable_bytes / 1e9:.1f} GB ({utilization:.2f} x {capacity_bytes / 1e9:.0f} GB) by {short_gb:.1f} GB")
+            f"{plan.usable_bytes / 1e9:.1f} GB ({utilization:.2f} x {capacity_bytes / 1e9:.0f} GB) by {short_gb:.1f} GB",
+            plan)
     return plan

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from hardware import catalog as hw
 from hardware.catalog import PRECISION_BYTES
 from hardware.cluster import Cluster
-from hardware.deployment import (COMM_BUFFER_BYTES_PER_GROUP, FRAMEWORK_RESERVE_BYTES, DoesNotFit, Layout,
-                                 MemoryPlan, Replica, comm_groups, place_replicas, placement_warnings, plan_memory,
-                                 price_replica)
+from hardware.deployment import (DoesNotFit, Layout, MemoryPlan, Replica, comm_groups, place_replicas,
+                                 placement_warnings, plan_memory, price_replica)
 from sim.config import DeploymentSpec
 from sim.cost import ReplicaCostModel
 from sim.errors import ConfigError
@@ -84,12 +83,10 @@ def smallest_fitting(spec: DeploymentSpec, cluster: Cluster) -> Layout | None:
     return None
 
 
-def _does_not_fit(path: str, table: str, spec: DeploymentSpec, cluster: Cluster, cost: ReplicaCostModel,
-                  problem: DoesNotFit) -> ConfigError:
-    usable = cost.accel.hbm_bytes * spec.gpu_memory_utilization
-    fixed = (cost.weights_bytes_per_gpu() + FRAMEWORK_RESERVE_BYTES
-             + COMM_BUFFER_BYTES_PER_GROUP * comm_groups(cost.layout))
-    if fixed < usable:  # the weights, buffers and reserve fit: the step's activations do not
+def _does_not_fit(path: str, table: str, spec: DeploymentSpec, cluster: Cluster, problem: DoesNotFit) -> ConfigError:
+    plan = problem.plan
+    if plan.weights_bytes + plan.comm_buffer_bytes + plan.reserve_bytes < plan.usable_bytes:
+        # the weights, buffers and reserve fit: the step's activations do not
         return ConfigError(path, table, "max_batched_tokens", f"{spec.model} leaves no KV cache on {spec.gpu} "
                            f"with tp {spec.tp} x dp {spec.dp} x pp {spec.pp}: {problem}; valid: a smaller "
                            f"max_batched_tokens or max_seqs, or more GPUs per replica")
@@ -134,7 +131,7 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
         try:
             memory = _memory_plan(spec, cost, layout)
         except DoesNotFit as e:
-            raise _does_not_fit(path, table, spec, cluster, cost, e) from None
+            raise _does_not_fit(path, table, spec, cluster, e) from None
         footprint = cost.footprint(spec.block_tokens)
         built.append(BuiltReplica(placement, cost, memory, footprint,
                                   int(memory.kv_pool_bytes // footprint.block_bytes)))
