@@ -245,13 +245,16 @@ class ReplicaCostModel:
         # Per stage, per sequence (steps, sequences): attention or state FLOPs of all its layers, all heads,
         # and the cache bytes one GPU reads and writes for it (prefill reads p, writes c; decode reads
         # its L + 1 positions, writes 1).
-        attn_s, cache_s = [], []
-        for stage in self.stages:
-            attn_s.append(sum(n * np.concatenate([np.broadcast_to(a.prefill_flops(k, c, p), (n_steps, len(c))),
-                                                  a.decode_flops(k, dec_pos)], axis=1) for k, n in stage.kinds))
-            cache_s.append(sum(n * np.concatenate([
-                np.broadcast_to(a.cache_bytes(k, p, c, self.kv_dtype_bytes, tp), (n_steps, len(c))),
-                a.cache_bytes(k, dec_pos, 1.0, self.kv_dtype_bytes, tp)], axis=1) for k, n in stage.kinds))
+        def per_sequence(prefill, decode):
+            """(steps, sequences): the prefill chunks' values, the same at every step, then the decodes'."""
+            return np.concatenate([np.broadcast_to(prefill, (n_steps, len(c))), decode], axis=1)
+
+        kinds = {k for stage in self.stages for k, _ in stage.kinds}   # each priced once, summed per stage
+        attn_k = {k: per_sequence(a.prefill_flops(k, c, p), a.decode_flops(k, dec_pos)) for k in kinds}
+        cache_k = {k: per_sequence(a.cache_bytes(k, p, c, self.kv_dtype_bytes, tp),
+                                   a.cache_bytes(k, dec_pos, 1.0, self.kv_dtype_bytes, tp)) for k in kinds}
+        attn_s = [sum(n * attn_k[k] for k, n in stage.kinds) for stage in self.stages]
+        cache_s = [sum(n * cache_k[k] for k, n in stage.kinds) for stage in self.stages]
         # The same per attention group: (groups,) or (steps, groups).
         rank_i = np.concatenate([np.zeros(len(c), int) if chunk_rank is None else np.asarray(chunk_rank, int),
                                  np.zeros(len(decode_ctx), int) if decode_rank is None else np.asarray(decode_rank, int)])
