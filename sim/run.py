@@ -22,7 +22,7 @@ class RunResult:
     info: dict
 
 
-def describe(built) -> str:
+def one_line(built) -> str:
     spec, rep = built.spec, built.replicas[0]
     return (f"{spec.architecture.display_name} ({spec.weights} weights, {spec.kv_cache} KV) on {spec.nodes} x "
             f"{built.cluster.node_type.gpus_per_node} {built.cluster.accelerator.display_name}; "
@@ -55,7 +55,7 @@ def run_experiment(path: str, mode: str | None = None, progress=None) -> RunResu
         "simrun_version": __version__, "experiment_file": str(path), "seed": experiment.run.seed,
         "mode": experiment.run.mode, "config": experiment.model_dump(mode="json"),
         "deployments": {b.name: {
-            "description": describe(b),
+            "description": one_line(b),
             **memory_per_token(b.spec.architecture, PRECISION_BYTES[b.spec.kv_cache]),
             "kv_capacity_tokens": b.replicas[0].kv_capacity_tokens,
             "gpus": sum(len(r.placement.gpus) for r in b.replicas),
