@@ -210,6 +210,10 @@ class DeploymentSpec(_ClusterKeys):
     # vLLM V1's API-server defaults on GPUs of 70 GB or more (EngineArgs.get_batch_defaults, arg_utils.py).
     max_batched_tokens: int = Field(8192, ge=1, le=10_000_000)
     max_seqs: int = Field(1024, ge=1, le=1_000_000)
+    # Split prompts across steps to fit the token budget (vLLM V1 always does); false prefills each prompt
+    # whole in one step, as TensorRT-LLM does by default (LlmArgs.enable_chunked_prefill = False,
+    # tensorrt_llm/llmapi/llm_args.py): a prompt that does not fit the step's remaining budget waits.
+    chunked_prefill: bool = True
     # Share of HBM the engine may use (vLLM `gpu_memory_utilization`, default 0.9).
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     # Paged-KV block size in tokens (vLLM default 16); prefix caching reuses whole blocks only.

@@ -55,6 +55,7 @@ class EngineLimits:
     max_seqs: int
     max_context: int
     prefix_caching: bool
+    chunked_prefill: bool = True
 
 
 @dataclass
@@ -194,19 +195,32 @@ class ReplicaEngine:
                 continue
             self.settle_idle(self.env.now)
             decode = [s for s in self.running if s.prefilled == s.prompt_tokens]
-            # Each attention group has its own token budget, its decodes first, then prefill chunks.
-            budget = [self.limits.max_batched_tokens] * len(self.pools)
-            for seq in decode:
-                budget[self._group(seq)] -= 1
-            chunks = []
-            for seq in self.running:
-                group = self._group(seq)
-                if seq.prefilled < seq.prompt_tokens and budget[group] > 0:
-                    c = min(seq.prompt_tokens - seq.prefilled, budget[group])
-                    chunks.append((seq, c))
-                    budget[group] -= c
+            chunks = self._prefill_chunks(decode)
             n = min(s.output_tokens - s.decoded for s in decode) if (self.bulk and decode and not chunks) else 1
             yield from self._steps(decode, chunks, n)
+
+    def _prefill_chunks(self, decode: list[Sequence]) -> list[tuple[Sequence, int]]:
+        """Each attention group has its own token budget: its decodes first, then prompts in arrival order.
+        Chunked, a prompt takes what budget is left; unchunked, it goes whole if it fits (or alone, when
+        it is larger than the budget), and the prompts behind it wait for the next step."""
+        budget = [self.limits.max_batched_tokens] * len(self.pools)
+        for seq in decode:
+            budget[self._group(seq)] -= 1
+        chunks, closed = [], set()
+        for seq in self.running:
+            group, left = self._group(seq), seq.prompt_tokens - seq.prefilled
+            if left <= 0 or budget[group] <= 0 or group in closed:
+                continue
+            if self.limits.chunked_prefill:
+                c = min(left, budget[group])
+            elif left <= budget[group] or not any(self._group(s) == group for s, _ in chunks):
+                c = left
+            else:
+                closed.add(group)
+                continue
+            chunks.append((seq, c))
+            budget[group] -= c
+        return chunks
 
     def _steps(self, decode: list[Sequence], chunks: list[tuple[Sequence, int]], n: int):
         """Run up to `n` steps of one batch shape (n > 1 only for decode-only batches)."""

@@ -142,16 +142,16 @@ CONTEXTS = [{}, {"on_overflow": "truncate"}, {"policy": "window", "window_tokens
        minutes=st.floats(2.0, 8.0), budget=st.sampled_from([256, 2048, 8192]),
        deadline_s=st.sampled_from([0.0, 0.3, 2.0]), max_context=st.sampled_from([0, 2500]),
        on_failure=st.sampled_from(["continue", "stop"]), dp=st.sampled_from([1, 2]),
-       context=st.sampled_from(CONTEXTS))
+       context=st.sampled_from(CONTEXTS), chunked=st.booleans())
 def test_invariants_over_random_configs(model, gpu, tp, pp, nodes, sessions, caching, seed, minutes, budget,
-                                        deadline_s, max_context, on_failure, dp, context):
+                                        deadline_s, max_context, on_failure, dp, context, chunked):
     """Dense, MoE, hybrid, sliding-window, recurrent and sparse models under every context policy."""
     from sim.models import catalog
     moe = catalog()[model].moe is not None
     dp = dp if moe else 1
     dep = {"model": model, "gpu": gpu, "nodes": nodes, "tp": tp, "pp": pp, "dp": dp, "ep": tp * dp if moe else 1,
            "weights": "fp8", "prefix_caching": caching, "max_batched_tokens": budget,
-           "max_context_tokens": max_context, "context": context}
+           "max_context_tokens": max_context, "context": context, "chunked_prefill": chunked}
     exp = experiment({"d": dep}, seed=seed, sessions=sessions, duration_h=minutes / 60, session_stagger_s=11.0,
                      reply_deadline_s=deadline_s, on_failure=on_failure)
     try:
@@ -191,6 +191,32 @@ def test_each_attention_group_schedules_its_own_batch():
     steps = bulk[0].steps.columns()
     assert max(steps["decode_seqs"]) == 5
     assert max(steps["prefill_tokens"] + steps["decode_seqs"]) > 512   # the groups' budgets add up
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_unchunked_prefill_runs_whole_prompts(chunked):
+    """Three 5,000-token prompts at t = 0 with a budget of 8,192 tokens per step. Chunked (vLLM), step 1
+    prefills 5,000 + 3,192 and step 2 the remaining 1,808 + 5,000; unchunked (TensorRT-LLM's default),
+    each prompt goes whole: 5,000 per step for three steps, the second prompt never split."""
+    dep = {**LLAMA8B_H100, "tp": 1, "replicas": 1, "max_batched_tokens": 8192, "chunked_prefill": chunked}
+    exp = experiment({"d": dep}, kind="offline", requests=3, input_tokens=5000, output_tokens=4)
+    bulk = run_all(exp)
+    check_invariants(bulk)
+    assert_same_run(bulk, run_all(exp, bulk=False))
+    prefill = [int(p) for p in bulk[0].steps.columns()["prefill_tokens"] if p]
+    assert prefill == ([8192, 6808] if chunked else [5000, 5000, 5000])
+    ttft = sorted(t.first_token_ns - t.arrival_ns for t in bulk[0].turns)
+    assert ttft[0] < ttft[1] == ttft[2] if chunked else ttft[0] < ttft[1] < ttft[2]
+
+
+def test_unchunked_prompt_over_the_budget_runs_alone():
+    """A 3,000-token prompt under a 2,048-token budget cannot be split: it is prefilled alone in one step."""
+    dep = {**LLAMA8B_H100, "tp": 1, "replicas": 1, "max_batched_tokens": 2048, "chunked_prefill": False}
+    exp = experiment({"d": dep}, kind="offline", requests=2, input_tokens=3000, output_tokens=4)
+    bulk = run_all(exp)
+    check_invariants(bulk)
+    prefill = [int(p) for p in bulk[0].steps.columns()["prefill_tokens"] if p]
+    assert prefill == [3000, 3000]
 
 
 def _tiny_engine(bulk: bool, capacity_blocks: int):
