@@ -82,6 +82,17 @@ def split_layers(arch: Architecture, pp: int) -> list[Stage]:
     return stages
 
 
+def roofline_s(compute_s, memory_s):
+    """Time of kernels that need `compute_s` of math and `memory_s` of HBM traffic: the roofline's
+    max(compute, memory) softened to the p-norm (compute^k + memory^k)^(1/k), k = ROOFLINE_SHARPNESS,
+    because a kernel near the ridge point cannot keep both its math units and HBM busy all the time."""
+    k = calibration.ROOFLINE_SHARPNESS
+    compute_s, memory_s = np.broadcast_arrays(np.asarray(compute_s, float), np.asarray(memory_s, float))
+    longer = np.maximum(compute_s, memory_s)
+    scale = np.where(longer > 0, longer, 1.0)           # scaled by the longer part, so no power underflows
+    return longer * ((compute_s / scale) ** k + (memory_s / scale) ** k) ** (1.0 / k)
+
+
 @dataclass
 class StepCost:
     """Cost of a run of steps sharing one batch shape: every field an array over steps."""
@@ -286,9 +297,9 @@ class ReplicaCostModel:
             kv_bytes = cache_s[s] @ in_group
             lin_c, lin_m = np.broadcast_to(lin_flops / self.linear_flops_per_s, attn_flops.shape), w_busiest / eff_bw
             att_c, att_m = attn_flops / self.attention_flops_per_s, kv_bytes / eff_bw
-            group_s = np.maximum(lin_c, lin_m) + np.maximum(att_c, att_m)        # (steps, groups)
+            group_s = roofline_s(lin_c, lin_m) + roofline_s(att_c, att_m)        # (steps, groups)
             kernel_s = group_s.max(axis=1)
-            mean_kernel_s = (np.maximum(lin_c, w_mean / eff_bw) + np.maximum(att_c, att_m)).mean(axis=1)
+            mean_kernel_s = (roofline_s(lin_c, w_mean / eff_bw) + roofline_s(att_c, att_m)).mean(axis=1)
             # Dense layers all-reduce twice; MoE layers too, or with data-parallel attention once, then
             # dispatch tokens to their experts and combine them back by all-to-all.
             n_allreduce = 2 * stage.n_dense + (1 if dp > 1 else 2) * stage.n_moe

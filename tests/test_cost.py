@@ -19,6 +19,29 @@ FP8_RATE = 1978.9e12 * 0.709 * calibration.COMPUTE_EFFICIENCY
 BF16_RATE = 989.4e12 * 0.803 * calibration.COMPUTE_EFFICIENCY
 
 
+def roofline(compute_s, memory_s):
+    """The softened roofline, written out: (compute^k + memory^k)^(1/k), k = ROOFLINE_SHARPNESS."""
+    k = calibration.ROOFLINE_SHARPNESS
+    return (compute_s ** k + memory_s ** k) ** (1 / k)
+
+
+def test_roofline_by_hand():
+    """k = 2: 3 ms of math and 4 ms of HBM traffic take sqrt(9 + 16) = 5 ms, not max = 4 ms; k = 1 adds
+    them (7 ms); far from the ridge (1 vs 10 ms) k = 2 gives sqrt(101) = 10.05 ms, within 0.5% of max."""
+    from sim.cost import roofline_s
+    saved = calibration.ROOFLINE_SHARPNESS
+    try:
+        calibration.ROOFLINE_SHARPNESS = 2.0
+        assert roofline_s(3e-3, 4e-3) == pytest.approx(5e-3)
+        assert roofline_s(1e-3, 10e-3) == pytest.approx(10.0499e-3, rel=1e-4)
+        calibration.ROOFLINE_SHARPNESS = 1.0
+        assert roofline_s(3e-3, 4e-3) == pytest.approx(7e-3)
+        calibration.ROOFLINE_SHARPNESS = 200.0
+        assert roofline_s(3e-3, 4e-3) == pytest.approx(4e-3, rel=1e-2)
+    finally:
+        calibration.ROOFLINE_SHARPNESS = saved
+
+
 def cost_model(model, gpu, nodes, tp, pp, ep, weights, kv_bytes=2.0, dp=1, gpus=None):
     c = Cluster(hw.accelerators()[gpu], hw.node_types()["hgx_8gpu"], nodes,
                 hw.fabrics()["ib_ndr"] if nodes > 1 else None)
@@ -36,11 +59,11 @@ def gqa_decode_by_hand(context, d, heads, kv_heads, ffn, layers, vocab, tp, allr
     head = vocab * d
     lin_flops = 2 * layers * layer + 2 * head / tp
     weight_bytes = layers * layer * 1 + head / tp * 2                      # FP8 layers, BF16 head
-    lin_s = max(lin_flops / FP8_RATE, weight_bytes / EFF_BW)
+    lin_s = roofline(lin_flops / FP8_RATE, weight_bytes / EFF_BW)
     positions = context + 1
     attn_flops = positions * 4 * heads * hd * layers / tp
     kv_bytes = (positions + 1) * (2 * (kv_heads // tp) * hd * 2) * layers   # this GPU's KV heads, read + write
-    attn_s = max(attn_flops / BF16_RATE, kv_bytes / EFF_BW)
+    attn_s = roofline(attn_flops / BF16_RATE, kv_bytes / EFF_BW)
     comm_s = 2 * layers * allreduce_s
     duration = lin_s + attn_s + comm_s + calibration.STEP_OVERHEAD_S
     activity = (lin_s + attn_s) / duration  # the share of the step kernels run
@@ -130,9 +153,9 @@ def test_prefill_chunk_by_hand():
     layer = (2 * 4096 * 4096 + 2 * 4096 * 1024) + 2 * 4096 + 3 * 4096 * 14336
     head = 128256 * 4096
     lin_flops = 2 * 32 * layer * c + 2 * head
-    lin_s = max(lin_flops / BF16_RATE, (32 * layer * 2 + head * 2) / EFF_BW)
+    lin_s = roofline(lin_flops / BF16_RATE, (32 * layer * 2 + head * 2) / EFF_BW)
     attn_flops = positions * 4 * 32 * 128 * 32
-    attn_s = max(attn_flops / BF16_RATE, (p + c) * (2 * 8 * 128 * 2) * 32 / EFF_BW)
+    attn_s = roofline(attn_flops / BF16_RATE, (p + c) * (2 * 8 * 128 * 2) * 32 / EFF_BW)
     assert step.duration_s[0] == pytest.approx(lin_s + attn_s + calibration.STEP_OVERHEAD_S, rel=1e-9)
     assert step.bound[0] == 0  # compute-bound
 
