@@ -6,7 +6,9 @@ measured arrival to the last finish:
 - ttft_*: first token - arrival; tpot_*: (finish - first token) / (output tokens - 1) per request
   (MLPerf's TPOT); itl_mean_s: the mean of the per-request TPOT (NIM's ITL);
 - e2e_mean_s: finish - arrival;
-- energy_per_output_token_j: the deployment's GPU energy over the run / output tokens;
+- energy_per_output_token_j: the GPU energy charged to the measured requests (their prefill, decode and
+  idle shares, which over all requests sum to the cluster's energy) / their output tokens, so warm-up
+  requests' energy stays out as their tokens do;
 - in_flight_mean: requests in the system on average, sum of E2E / span (Little's law).
 Percentiles are numpy's linear interpolation.
 """
@@ -55,6 +57,7 @@ def benchmark_metrics(result, warmup_requests: int = 0) -> dict[str, float]:
         "tpot_mean_s": float(tpot.mean()) if len(tpot) else float("nan"),
         "itl_mean_s": float(tpot.mean()) if len(tpot) else float("nan"),
         "e2e_mean_s": float(e2e.mean()),
-        "energy_per_output_token_j": result.energy_j / out.sum(),
+        "energy_per_output_token_j": sum(t.energy_prefill_j + t.energy_decode_j + t.energy_idle_j for t in ok)
+        / out.sum(),
         "in_flight_mean": float(e2e.sum() / span),
     }

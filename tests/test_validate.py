@@ -57,8 +57,9 @@ def test_metrics_by_hand_on_one_request():
     from types import SimpleNamespace
     from sim.records import TurnRecord
     t = TurnRecord("r", "d", 0, 0, 0.0, 0, 100, 11, 0.0, 0, 0, status="ok", output_tokens=11,
-                   first_token_ns=100_000_000, finish_ns=1_100_000_000)
-    m = benchmark_metrics(SimpleNamespace(turns=[t], energy_j=55.0))
+                   first_token_ns=100_000_000, finish_ns=1_100_000_000,
+                   energy_prefill_j=20.0, energy_decode_j=30.0, energy_idle_j=5.0)   # 55 J / 11 tokens
+    m = benchmark_metrics(SimpleNamespace(turns=[t]))
     assert m["output_tokens_per_s"] == pytest.approx(11 / 1.1)
     assert m["input_tokens_per_s"] == pytest.approx(100 / 1.1)
     assert m["ttft_p50_s"] == m["ttft_p99_s"] == pytest.approx(0.1)
@@ -74,6 +75,13 @@ def test_concurrency_keeps_that_many_requests_in_flight():
     m = benchmark_metrics(r)
     assert len(r.turns) == 64 and all(t.status == "ok" for t in r.turns)
     assert 7.0 < m["in_flight_mean"] <= 8.0       # Little's law: 8 clients, minus the ramp-down at the end
+    # Every request measured: the requests' energy is the cluster's. With 8 warm-up requests left out,
+    # their energy leaves with their tokens: the last 56 requests' joules over their 56 x 100 tokens.
+    assert m["energy_per_output_token_j"] * 64 * 100 == pytest.approx(r.energy_j, rel=1e-9)
+    measured_j = sum(t.energy_prefill_j + t.energy_decode_j + t.energy_idle_j for t in r.turns if t.session >= 8)
+    warm = benchmark_metrics(r, warmup_requests=8)["energy_per_output_token_j"]
+    assert warm == pytest.approx(measured_j / (56 * 100), rel=1e-12)
+    assert measured_j < r.energy_j
 
 
 def test_every_published_row_has_a_case():
