@@ -6,7 +6,13 @@ Assumptions a source does not state are written into each case file's comments a
 """
 from __future__ import annotations
 
+import math
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from hardware.catalog import accelerators  # noqa: E402
+from sim.models import catalog  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent / "experiments" / "validation"
 
@@ -29,6 +35,9 @@ TRTLLM_ROWS = {  # ISL/OSL: output tokens/s per column
     (5000, 500): (566, 898, 1459, 650, 610, 1048, 3902, 3459),
     (20000, 2000): (283, 437, 665, 505, 345, 672, 1804, 1351),
 }
+# Requests per ISL/OSL pair, from the same page's "Preparing a Dataset" table.
+TRTLLM_REQUESTS = {(128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (1000, 2000): 1500, (2048, 128): 3000,
+                   (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000, (500, 2000): 3000, (20000, 2000): 1000}
 TRTLLM_QWEN = {("h200", 1000, 1000): 23789, ("h100_sxm", 1000, 1000): 14898,
                ("h200", 2048, 2048): 16672, ("h100_sxm", 2048, 2048): 9924}
 
@@ -67,41 +76,76 @@ def write(folder: str, name: str, comment: str, case: dict, measured: dict, work
     path.write_text(text)
 
 
+def trtllm_bench_limits(model: str, gpu: str, tp: int, weights: str, isl: int, osl: int) -> tuple[int, int]:
+    """max_batch_size and max_num_tokens as trtllm-bench picks them when none are given: the KV cache left
+    after the weights, in requests of ISL + OSL tokens, rounded up (calc_engine_setting and
+    finetune_setting, github NVIDIA/TensorRT-LLM tensorrt_llm/bench/build/tuning.py; device memory is
+    NVML's total, utils.py)."""
+    arch, accel = catalog()[model], accelerators()[gpu]
+    gib = 1024 ** 3
+    weight_bytes = {"fp8": 1.0, "fp4": 0.5}[weights]
+    kv_gib_per_token = 2 * arch.n_layers * max(tp, arch.n_kv_heads) * arch.head_dim * 1.0 / gib   # FP8 KV
+    available_gib = accel.hbm_bytes * tp / gib - arch.params_total * weight_bytes / gib
+    requests = available_gib * 0.95 / (kv_gib_per_token * (isl + osl))
+    raw_bs = min(requests, 4096)
+    raw_tokens = min(raw_bs * (1 + isl / osl), 32768)
+    if raw_bs < 256:
+        max_bs = max(64, 32 * math.ceil(raw_bs / 32))
+    else:
+        max_bs = (128 if raw_bs < 1024 else 256) * math.ceil(raw_bs / (128 if raw_bs < 1024 else 256))
+    if raw_tokens < 4096:
+        max_tokens = max(2048, 256 * math.ceil(raw_tokens / 256))
+    else:
+        max_tokens = (512 if raw_tokens < 8192 else 1024) * math.ceil(raw_tokens / (512 if raw_tokens < 8192 else 1024))
+    return max_bs, max_tokens
+
+
 def trtllm() -> None:
-    # Engine limits: trtllm-bench's defaults (max_batch_size 2048, max_num_tokens 8192 per iteration);
-    # NVIDIA's FP8 / FP4 checkpoints keep the KV cache in FP8. 1,000 requests per case (the number the
-    # table used is not in our sources).
-    engine = {"max_seqs": 2048, "max_batched_tokens": 8192, "gpu_memory_utilization": 0.95, "kv_cache": "fp8"}
-    notes = ("assumed: 1,000 requests; max_batch_size 2048, max_num_tokens 8192; FP8 KV cache; "
-             "kv_cache_free_gpu_mem_fraction 0.95 read as gpu_memory_utilization 0.95")
+    # Engine limits: what trtllm-bench derives per case (trtllm_bench_limits); TensorRT-LLM prefills whole
+    # prompts (enable_chunked_prefill defaults to False, tensorrt_llm/llmapi/llm_args.py); NVIDIA's FP8 / FP4
+    # checkpoints keep the KV cache in FP8 (ModelOpt's kv_cache_quant_algo).
+    notes = ("assumed: FP8 KV cache; kv_cache_free_gpu_mem_fraction 0.95 read as gpu_memory_utilization 0.95; "
+             "max_batch_size and max_num_tokens from trtllm-bench's own heuristic; no chunked prefill")
+
+    def case(name, comment, model, gpu, tp, weights, isl, osl, tok_s, extra_notes=""):
+        max_bs, max_tokens = trtllm_bench_limits(model, gpu, tp, weights, isl, osl)
+        write("trtllm", name, comment, {"source": TRTLLM_SOURCE, "trust": "T2", "notes": notes + extra_notes},
+              {"output_tokens_per_s": float(tok_s)},
+              {"kind": "offline", "requests": TRTLLM_REQUESTS[isl, osl], "input_tokens": isl, "output_tokens": osl},
+              {"model": model, "gpu": gpu, "nodes": 1, "tp": tp, "replicas": 1, "weights": weights, "kv_cache": "fp8",
+               "max_seqs": max_bs, "max_batched_tokens": max_tokens, "chunked_prefill": False,
+               "gpu_memory_utilization": 0.95})
+
     for (isl, osl), row in TRTLLM_ROWS.items():
         for (model, gpu, tp, weights), tok_s in zip(TRTLLM_COLUMNS, row):
-            name = f"trtllm_{model}_{gpu}_tp{tp}_{weights}_{isl}_{osl}"
-            write("trtllm", name, f"TensorRT-LLM throughput, {model} on {tp}x {gpu} {weights}, ISL {isl} / OSL {osl}",
-                  {"source": TRTLLM_SOURCE, "trust": "T2", "notes": notes}, {"output_tokens_per_s": float(tok_s)},
-                  {"kind": "offline", "requests": 1000, "input_tokens": isl, "output_tokens": osl},
-                  {"model": model, "gpu": gpu, "nodes": 1, "tp": tp, "replicas": 1, "weights": weights, **engine})
+            case(f"trtllm_{model}_{gpu}_tp{tp}_{weights}_{isl}_{osl}",
+                 f"TensorRT-LLM throughput, {model} on {tp}x {gpu} {weights}, ISL {isl} / OSL {osl}",
+                 model, gpu, tp, weights, isl, osl, tok_s)
     for (gpu, isl, osl), tok_s in TRTLLM_QWEN.items():
-        name = f"trtllm_qwen3_235b_{gpu}_tp8_fp8_{isl}_{osl}"
-        write("trtllm", name, f"TensorRT-LLM throughput, Qwen3-235B-A22B on 8x {gpu} FP8, ISL {isl} / OSL {osl}",
-              {"source": TRTLLM_SOURCE, "trust": "T2", "notes": notes + "; experts sliced over tp (ep 1)"},
-              {"output_tokens_per_s": float(tok_s)},
-              {"kind": "offline", "requests": 1000, "input_tokens": isl, "output_tokens": osl},
-              {"model": "qwen3_235b_a22b", "gpu": gpu, "nodes": 1, "tp": 8, "replicas": 1, "weights": "fp8", **engine})
+        case(f"trtllm_qwen3_235b_{gpu}_tp8_fp8_{isl}_{osl}",
+             f"TensorRT-LLM throughput, Qwen3-235B-A22B on 8x {gpu} FP8, ISL {isl} / OSL {osl}",
+             "qwen3_235b_a22b", gpu, 8, "fp8", isl, osl, tok_s, "; experts sliced over tp (ep 1)")
 
 
 def mlperf() -> None:
-    # OpenOrca inputs and outputs are capped at 1,024 tokens; the mean output is ~290 tokens (published.md).
-    # The mean input is not in our sources: assumed 600 tokens, lognormal (log-sd 0.6, outputs 0.8).
-    lengths = {"input_tokens": 600, "output_tokens": 290, "length_dist": "lognormal", "input_log_sigma": 0.6,
-               "output_log_sigma": 0.8, "max_input_tokens": 1024, "max_output_tokens": 1024}
-    notes = "assumed: inputs lognormal, mean 600 tokens (log-sd 0.6), outputs mean 290 (log-sd 0.8), both capped at 1,024"
+    # OpenOrca inputs and outputs are under 1,024 tokens (mlcommons/inference language/llama2-70b/processorca.py).
+    # Inputs: mean 226, median 153 tokens, from a 1,550-row stratified sample of the per-sample lengths of the
+    # official pickle (github openshift-psap/performance-dashboard mlperf-data/summaries/llama2-70b-99.csv):
+    # a lognormal with that mean and median has log-sd sqrt(2 ln(226 / 153)) = 0.88. Outputs: 291 per sample
+    # (NVIDIA's H200 Offline row: 31,302.7 tok/s / 107.48 samples/s); log-sd 0.47 from the GPT-4 reference
+    # answers' mean 229 and median 205 in the same sample (Llama-2's own spread is not published).
+    lengths = {"input_tokens": 226, "output_tokens": 291, "length_dist": "lognormal", "input_log_sigma": 0.88,
+               "output_log_sigma": 0.47, "max_input_tokens": 1023, "max_output_tokens": 1024}
+    notes = ("inputs lognormal, mean 226 (log-sd 0.88, from a sample of the dataset's lengths), outputs mean 291 "
+             "(log-sd 0.47), both capped at 1,024; engine without chunked prefill (TensorRT-LLM)")
     systems = {
         "h100": ({"model": "llama2_70b", "gpu": "h100_sxm", "nodes": 1, "tp": 2, "replicas": 4, "weights": "fp8",
-                  "kv_cache": "fp8", "max_seqs": 896, "max_batched_tokens": 8192, "gpu_memory_utilization": 0.95},
+                  "kv_cache": "fp8", "max_seqs": 896, "max_batched_tokens": 8192, "gpu_memory_utilization": 0.95,
+                  "chunked_prefill": False},
                  "8x H100-SXM-80GB, TensorRT-LLM, FP8, TP2 x 4 instances, batch 896 per instance"),
         "h200": ({"model": "llama2_70b", "gpu": "h200", "nodes": 1, "tp": 1, "replicas": 8, "weights": "fp8",
-                  "kv_cache": "fp8", "max_seqs": 806, "max_batched_tokens": 8192, "gpu_memory_utilization": 0.95},
+                  "kv_cache": "fp8", "max_seqs": 806, "max_batched_tokens": 8192, "gpu_memory_utilization": 0.95,
+                  "chunked_prefill": False},
                  "8x H200-SXM-141GB, TensorRT-LLM, FP8, TP1 x 8, batch 806 per GPU"),
     }
     cases = [
@@ -133,11 +177,13 @@ def mlperf() -> None:
 
 
 def nim() -> None:
-    # NIM's FP8 profile keeps the KV cache in FP8 (assumed). genai-perf style: each client's first request
-    # warms up and is left out; 8 measured requests per client follow.
+    # NIM's FP8 TP2 profile runs TensorRT-LLM (assumed): FP8 KV cache, whole-prompt prefill, vLLM's token
+    # budget and sequence cap. genai-perf style: each client's first request warms up and is left out;
+    # 8 measured requests per client follow.
     deployment = {"model": "llama33_70b", "gpu": "h100_sxm", "nodes": 1, "tp": 2, "replicas": 1, "weights": "fp8",
-                  "kv_cache": "fp8"}
-    notes = "assumed: FP8 KV cache, vLLM-like engine limits; 1 warm-up + 8 measured requests per client"
+                  "kv_cache": "fp8", "chunked_prefill": False}
+    notes = ("assumed: a TensorRT-LLM engine (FP8 KV cache, no chunked prefill) with vLLM's default limits; "
+             "1 warm-up + 8 measured requests per client")
     for c, (ttft_ms, itl_ms, tok_s) in NIM_SWEEP.items():
         name = f"nim_llama33_70b_h100_tp2_c{c:03d}_5000_500"
         write("nim", name, f"NIM 1.8.0 latency sweep, concurrency {c}, ISL 5000 / OSL 500",
@@ -153,13 +199,21 @@ def nim() -> None:
 
 
 def mlenergy() -> None:
+    # The ML.ENERGY V3 benchmark (github ml-energy/benchmark, configs/vllm/lm-arena-chat/benchmark.yaml): 1,024
+    # LM Arena chat requests sent at once to vLLM with max_num_seqs 64 ("batch 64"), max-num-batched-tokens
+    # 8192, gpu-memory-utilization 0.95, BF16, outputs capped at 4,096. Prompts average 634 tokens and Text
+    # Conversation replies 717 (ml-energy/blog, the V3 leaderboard post); their spread is assumed. J/token is
+    # GPU energy in the steady state over its output tokens: the first 64 requests (the ramp) are left out.
     write("mlenergy", "mlenergy_llama31_8b_h100_batch64", "ML.ENERGY, Llama-3.1-8B on 1x H100, batch 64, vLLM 0.11.1",
           {"source": MLENERGY_SOURCE, "trust": "T2",
-           "notes": "assumed: chat requests of ~1,000 input and ~300 output tokens, 64 concurrent (batch 64)"},
+           "notes": "assumed: lognormal lengths (log-sd 0.8) around the published means, 634 in / 717 out; the "
+                    "steady state approximated by leaving out the first 64 requests"},
           {"energy_per_output_token_j": 0.12},
-          {"kind": "concurrency", "clients": 64, "requests": 576, "warmup_requests": 64, "input_tokens": 1000,
-           "output_tokens": 300},
-          {"model": "llama31_8b", "gpu": "h100_sxm", "nodes": 1, "tp": 1, "replicas": 1, "weights": "bf16"})
+          {"kind": "offline", "requests": 1024, "warmup_requests": 64, "input_tokens": 634, "output_tokens": 717,
+           "length_dist": "lognormal", "input_log_sigma": 0.8, "output_log_sigma": 0.8, "max_input_tokens": 16384,
+           "max_output_tokens": 4096},
+          {"model": "llama31_8b", "gpu": "h100_sxm", "nodes": 1, "tp": 1, "replicas": 1, "weights": "bf16",
+           "max_seqs": 64, "max_batched_tokens": 8192, "gpu_memory_utilization": 0.95})
 
 
 if __name__ == "__main__":

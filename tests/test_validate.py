@@ -139,3 +139,20 @@ def test_bad_case_files_are_one_line(tmp_path):
     assert proc.returncode == 2 and "does not fit" in proc.stderr and "Traceback" not in proc.stderr
     missing = CliRunner().invoke(main, ["validate", str(write_case(tmp_path, 1000)), "--case", "nope", "-q"])
     assert missing.exit_code == 2 and "no case named 'nope'" in missing.output
+
+
+def test_trtllm_bench_limits_by_hand():
+    """trtllm-bench's own max_batch_size / max_num_tokens (tuning.py), by hand.
+    Llama-3.1-405B FP8 on 8x H100 (81,559 MiB each), ISL 128 / OSL 4096: 8 x 81,559 / 1,024 = 637.18 GiB,
+    less 405,853,388,800 B of FP8 weights (377.98 GiB) = 259.2 GiB, x 0.95 = 246.2 GiB for KV; a token
+    holds 2 x 126 layers x 8 heads x 128 x 1 B = 258,048 B, a request 4,224 tokens (1.0152 GiB): 242.5
+    requests -> under 256, rounded up to a multiple of 32: 256; tokens 242.5 x (1 + 128 / 4096) = 250
+    -> the floor of 2,048. Llama-3.1-8B on one H200 at 128/128 holds 8,081 requests: capped at 4,096,
+    tokens 4,096 x 2 = 8,192."""
+    import importlib.util
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_validation_cases.py"
+    spec = importlib.util.spec_from_file_location("make_cases", script)
+    make_cases = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_cases)
+    assert make_cases.trtllm_bench_limits("llama31_405b", "h100_sxm", 8, "fp8", 128, 4096) == (256, 2048)
+    assert make_cases.trtllm_bench_limits("llama31_8b", "h200", 1, "fp8", 128, 128) == (4096, 8192)
