@@ -136,7 +136,7 @@ def comm_groups(layout: Layout) -> int:
 @dataclass(frozen=True)
 class MemoryPlan:
     """One GPU's HBM: usable = capacity x utilisation = weights + activations + communication buffers
-    + framework reserve + KV pool."""
+    + framework reserve + free; the KV pool takes `kv_share` of the free part (1 under vLLM's rule)."""
 
     capacity_bytes: float
     usable_bytes: float
@@ -144,22 +144,32 @@ class MemoryPlan:
     activation_bytes: float
     comm_buffer_bytes: float
     reserve_bytes: float
+    kv_share: float = 1.0
 
     @property
-    def kv_pool_bytes(self) -> float:
+    def free_bytes(self) -> float:
         return (self.usable_bytes - self.weights_bytes - self.activation_bytes - self.comm_buffer_bytes
                 - self.reserve_bytes)
 
+    @property
+    def kv_pool_bytes(self) -> float:
+        return self.free_bytes * self.kv_share if self.free_bytes > 0 else self.free_bytes
+
 
 def plan_memory(capacity_bytes: float, utilization: float, weights_bytes: float, activation_bytes: float,
-                comm_groups: int = 0) -> MemoryPlan:
-    plan = MemoryPlan(capacity_bytes, capacity_bytes * utilization, weights_bytes, activation_bytes,
-                      comm_groups * COMM_BUFFER_BYTES_PER_GROUP, FRAMEWORK_RESERVE_BYTES)
+                comm_groups: int = 0, kv_free_fraction: float = 0.0) -> MemoryPlan:
+    """vLLM sizes its KV pool as what is left of capacity x `utilization`; TensorRT-LLM, when given
+    `kv_free_fraction` (kv_cache_free_gpu_mem_fraction), as that share of what the whole GPU has free
+    once the weights, activations, buffers and reserve are in place."""
+    usable = capacity_bytes if kv_free_fraction else capacity_bytes * utilization
+    plan = MemoryPlan(capacity_bytes, usable, weights_bytes, activation_bytes,
+                      comm_groups * COMM_BUFFER_BYTES_PER_GROUP, FRAMEWORK_RESERVE_BYTES, kv_free_fraction or 1.0)
     if plan.kv_pool_bytes <= 0:
         short_gb = -plan.kv_pool_bytes / 1e9
         raise DoesNotFit(
             f"weights {weights_bytes / 1e9:.1f} GB + activations {activation_bytes / 1e9:.1f} GB + buffers and "
             f"reserve {(plan.comm_buffer_bytes + plan.reserve_bytes) / 1e9:.1f} GB per GPU exceed the usable "
-            f"{plan.usable_bytes / 1e9:.1f} GB ({utilization:.2f} x {capacity_bytes / 1e9:.0f} GB) by {short_gb:.1f} GB",
+            f"{plan.usable_bytes / 1e9:.1f} GB ({usable / capacity_bytes:.2f} x {capacity_bytes / 1e9:.0f} GB) by "
+            f"{short_gb:.1f} GB",
             plan)
     return plan

@@ -2,7 +2,8 @@
 
     python scripts/calibrate.py [--passes 2] [--jobs N]
 
-Fits sim.calibration's COMPUTE_EFFICIENCY, HBM_EFFICIENCY, STEP_OVERHEAD_S and FP4_MATMUL_EFFICIENCY by
+Fits sim.calibration's COMPUTE_EFFICIENCY, HBM_EFFICIENCY, STEP_OVERHEAD_S, FP4_MATMUL_EFFICIENCY and
+ROOFLINE_SHARPNESS by
 coordinate descent:
 each constant in turn is tried at a few values around its current one, every fit-split case is run,
 and the value with the lowest objective (median |error| + 0.25 x mean |error| over all measured keys
@@ -23,6 +24,7 @@ SEARCH = {  # constant -> (lowest, highest) values tried
     "HBM_EFFICIENCY": (0.70, 0.95),
     "STEP_OVERHEAD_S": (0.5e-3, 6.0e-3),
     "FP4_MATMUL_EFFICIENCY": (0.30, 0.85),
+    "ROOFLINE_SHARPNESS": (1.5, 4.0),
 }
 
 

@@ -104,8 +104,8 @@ def trtllm() -> None:
     # Engine limits: what trtllm-bench derives per case (trtllm_bench_limits); TensorRT-LLM prefills whole
     # prompts (enable_chunked_prefill defaults to False, tensorrt_llm/llmapi/llm_args.py); NVIDIA's FP8 / FP4
     # checkpoints keep the KV cache in FP8 (ModelOpt's kv_cache_quant_algo).
-    notes = ("assumed: FP8 KV cache; kv_cache_free_gpu_mem_fraction 0.95 read as gpu_memory_utilization 0.95; "
-             "max_batch_size and max_num_tokens from trtllm-bench's own heuristic; no chunked prefill")
+    notes = ("assumed: FP8 KV cache; max_batch_size and max_num_tokens from trtllm-bench's own heuristic; "
+             "no chunked prefill")
 
     def case(name, comment, model, gpu, tp, weights, isl, osl, tok_s, extra_notes=""):
         max_bs, max_tokens = trtllm_bench_limits(model, gpu, tp, weights, isl, osl)
@@ -114,7 +114,7 @@ def trtllm() -> None:
               {"kind": "offline", "requests": TRTLLM_REQUESTS[isl, osl], "input_tokens": isl, "output_tokens": osl},
               {"model": model, "gpu": gpu, "nodes": 1, "tp": tp, "replicas": 1, "weights": weights, "kv_cache": "fp8",
                "max_seqs": max_bs, "max_batched_tokens": max_tokens, "chunked_prefill": False,
-               "gpu_memory_utilization": 0.95})
+               "kv_cache_free_fraction": 0.95})
 
     for (isl, osl), row in TRTLLM_ROWS.items():
         for (model, gpu, tp, weights), tok_s in zip(TRTLLM_COLUMNS, row):
@@ -146,7 +146,7 @@ def mlperf() -> None:
     # within a minute or two).
     def deployment(gpu: str, tp: int, batch: int) -> dict:
         return {"model": "llama2_70b", "gpu": gpu, "nodes": 1, "tp": tp, "replicas": 8 // tp, "weights": "fp8",
-                "kv_cache": "fp8", "max_seqs": batch, "max_batched_tokens": 16384, "gpu_memory_utilization": 0.90,
+                "kv_cache": "fp8", "max_seqs": batch, "max_batched_tokens": 16384, "kv_cache_free_fraction": 0.90,
                 "chunked_prefill": False}
 
     h100, h200 = "8x H100-SXM-80GB, TensorRT-LLM, FP8, TP2 x 4 instances", "8x H200-SXM-141GB, TensorRT-LLM, FP8, TP1 x 8"

@@ -216,6 +216,9 @@ class DeploymentSpec(_ClusterKeys):
     chunked_prefill: bool = True
     # Share of HBM the engine may use (vLLM `gpu_memory_utilization`, default 0.9).
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    # TensorRT-LLM's rule instead, when above 0: the KV pool is this share of the memory still free once the
+    # weights, activations, buffers and reserve are in (kv_cache_free_gpu_mem_fraction, default 0.9).
+    kv_cache_free_fraction: float = Field(0.0, ge=0, le=1)
     # Paged-KV block size in tokens (vLLM default 16); prefix caching reuses whole blocks only.
     block_tokens: int = Field(16, ge=1, le=65_536)
     # Board power cap per GPU (nvidia-smi -pl), W; 0 runs at TDP.

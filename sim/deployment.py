@@ -50,7 +50,8 @@ def cluster_of(spec: DeploymentSpec) -> Cluster:
 def _memory_plan(spec: DeploymentSpec, cost: ReplicaCostModel, layout: Layout) -> MemoryPlan:
     accel = cost.accel
     return plan_memory(accel.hbm_bytes, spec.gpu_memory_utilization, cost.weights_bytes_per_gpu(),
-                       cost.activation_bytes_per_gpu(spec.max_batched_tokens, spec.max_seqs), comm_groups(layout))
+                       cost.activation_bytes_per_gpu(spec.max_batched_tokens, spec.max_seqs), comm_groups(layout),
+                       spec.kv_cache_free_fraction)
 
 
 def _fits(spec: DeploymentSpec, cluster: Cluster, layout: Layout) -> bool:

@@ -56,10 +56,13 @@ def describe(built: BuiltDeployment) -> str:
     rep = built.replicas[0]
     m = rep.memory
     gb = 1e9
-    lines.append(f"  memory per GPU: {m.capacity_bytes / gb:.1f} GB x {spec.gpu_memory_utilization:g} = "
-                 f"{m.usable_bytes / gb:.1f} GB usable = weights {m.weights_bytes / gb:.1f} + activations "
-                 f"{m.activation_bytes / gb:.1f} + communication buffers {m.comm_buffer_bytes / gb:.1f} + "
-                 f"framework reserve {m.reserve_bytes / gb:.1f} + KV pool {m.kv_pool_bytes / gb:.1f} GB")
+    share = (f"x {m.usable_bytes / m.capacity_bytes:g} = {m.usable_bytes / gb:.1f} GB usable" if m.kv_share == 1.0
+             else "usable")
+    pool = (f"KV pool {m.kv_pool_bytes / gb:.1f} GB" if m.kv_share == 1.0
+            else f"free {m.free_bytes / gb:.1f} GB, of which the KV pool takes {m.kv_share:g}: {m.kv_pool_bytes / gb:.1f} GB")
+    lines.append(f"  memory per GPU: {m.capacity_bytes / gb:.1f} GB {share} = weights {m.weights_bytes / gb:.1f} "
+                 f"+ activations {m.activation_bytes / gb:.1f} + communication buffers {m.comm_buffer_bytes / gb:.1f} "
+                 f"+ framework reserve {m.reserve_bytes / gb:.1f} + {pool}")
     fp = rep.footprint
     per_sequence = (f"{fp.kv_bytes_per_token:,.0f} B per token" if fp.bounded_by_tokens else "no KV growing with context")
     if fp.window_bytes_per_token:

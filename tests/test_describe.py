@@ -99,3 +99,17 @@ def test_buffers_and_reserve_count_before_activations_are_blamed():
     with pytest.raises(ConfigError) as e:
         build("x.toml", "d", exp.deployments["d"])
     assert e.value.key == "pp" and "does not fit" in e.value.message
+
+
+def test_describe_shows_tensorrt_llm_memory_rule(tmp_path):
+    """With kv_cache_free_fraction the KV pool is that share of what the whole GPU has free."""
+    path = tmp_path / "trt.toml"
+    path.write_text('[run]\nname = "t"\n[workload]\nkind = "offline"\nrequests = 4\ninput_tokens = 10\n'
+                    'output_tokens = 10\n[deployments.d]\nmodel = "llama31_8b"\ngpu = "h100_sxm"\nnodes = 1\n'
+                    'tp = 1\nreplicas = 1\nkv_cache_free_fraction = 0.9\n')
+    result = CliRunner().invoke(main, ["describe", str(path)])
+    assert result.exit_code == 0, result.output
+    exp = load(str(path))
+    m = build(str(path), "d", exp.deployments["d"]).replicas[0].memory
+    assert m.usable_bytes == m.capacity_bytes and m.kv_pool_bytes == pytest.approx(0.9 * m.free_bytes)
+    assert f"of which the KV pool takes 0.9: {m.kv_pool_bytes / 1e9:.1f} GB" in result.output

@@ -224,6 +224,13 @@ def test_memory_plan_by_hand_and_shortfall():
     # 72 - 73 - 1 - 3.84 = -5.84 GB
     with pytest.raises(DoesNotFit, match=r"by 5\.8 GB"):
         plan_memory(80e9, 0.9, 73e9, 1e9, comm_groups=1)
+    # TensorRT-LLM's rule: 0.9 of what is free of all 80 GB: 0.9 x (80 - 63 - 1 - 3.84) = 10.94 GB, where
+    # vLLM's 0.9 x 80 = 72 GB usable leaves 72 - 63 - 1 - 3.84 = 4.16 GB.
+    trt = plan_memory(80e9, 0.9, 63e9, 1e9, comm_groups=1, kv_free_fraction=0.9)
+    assert trt.kv_pool_bytes == pytest.approx(0.9 * (80e9 - 63e9 - 1e9 - 2 * 1.79 * gib))
+    # With no communicator: 80 - 78 - 1 - 1.92 (the reserve, 1.79 GiB) = -0.92 GB.
+    with pytest.raises(DoesNotFit, match=r"by 0\.9 GB"):
+        plan_memory(80e9, 0.9, 78e9, 1e9, comm_groups=0, kv_free_fraction=0.9)
 
 
 @settings(max_examples=40, deadline=None)
