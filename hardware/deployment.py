@@ -135,8 +135,9 @@ def comm_groups(layout: Layout) -> int:
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """One GPU's HBM: usable = capacity x utilisation = weights + activations + communication buffers
-    + framework reserve + free; the KV pool takes `kv_share` of the free part (1 under vLLM's rule)."""
+    """One GPU's HBM: usable (capacity x utilisation under vLLM's rule, the whole capacity under
+    TensorRT-LLM's) = weights + activations + communication buffers + framework reserve + free; the KV
+    pool takes `kv_share` of the free part (all of it under vLLM's rule)."""
 
     capacity_bytes: float
     usable_bytes: float
@@ -153,7 +154,8 @@ class MemoryPlan:
 
     @property
     def kv_pool_bytes(self) -> float:
-        return self.free_bytes * self.kv_share if self.free_bytes > 0 else self.free_bytes
+        free = self.free_bytes
+        return free * self.kv_share if free > 0 else free
 
 
 def plan_memory(capacity_bytes: float, utilization: float, weights_bytes: float, activation_bytes: float,
@@ -169,7 +171,8 @@ def plan_memory(capacity_bytes: float, utilization: float, weights_bytes: float,
         raise DoesNotFit(
             f"weights {weights_bytes / 1e9:.1f} GB + activations {activation_bytes / 1e9:.1f} GB + buffers and "
             f"reserve {(plan.comm_buffer_bytes + plan.reserve_bytes) / 1e9:.1f} GB per GPU exceed the usable "
-            f"{plan.usable_bytes / 1e9:.1f} GB ({usable / capacity_bytes:.2f} x {capacity_bytes / 1e9:.0f} GB) by "
-            f"{short_gb:.1f} GB",
+            f"{plan.usable_bytes / 1e9:.1f} GB ("
+            + ("the whole GPU" if kv_free_fraction else f"{utilization:.2f} x {capacity_bytes / 1e9:.0f} GB")
+            + f") by {short_gb:.1f} GB",
             plan)
     return plan

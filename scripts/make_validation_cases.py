@@ -76,34 +76,42 @@ def write(folder: str, name: str, comment: str, case: dict, measured: dict, work
     path.write_text(text)
 
 
+TRTLLM_KV_FREE_FRACTION = 0.95   # kv_cache_free_gpu_mem_fraction the table was measured with (TRTLLM_SOURCE)
+
+
 def trtllm_bench_limits(model: str, gpu: str, tp: int, weights: str, isl: int, osl: int) -> tuple[int, int]:
-    """max_batch_size and max_num_tokens as trtllm-bench picks them when none are given: the KV cache left
-    after the weights, in requests of ISL + OSL tokens, rounded up (calc_engine_setting and
+    """max_batch_size and max_num_tokens as trtllm-bench picks them when none are given (pp = 1): the KV
+    cache left after the weights, in requests of ISL + OSL tokens, rounded up (calc_engine_setting and
     finetune_setting, github NVIDIA/TensorRT-LLM tensorrt_llm/bench/build/tuning.py; device memory is
-    NVML's total, utils.py)."""
+    NVML's total, utils.py); then, without chunked prefill, max_num_tokens is raised to at least
+    ISL + max_batch_size (get_settings, tensorrt_llm/bench/benchmark/utils/general.py)."""
     arch, accel = catalog()[model], accelerators()[gpu]
     gib = 1024 ** 3
-    weight_bytes = {"fp8": 1.0, "fp4": 0.5}[weights]
+    weight_bytes = {"bf16": 2.0, "fp8": 1.0, "fp4": 0.5}[weights]
     kv_gib_per_token = 2 * arch.n_layers * max(tp, arch.n_kv_heads) * arch.head_dim * 1.0 / gib   # FP8 KV
     available_gib = accel.hbm_bytes * tp / gib - arch.params_total * weight_bytes / gib
-    requests = available_gib * 0.95 / (kv_gib_per_token * (isl + osl))
+    requests = available_gib * TRTLLM_KV_FREE_FRACTION / (kv_gib_per_token * (isl + osl))
     raw_bs = min(requests, 4096)
     raw_tokens = min(raw_bs * (1 + isl / osl), 32768)
     if raw_bs < 256:
         max_bs = max(64, 32 * math.ceil(raw_bs / 32))
+    elif raw_bs < 1024:
+        max_bs = 128 * math.ceil(raw_bs / 128)
     else:
-        max_bs = (128 if raw_bs < 1024 else 256) * math.ceil(raw_bs / (128 if raw_bs < 1024 else 256))
+        max_bs = 256 * math.ceil(raw_bs / 256)
     if raw_tokens < 4096:
         max_tokens = max(2048, 256 * math.ceil(raw_tokens / 256))
+    elif raw_tokens < 8192:
+        max_tokens = 512 * math.ceil(raw_tokens / 512)
     else:
-        max_tokens = (512 if raw_tokens < 8192 else 1024) * math.ceil(raw_tokens / (512 if raw_tokens < 8192 else 1024))
-    return max_bs, max_tokens
+        max_tokens = 1024 * math.ceil(raw_tokens / 1024)
+    return max_bs, max(max_tokens, isl + max_bs)
 
 
 def trtllm() -> None:
     # Engine limits: what trtllm-bench derives per case (trtllm_bench_limits); TensorRT-LLM prefills whole
-    # prompts (enable_chunked_prefill defaults to False, tensorrt_llm/llmapi/llm_args.py); NVIDIA's FP8 / FP4
-    # checkpoints keep the KV cache in FP8 (ModelOpt's kv_cache_quant_algo).
+    # prompts (enable_chunked_prefill defaults to False, tensorrt_llm/llmapi/llm_args.py); FP8 and NVFP4
+    # checkpoints get an FP8 KV cache (trtllm-bench's _KV_CACHE_MAP, bench/benchmark/utils/general.py).
     notes = ("assumed: FP8 KV cache; max_batch_size and max_num_tokens from trtllm-bench's own heuristic; "
              "no chunked prefill")
 
@@ -114,7 +122,7 @@ def trtllm() -> None:
               {"kind": "offline", "requests": TRTLLM_REQUESTS[isl, osl], "input_tokens": isl, "output_tokens": osl},
               {"model": model, "gpu": gpu, "nodes": 1, "tp": tp, "replicas": 1, "weights": weights, "kv_cache": "fp8",
                "max_seqs": max_bs, "max_batched_tokens": max_tokens, "chunked_prefill": False,
-               "kv_cache_free_fraction": 0.95})
+               "kv_cache_free_fraction": TRTLLM_KV_FREE_FRACTION})
 
     for (isl, osl), row in TRTLLM_ROWS.items():
         for (model, gpu, tp, weights), tok_s in zip(TRTLLM_COLUMNS, row):
@@ -128,7 +136,9 @@ def trtllm() -> None:
 
 
 def mlperf() -> None:
-    # OpenOrca inputs and outputs are under 1,024 tokens (mlcommons/inference language/llama2-70b/processorca.py).
+    # OpenOrca inputs and reference outputs are under 1,024 tokens (processorca.py keeps lengths < 1,024,
+    # mlcommons/inference language/llama2-70b), so inputs are capped at 1,023; generated outputs at 1,024
+    # (the engine's max_output_len). The lognormal means are before the caps, which trim them by ~1%.
     # Inputs: mean 226, median 153 tokens, from a 1,550-row stratified sample of the per-sample lengths of the
     # official pickle (github openshift-psap/performance-dashboard mlperf-data/summaries/llama2-70b-99.csv):
     # a lognormal with that mean and median has log-sd sqrt(2 ln(226 / 153)) = 0.88. Outputs: 291 per sample
@@ -136,13 +146,13 @@ def mlperf() -> None:
     # answers' mean 229 and median 205 in the same sample (Llama-2's own spread is not published).
     lengths = {"input_tokens": 226, "output_tokens": 291, "length_dist": "lognormal", "input_log_sigma": 0.88,
                "output_log_sigma": 0.47, "max_input_tokens": 1023, "max_output_tokens": 1024}
-    notes = ("inputs lognormal, mean 226 (log-sd 0.88, from a sample of the dataset's lengths), outputs mean 291 "
-             "(log-sd 0.47), both capped at 1,024; engine without chunked prefill (TensorRT-LLM)")
+    notes = ("inputs lognormal, mean 226 (log-sd 0.88, from a sample of the dataset's lengths, capped at 1,023), "
+             "outputs mean 291 (log-sd 0.47, capped at 1,024); engine without chunked prefill (TensorRT-LLM)")
     # NVIDIA's harness settings (closed/NVIDIA/configs/llama2-70b/{Offline,Server}/__init__.py in
     # inference_results_v4.1): kvcache_free_gpu_mem_frac 0.90; gpu_batch_size per instance 896 (H100 TP2
     # Offline), 1,024 (H100 Server), 806 (H200 Offline), 896 (H200 Server); MaxQ Server targets 80 qps at
-    # 500 W. max_num_tokens 16,384 (the engine builder's default, closed/NVIDIA/code/llama2-70b/tensorrt/
-    # builder.py, v4.0). The harness ran 2,400 s; Server simulates 600 s at the scheduled rate (the queue
+    # 500 W. max_num_tokens 16,384 (the engine builder's default in v4.0, closed/NVIDIA/code/llama2-70b/
+    # tensorrt/builder.py, carried over: the v4.1 builder is not in our sources). The harness ran 2,400 s; Server simulates 600 s at the scheduled rate (the queue
     # settles within a minute or two), Offline the 24,576-sample dataset once (fewer requests than ~4
     # batches per instance never reach the steady state: 6,000 fit in one wave of 750 per H200).
     def deployment(gpu: str, tp: int, batch: int) -> dict:
@@ -203,13 +213,15 @@ def mlenergy() -> None:
     # LM Arena chat requests sent at once to vLLM with max_num_seqs 64 ("batch 64"), max-num-batched-tokens
     # 8192, gpu-memory-utilization 0.95, BF16, outputs capped at 4,096. Prompts average 634 tokens and Text
     # Conversation replies 717 (ml-energy/blog, the V3 leaderboard post); their spread is assumed. J/token is
-    # GPU energy in the steady state over its output tokens: the first 64 requests (the ramp) are left out.
+    # GPU energy in the steady-state window over its output tokens. The batch is full from t = 0 and the
+    # window closes when all but max_num_seqs requests have started, before the batch drains: the last 64
+    # requests sent are left out.
     write("mlenergy", "mlenergy_llama31_8b_h100_batch64", "ML.ENERGY, Llama-3.1-8B on 1x H100, batch 64, vLLM 0.11.1",
           {"source": MLENERGY_SOURCE, "trust": "T2",
            "notes": "assumed: lognormal lengths (log-sd 0.8) around the published means, 634 in / 717 out; the "
-                    "steady state approximated by leaving out the first 64 requests"},
+                    "steady state approximated by leaving out the last 64 requests sent"},
           {"energy_per_output_token_j": 0.12},
-          {"kind": "offline", "requests": 1024, "warmup_requests": 64, "input_tokens": 634, "output_tokens": 717,
+          {"kind": "offline", "requests": 1024, "cooldown_requests": 64, "input_tokens": 634, "output_tokens": 717,
            "length_dist": "lognormal", "input_log_sigma": 0.8, "output_log_sigma": 0.8, "max_input_tokens": 16384,
            "max_output_tokens": 4096},
           {"model": "llama31_8b", "gpu": "h100_sxm", "nodes": 1, "tp": 1, "replicas": 1, "weights": "bf16",

@@ -78,6 +78,9 @@ class WorkloadSpec(_Strict):
     max_output_tokens: TokenCount = 0
     # The first requests sent are warm-up, left out of the metrics (genai-perf --warmup-request-count).
     warmup_requests: int = Field(0, ge=0, le=1_000_000)
+    # The last requests sent are left out too: a steady-state window that closes before the batch drains
+    # (ML.ENERGY's ends when all but max_num_seqs requests have started).
+    cooldown_requests: int = Field(0, ge=0, le=1_000_000)
 
     @model_validator(mode="after")
     def _benchmark_needs(self):
@@ -85,9 +88,10 @@ class WorkloadSpec(_Strict):
             return self
         _require(self, ["requests", "input_tokens", "output_tokens"]
                  + {"poisson": ["rate_per_s"], "concurrency": ["clients"]}.get(self.kind, []), f"kind '{self.kind}'")
-        if self.warmup_requests >= self.requests:
-            raise ValueError(f"warmup_requests ({self.warmup_requests}) leaves none of the {self.requests} "
-                             f"requests to measure; valid: fewer than requests")
+        if self.warmup_requests + self.cooldown_requests >= self.requests:
+            raise ValueError(f"warmup_requests + cooldown_requests ({self.warmup_requests} + "
+                             f"{self.cooldown_requests}) leave none of the {self.requests} requests to measure; "
+                             f"valid: together fewer than requests")
         return self
 
     def lengths(self) -> tuple[benchmark.Lengths, benchmark.Lengths]:
@@ -217,7 +221,8 @@ class DeploymentSpec(_ClusterKeys):
     # Share of HBM the engine may use (vLLM `gpu_memory_utilization`, default 0.9).
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     # TensorRT-LLM's rule instead, when above 0: the KV pool is this share of the memory still free once the
-    # weights, activations, buffers and reserve are in (kv_cache_free_gpu_mem_fraction, default 0.9).
+    # weights, activations, buffers and reserve are in (its kv_cache_free_gpu_mem_fraction; TensorRT-LLM's
+    # own default is 0.9). gpu_memory_utilization then plays no part.
     kv_cache_free_fraction: float = Field(0.0, ge=0, le=1)
     # Paged-KV block size in tokens (vLLM default 16); prefix caching reuses whole blocks only.
     block_tokens: int = Field(16, ge=1, le=65_536)
@@ -236,6 +241,13 @@ class DeploymentSpec(_ClusterKeys):
         clusters = {**{n: vars(c) for n, c in hw.clusters().items()}, **((info.context or {}).get("clusters", {}))}
         found = clusters.get(data["cluster"])
         return {**data, **{k: found[k] for k in CLUSTER_KEYS if k in found}} if isinstance(found, dict) else data
+
+    @model_validator(mode="after")
+    def _one_memory_rule(self):
+        if self.kv_cache_free_fraction and "gpu_memory_utilization" in self.model_fields_set:
+            raise ValueError("set gpu_memory_utilization (vLLM's rule) or kv_cache_free_fraction (TensorRT-LLM's), "
+                             "not both")
+        return self
 
     @field_validator("cluster")
     @classmethod

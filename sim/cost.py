@@ -85,7 +85,8 @@ def split_layers(arch: Architecture, pp: int) -> list[Stage]:
 def roofline_s(compute_s, memory_s):
     """Time of kernels that need `compute_s` of math and `memory_s` of HBM traffic: the roofline's
     max(compute, memory) softened to the p-norm (compute^k + memory^k)^(1/k), k = ROOFLINE_SHARPNESS,
-    because a kernel near the ridge point cannot keep both its math units and HBM busy all the time."""
+    because a kernel near the ridge point cannot keep both its math units and HBM busy all the time.
+    Inputs are finite times in seconds (scalars or arrays that broadcast)."""
     k = calibration.ROOFLINE_SHARPNESS
     compute_s, memory_s = np.broadcast_arrays(np.asarray(compute_s, float), np.asarray(memory_s, float))
     longer = np.maximum(compute_s, memory_s)

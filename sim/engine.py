@@ -1,8 +1,8 @@
 """One replica's serving engine in SimPy: continuous batching, chunked prefill, paged KV with prefix caching.
 
 Each step takes every decoding sequence (one token each), then fills the rest of the token budget
-with prefill chunks in arrival order; with data-parallel attention each group has its own budget
-and sequence cap. The engine wakes only when the batch can change: in bulk mode,
+with prefill chunks in arrival order, or, with chunked_prefill off, with whole prompts that fit; with
+data-parallel attention each group has its own budget and sequence cap. The engine wakes only when the batch can change: in bulk mode,
 the decode steps of an unchanged batch are priced at once (numpy over the growing context) and
 slept through, stopping early at the step in flight when a request arrives. Per-step mode runs the
 same code one step at a time and is the reference. Time is kept in integer nanoseconds so both
@@ -201,25 +201,29 @@ class ReplicaEngine:
 
     def _prefill_chunks(self, decode: list[Sequence]) -> list[tuple[Sequence, int]]:
         """Each attention group has its own token budget: its decodes first, then prompts in arrival order.
-        Chunked, a prompt takes what budget is left; unchunked, it goes whole if it fits (or alone, when
-        it is larger than the budget), and the prompts behind it wait for the next step."""
-        budget = [self.limits.max_batched_tokens] * len(self.pools)
+        Chunked, a prompt takes what budget is left. Unchunked, it goes whole if it fits what is left, and
+        otherwise it and the prompts behind it wait for the next step (TensorRT-LLM's micro-batch
+        scheduler); a prompt larger than the whole budget, which could never fit, goes as the group's
+        only prompt of a step."""
+        limit = self.limits.max_batched_tokens
+        budget = [limit] * len(self.pools)
         for seq in decode:
             budget[self._group(seq)] -= 1
-        chunks, closed = [], set()
+        chunks, closed, prompted = [], set(), set()
         for seq in self.running:
             group, left = self._group(seq), seq.prompt_tokens - seq.prefilled
             if left <= 0 or budget[group] <= 0 or group in closed:
                 continue
             if self.limits.chunked_prefill:
                 c = min(left, budget[group])
-            elif left <= budget[group] or not any(self._group(s) == group for s, _ in chunks):
+            elif left <= budget[group] or (left > limit and group not in prompted):
                 c = left
             else:
                 closed.add(group)
                 continue
             chunks.append((seq, c))
             budget[group] -= c
+            prompted.add(group)
         return chunks
 
     def _steps(self, decode: list[Sequence], chunks: list[tuple[Sequence, int]], n: int):

@@ -6,9 +6,10 @@ measured arrival to the last finish:
 - ttft_*: first token - arrival; tpot_*: (finish - first token) / (output tokens - 1) per request
   (MLPerf's TPOT); itl_mean_s: the mean of the per-request TPOT (NIM's ITL);
 - e2e_mean_s: finish - arrival;
-- energy_per_output_token_j: the GPU energy charged to the measured requests (their prefill, decode and
-  idle shares, which over all requests sum to the cluster's energy) / their output tokens, so warm-up
-  requests' energy stays out as their tokens do;
+- energy_per_output_token_j: the GPU energy charged to the measured requests, failed ones included
+  (their prefill, decode and idle shares, which over all requests sum to the cluster's energy) / the
+  output tokens of those that succeeded; warm-up and cool-down requests' energy stays out as their
+  tokens do;
 - in_flight_mean: requests in the system on average, sum of E2E / span (Little's law).
 Percentiles are numpy's linear interpolation.
 """
@@ -31,10 +32,12 @@ def family(key: str) -> str:
     return next(f for f, keys in FAMILIES.items() if key in keys)
 
 
-def benchmark_metrics(result, warmup_requests: int = 0) -> dict[str, float]:
+def benchmark_metrics(result, warmup_requests: int = 0, cooldown_requests: int = 0) -> dict[str, float]:
     """Every key of KEYS for one deployment's DeploymentResult, leaving out the first `warmup_requests`
-    requests sent (their sessions are numbered first); the span starts at the first one measured."""
-    measured = [t for t in result.turns if t.session >= warmup_requests]
+    and the last `cooldown_requests` requests sent (sessions are numbered in sending order); the span
+    runs from the first measured arrival to the last measured finish."""
+    last = len(result.turns) - cooldown_requests
+    measured = [t for t in result.turns if warmup_requests <= t.session < last]
     ok = [t for t in measured if t.status == "ok"]
     if not ok:
         return {}
@@ -57,7 +60,6 @@ def benchmark_metrics(result, warmup_requests: int = 0) -> dict[str, float]:
         "tpot_mean_s": float(tpot.mean()) if len(tpot) else float("nan"),
         "itl_mean_s": float(tpot.mean()) if len(tpot) else float("nan"),
         "e2e_mean_s": float(e2e.mean()),
-        "energy_per_output_token_j": sum(t.energy_prefill_j + t.energy_decode_j + t.energy_idle_j for t in ok)
-        / out.sum(),
+        "energy_per_output_token_j": sum(t.gpu_energy_j for t in measured) / out.sum(),
         "in_flight_mean": float(e2e.sum() / span),
     }

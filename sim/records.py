@@ -46,6 +46,11 @@ class TurnRecord:
     status: str = "pending"
     reason: str = ""
 
+    @property
+    def gpu_energy_j(self) -> float:
+        """The GPU cluster's energy charged to this turn (its steps and its idle share; not retrieval)."""
+        return self.energy_prefill_j + self.energy_decode_j + self.energy_idle_j
+
     def row(self) -> dict:
         arrival_s = self.arrival_ns / NS_PER_S
         first = None if self.first_token_ns is None else self.first_token_ns / NS_PER_S
@@ -65,7 +70,7 @@ class TurnRecord:
             "tpot_s": tpot,
             "e2e_s": None if finish is None else finish - arrival_s,
             "reply_speech_s": self.reply_speech_s,
-            "energy_j": self.energy_prefill_j + self.energy_decode_j + self.energy_idle_j,
+            "energy_j": self.gpu_energy_j,
             "energy_prefill_j": self.energy_prefill_j, "energy_decode_j": self.energy_decode_j,
             "energy_idle_j": self.energy_idle_j, "energy_retrieval_j": self.energy_retrieval_j, "replica": self.replica,
             "status": self.status, "reason": self.reason,

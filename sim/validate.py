@@ -93,7 +93,7 @@ def run_case(path: str) -> tuple[list[dict], float]:
     case = load_case(path)
     (name, spec), = case.experiment.deployments.items()
     predicted = benchmark_metrics(simulate(case.experiment, build(path, name, spec)),
-                                  case.experiment.workload.warmup_requests)
+                                  case.experiment.workload.warmup_requests, case.experiment.workload.cooldown_requests)
     rows = []
     for key, (measured, tolerance) in case.measured.items():
         value = predicted.get(key, float("nan"))

@@ -56,7 +56,11 @@ def run_cli(tmp_path, text):
     ("tp = 8", "tp = 8\npp = 3", "deployments.d", "nodes", "multiple of 24"),
     ("tp = 8", "tp = 8\npower_cap_w = 60", "deployments.d", None, "at or below h100_sxm's idle power (80.3 W)"),
     ("duration_h = 0.05", 'kind = "offline"\nrequests = 4\ninput_tokens = 10\noutput_tokens = 10\nwarmup_requests = 4',
-     "workload", None, "leaves none of the 4 requests to measure"),
+     "workload", None, "leave none of the 4 requests to measure"),
+    ("duration_h = 0.05", 'kind = "offline"\nrequests = 4\ninput_tokens = 10\noutput_tokens = 10\nwarmup_requests = 2'
+     '\ncooldown_requests = 2', "workload", None, "(2 + 2) leave none of the 4 requests to measure"),
+    ("tp = 8", "tp = 8\ngpu_memory_utilization = 0.8\nkv_cache_free_fraction = 0.9", "deployments.d", None,
+     "set gpu_memory_utilization (vLLM's rule) or kv_cache_free_fraction (TensorRT-LLM's), not both"),
     ("duration_h = 0.05", 'kind = "poisson"\nrequests = 4\ninput_tokens = 10\noutput_tokens = 10', "workload", None,
      "kind 'poisson' needs rate_per_s > 0"),
     ("tp = 8", "tp = 2\nreplicas = 5", "deployments.d", "replicas", "valid: at most 4 replicas"),

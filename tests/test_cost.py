@@ -25,21 +25,20 @@ def roofline(compute_s, memory_s):
     return (compute_s ** k + memory_s ** k) ** (1 / k)
 
 
-def test_roofline_by_hand():
+def test_roofline_by_hand(monkeypatch):
     """k = 2: 3 ms of math and 4 ms of HBM traffic take sqrt(9 + 16) = 5 ms, not max = 4 ms; k = 1 adds
-    them (7 ms); far from the ridge (1 vs 10 ms) k = 2 gives sqrt(101) = 10.05 ms, within 0.5% of max."""
+    them (7 ms); far from the ridge (1 vs 10 ms) k = 2 gives sqrt(101) = 10.05 ms, within 0.5% of max;
+    nothing takes nothing; a very sharp k is the max without underflowing."""
     from sim.cost import roofline_s
-    saved = calibration.ROOFLINE_SHARPNESS
-    try:
-        calibration.ROOFLINE_SHARPNESS = 2.0
-        assert roofline_s(3e-3, 4e-3) == pytest.approx(5e-3)
-        assert roofline_s(1e-3, 10e-3) == pytest.approx(10.0499e-3, rel=1e-4)
-        calibration.ROOFLINE_SHARPNESS = 1.0
-        assert roofline_s(3e-3, 4e-3) == pytest.approx(7e-3)
-        calibration.ROOFLINE_SHARPNESS = 200.0
-        assert roofline_s(3e-3, 4e-3) == pytest.approx(4e-3, rel=1e-2)
-    finally:
-        calibration.ROOFLINE_SHARPNESS = saved
+    monkeypatch.setattr(calibration, "ROOFLINE_SHARPNESS", 2.0)
+    assert roofline_s(3e-3, 4e-3) == pytest.approx(5e-3)
+    assert roofline_s(1e-3, 10e-3) == pytest.approx(10.0499e-3, rel=1e-4)
+    assert roofline_s(0.0, 0.0) == 0.0
+    assert roofline_s(np.zeros((2, 3)), 1e-3).shape == (2, 3)
+    monkeypatch.setattr(calibration, "ROOFLINE_SHARPNESS", 1.0)
+    assert roofline_s(3e-3, 4e-3) == pytest.approx(7e-3)
+    monkeypatch.setattr(calibration, "ROOFLINE_SHARPNESS", 1e6)
+    assert roofline_s(3e-3, 4e-3) == pytest.approx(4e-3, rel=1e-5)
 
 
 def cost_model(model, gpu, nodes, tp, pp, ep, weights, kv_bytes=2.0, dp=1, gpus=None):

@@ -109,7 +109,7 @@ def test_describe_shows_tensorrt_llm_memory_rule(tmp_path):
                     'tp = 1\nreplicas = 1\nkv_cache_free_fraction = 0.9\n')
     result = CliRunner().invoke(main, ["describe", str(path)])
     assert result.exit_code == 0, result.output
-    exp = load(str(path))
-    m = build(str(path), "d", exp.deployments["d"]).replicas[0].memory
-    assert m.usable_bytes == m.capacity_bytes and m.kv_pool_bytes == pytest.approx(0.9 * m.free_bytes)
-    assert f"of which the KV pool takes 0.9: {m.kv_pool_bytes / 1e9:.1f} GB" in result.output
+    m = build(str(path), "d", load(str(path)).deployments["d"]).replicas[0].memory   # by hand: test_hardware
+    assert "memory per GPU: 85.5 GB usable = weights" in result.output
+    assert f"free {m.free_bytes / 1e9:.1f} GB, of which the KV pool takes 0.9: {m.kv_pool_bytes / 1e9:.1f} GB" \
+        in result.output

@@ -210,16 +210,41 @@ def test_unchunked_prefill_runs_whole_prompts(chunked):
 
 
 def test_unchunked_prompt_over_the_budget_runs_alone():
-    """A 3,000-token prompt under a 2,048-token budget cannot be split: it is prefilled alone in one step."""
+    """A 3,000-token prompt under a 2,048-token budget can never fit: it is the only prompt of its step
+    (the second one's step also carries the first one's decode)."""
     dep = {**LLAMA8B_H100, "tp": 1, "replicas": 1, "max_batched_tokens": 2048, "chunked_prefill": False}
     exp = experiment({"d": dep}, kind="offline", requests=2, input_tokens=3000, output_tokens=4)
     bulk = run_all(exp)
     check_invariants(bulk)
-    prefill = [int(p) for p in bulk[0].steps.columns()["prefill_tokens"] if p]
-    assert prefill == [3000, 3000]
+    assert_same_run(bulk, run_all(exp, bulk=False))
+    steps = bulk[0].steps.columns()
+    assert [(int(p), int(d)) for p, d in zip(steps["prefill_tokens"], steps["decode_seqs"]) if p] == [(3000, 0), (3000, 1)]
 
 
-def _tiny_engine(bulk: bool, capacity_blocks: int):
+@pytest.mark.parametrize("bulk", [True, False])
+def test_unchunked_prompt_waits_for_the_budget_the_decodes_leave(bulk):
+    """Budget 1,000, unchunked. A (100-token prompt, 50-token reply) is decoding when B (a 1,000-token
+    prompt) arrives: A's decode leaves 999, B does not fit and waits, as TensorRT-LLM's micro-batch
+    scheduler makes it, until A has finished; only then is B prefilled (a step of exactly 1,000)."""
+    from sim.engine import EngineLimits
+    env, engine = _tiny_engine(bulk, capacity_blocks=1000, limits=EngineLimits(1000, 1024, 100_000, True, False))
+    seqs = {}
+
+    def arrive(name, session, at_ns, prompt, reply):
+        yield env.timeout(at_ns - env.now)
+        seqs[name] = engine.submit(_turn(session, env.now), prompt, reply)
+
+    env.process(arrive("A", 0, 0, 100, 50))
+    env.process(arrive("B", 1, 1_000_000, 1000, 5))
+    env.run()
+    a, b = seqs["A"].record, seqs["B"].record
+    assert a.status == b.status == "ok"
+    assert b.first_token_ns > a.finish_ns
+    steps = engine.steps.columns()
+    assert [(int(p), int(d)) for p, d in zip(steps["prefill_tokens"], steps["decode_seqs"]) if p] == [(100, 0), (1000, 0)]
+
+
+def _tiny_engine(bulk: bool, capacity_blocks: int, limits=None):
     """One Llama-3.1-8B replica on one H100 with a KV pool of `capacity_blocks` 16-token blocks."""
     import simpy
     from sim.deployment import build
@@ -230,7 +255,7 @@ def _tiny_engine(bulk: bool, capacity_blocks: int):
     rep = build("test.toml", "d", spec).replicas[0]
     env = simpy.Environment()
     engine = ReplicaEngine(env, 0, rep.cost, [KVPool(capacity_blocks, 16)],
-                           EngineLimits(8192, 1024, 100_000, True), bulk, 1, StepLog())
+                           limits or EngineLimits(8192, 1024, 100_000, True), bulk, 1, StepLog())
     engine.sessions = {i: SessionState(i, 0) for i in range(3)}
     return env, engine
 

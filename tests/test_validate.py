@@ -78,10 +78,16 @@ def test_concurrency_keeps_that_many_requests_in_flight():
     # Every request measured: the requests' energy is the cluster's. With 8 warm-up requests left out,
     # their energy leaves with their tokens: the last 56 requests' joules over their 56 x 100 tokens.
     assert m["energy_per_output_token_j"] * 64 * 100 == pytest.approx(r.energy_j, rel=1e-9)
-    measured_j = sum(t.energy_prefill_j + t.energy_decode_j + t.energy_idle_j for t in r.turns if t.session >= 8)
+    measured_j = sum(t.gpu_energy_j for t in r.turns if t.session >= 8)
     warm = benchmark_metrics(r, warmup_requests=8)["energy_per_output_token_j"]
     assert warm == pytest.approx(measured_j / (56 * 100), rel=1e-12)
     assert measured_j < r.energy_j
+    # Cool-down: the last 8 requests sent (sessions 56-63) are left out the same way.
+    cool = benchmark_metrics(r, cooldown_requests=8)
+    assert cool["energy_per_output_token_j"] == pytest.approx(
+        sum(t.gpu_energy_j for t in r.turns if t.session < 56) / (56 * 100), rel=1e-12)
+    last_finish_s = max(t.finish_ns for t in r.turns if t.session < 56) / 1e9
+    assert cool["requests_per_s"] == pytest.approx(56 / (last_finish_s - 0.0))   # all 8 clients start at 0
 
 
 def test_every_published_row_has_a_case():
@@ -148,7 +154,9 @@ def test_trtllm_bench_limits_by_hand():
     holds 2 x 126 layers x 8 heads x 128 x 1 B = 258,048 B, a request 4,224 tokens (1.0152 GiB): 242.5
     requests -> under 256, rounded up to a multiple of 32: 256; tokens 242.5 x (1 + 128 / 4096) = 250
     -> the floor of 2,048. Llama-3.1-8B on one H200 at 128/128 holds 8,081 requests: capped at 4,096,
-    tokens 4,096 x 2 = 8,192."""
+    tokens 4,096 x 2 = 8,192. Llama-3.1-8B on one H100 at 20000/2000: (79.65 - 7.48) x 0.95 = 68.56 GiB
+    over 22,000 x 65,536 B = 1.343 GiB per request = 51.1 requests -> 64 (the floor); tokens 51.1 x 11
+    = 562 -> 2,048, then raised for whole-prompt prefill to ISL + batch = 20,000 + 64 = 20,064."""
     import importlib.util
     script = Path(__file__).resolve().parent.parent / "scripts" / "make_validation_cases.py"
     spec = importlib.util.spec_from_file_location("make_cases", script)
@@ -156,3 +164,4 @@ def test_trtllm_bench_limits_by_hand():
     spec.loader.exec_module(make_cases)
     assert make_cases.trtllm_bench_limits("llama31_405b", "h100_sxm", 8, "fp8", 128, 4096) == (256, 2048)
     assert make_cases.trtllm_bench_limits("llama31_8b", "h200", 1, "fp8", 128, 128) == (4096, 8192)
+    assert make_cases.trtllm_bench_limits("llama31_8b", "h100_sxm", 1, "fp8", 20000, 2000) == (64, 20064)
