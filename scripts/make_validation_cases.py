@@ -93,19 +93,17 @@ def trtllm_bench_limits(model: str, gpu: str, tp: int, weights: str, isl: int, o
     requests = available_gib * TRTLLM_KV_FREE_FRACTION / (kv_gib_per_token * (isl + osl))
     raw_bs = min(requests, 4096)
     raw_tokens = min(raw_bs * (1 + isl / osl), 32768)
-    if raw_bs < 256:
-        max_bs = max(64, 32 * math.ceil(raw_bs / 32))
-    elif raw_bs < 1024:
-        max_bs = 128 * math.ceil(raw_bs / 128)
-    else:
-        max_bs = 256 * math.ceil(raw_bs / 256)
-    if raw_tokens < 4096:
-        max_tokens = max(2048, 256 * math.ceil(raw_tokens / 256))
-    elif raw_tokens < 8192:
-        max_tokens = 512 * math.ceil(raw_tokens / 512)
-    else:
-        max_tokens = 1024 * math.ceil(raw_tokens / 1024)
+    max_bs = max(64, _round_up_tiered(raw_bs, ((256, 32), (1024, 128), (math.inf, 256))))
+    max_tokens = max(2048, _round_up_tiered(raw_tokens, ((4096, 256), (8192, 512), (math.inf, 1024))))
     return max_bs, max(max_tokens, isl + max_bs)
+
+
+def _round_up_tiered(value: float, tiers: tuple[tuple[float, int], ...]) -> int:
+    """finetune_setting's rounding: up to a multiple of the step of the first tier whose bound `value`
+    is below. (Its floors, 64 requests and 2,048 tokens, apply in the first tier only, but every later
+    tier already lies above them, so the caller applies them to all.)"""
+    step = next(step for bound, step in tiers if value < bound)
+    return step * math.ceil(value / step)
 
 
 def trtllm() -> None:
