@@ -10,8 +10,8 @@ took the benchmarks' own settings and the roofline was softened (`--passes 1 --p
 after 'Review fixes: unchunked prompts wait...'), then finer by hand on the fit split with the same
 objective (10.80, from 12.54 at the start): COMPUTE_EFFICIENCY 0.80 -> 0.73 (tried 0.70, 0.73, 0.75,
 0.77), FP4_MATMUL_EFFICIENCY 0.35 -> 0.39 (tried 0.30-0.42, flat above 0.36); HBM_EFFICIENCY 0.90 and
-STEP_OVERHEAD_S 4.0 ms did worse; ROOFLINE_SHARPNESS = 2 held against 1.5 and 3.25. One value per constant serves every
-model and GPU: a constant per case would be over-fitting. `simrun validate` reports both splits.
+STEP_OVERHEAD_S 4.0 ms did worse; ROOFLINE_SHARPNESS = 2 held against 1.5 and 3.25. One value per
+constant serves every model and GPU: a constant per case would be over-fitting. `simrun validate` reports both splits.
 """
 
 # Achieved share of datasheet HBM bandwidth for the weight and KV streams of a step. Fitted: 0.8625.

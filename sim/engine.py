@@ -2,11 +2,11 @@
 
 Each step takes every decoding sequence (one token each), then fills the rest of the token budget
 with prefill chunks in arrival order, or, with chunked_prefill off, with whole prompts that fit; with
-data-parallel attention each group has its own budget and sequence cap. The engine wakes only when the batch can change: in bulk mode,
-the decode steps of an unchanged batch are priced at once (numpy over the growing context) and
-slept through, stopping early at the step in flight when a request arrives. Per-step mode runs the
-same code one step at a time and is the reference. Time is kept in integer nanoseconds so both
-modes add up the same durations exactly.
+data-parallel attention each group has its own budget and sequence cap. The engine wakes only when
+the batch can change: in bulk mode, the decode steps of an unchanged batch are priced at once (numpy
+over the growing context) and slept through, stopping early at the step in flight when a request
+arrives. Per-step mode runs the same code one step at a time and is the reference. Time is kept in
+integer nanoseconds so both modes add up the same durations exactly.
 """
 from __future__ import annotations
 
