@@ -145,7 +145,8 @@ def mlperf() -> None:
     lengths = {"input_tokens": 226, "output_tokens": 291, "length_dist": "lognormal", "input_log_sigma": 0.88,
                "output_log_sigma": 0.47, "max_input_tokens": 1023, "max_output_tokens": 1024}
     notes = ("inputs lognormal, mean 226 (log-sd 0.88, from a sample of the dataset's lengths, capped at 1,023), "
-             "outputs mean 291 (log-sd 0.47, capped at 1,024); engine without chunked prefill (TensorRT-LLM)")
+             "outputs mean 291 (log-sd 0.47, capped at 1,024); engine without chunked prefill, KV allocated on "
+             "demand (TensorRT-LLM MAX_UTILIZATION)")
     # NVIDIA's harness settings (closed/NVIDIA/configs/llama2-70b/{Offline,Server}/__init__.py in
     # inference_results_v4.1): kvcache_free_gpu_mem_frac 0.90; gpu_batch_size per instance 896 (H100 TP2
     # Offline), 1,024 (H100 Server), 806 (H200 Offline), 896 (H200 Server); MaxQ Server targets 80 qps at
@@ -153,10 +154,13 @@ def mlperf() -> None:
     # tensorrt/builder.py, carried over: the v4.1 builder is not in our sources). The harness ran 2,400 s; Server simulates 600 s at the scheduled rate (the queue
     # settles within a minute or two), Offline the 24,576-sample dataset once (fewer requests than ~4
     # batches per instance never reach the steady state: 6,000 fit in one wave of 750 per H200).
+    # KV on demand: NVIDIA's LLM harness runs TensorRT-LLM's MAX_UTILIZATION capacity policy
+    # ('batch_scheduler_policy': 'max_util' in TrtllmHarnessConfig.DEFAULT_RUNTIME_FLAGS of the later rounds'
+    # harness; v4.1's own harness code is not in our sources).
     def deployment(gpu: str, tp: int, batch: int) -> dict:
         return {"model": "llama2_70b", "gpu": gpu, "nodes": 1, "tp": tp, "replicas": 8 // tp, "weights": "fp8",
                 "kv_cache": "fp8", "max_seqs": batch, "max_batched_tokens": 16384, "kv_cache_free_fraction": 0.90,
-                "chunked_prefill": False}
+                "chunked_prefill": False, "kv_allocation": "on_demand"}
 
     h100, h200 = "8x H100-SXM-80GB, TensorRT-LLM, FP8, TP2 x 4 instances", "8x H200-SXM-141GB, TensorRT-LLM, FP8, TP1 x 8"
     cases = [
@@ -213,7 +217,7 @@ def mlenergy() -> None:
     # Conversation replies 717 (ml-energy/blog, the V3 leaderboard post); their spread is assumed. J/token is
     # GPU energy in the steady-state window over its output tokens. The batch is full from t = 0 and the
     # window closes when all but max_num_seqs requests have started, before the batch drains: the last 64
-    # requests sent are left out.
+    # requests sent are left out. vLLM allocates KV blocks on demand and preempts by recompute.
     write("mlenergy", "mlenergy_llama31_8b_h100_batch64", "ML.ENERGY, Llama-3.1-8B on 1x H100, batch 64, vLLM 0.11.1",
           {"source": MLENERGY_SOURCE, "trust": "T2",
            "notes": "assumed: lognormal lengths (log-sd 0.8) around the published means, 634 in / 717 out; the "
@@ -223,7 +227,7 @@ def mlenergy() -> None:
            "length_dist": "lognormal", "input_log_sigma": 0.8, "output_log_sigma": 0.8, "max_input_tokens": 16384,
            "max_output_tokens": 4096},
           {"model": "llama31_8b", "gpu": "h100_sxm", "nodes": 1, "tp": 1, "replicas": 1, "weights": "bf16",
-           "max_seqs": 64, "max_batched_tokens": 8192, "gpu_memory_utilization": 0.95})
+           "max_seqs": 64, "max_batched_tokens": 8192, "gpu_memory_utilization": 0.95, "kv_allocation": "on_demand"})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""One replica's serving engine in SimPy: continuous batching, chunked prefill, paged KV with prefix caching.
+"""One replica's serving engine in SimPy: continuous batching, chunked prefill, paged KV with prefix caching,
+preemption by recompute.
 
 Each step takes every decoding sequence (one token each), then fills the rest of the token budget
 with prefill chunks in arrival order, or, with chunked_prefill off, with whole prompts that fit; with
@@ -7,6 +8,13 @@ the batch can change: in bulk mode, the decode steps of an unchanged batch are p
 over the growing context) and slept through, stopping early at the step in flight when a request
 arrives. Per-step mode runs the same code one step at a time and is the reference. Time is kept in
 integer nanoseconds so both modes add up the same durations exactly.
+
+KV allocation (`EngineLimits.kv_allocation`): `reserve` holds blocks for the whole prompt and reply from
+admission (TensorRT-LLM's GUARANTEED_NO_EVICT); `on_demand` holds the prompt's blocks and adds one as
+each decode crosses a block boundary (vLLM; TensorRT-LLM's MAX_UTILIZATION). Before each step the
+decodes get their blocks first; when a pool cannot give them, the most recently admitted running turn
+is preempted: its blocks freed (the computed ones kept as cached prefix), it goes back to the head of
+the queue and, readmitted, prefills its prompt and the reply so far again (vLLM's recompute preemption).
 """
 from __future__ import annotations
 
@@ -40,13 +48,22 @@ class Sequence:
     output_tokens: int
     done: simpy.Event
     reusable_tokens: int       # prompt prefix the previous request of the session may have left cached
-    prefilled: int = 0   # prompt tokens computed so far, cached ones included
+    group: int = 0       # the replica's attention group (data-parallel rank) serving its session
+    prefilled: int = 0   # tokens of the prefill target computed so far, cached ones included
     decoded: int = 0     # reply tokens sampled so far
+    recompute: int = 0   # reply tokens fed again with the prompt after a preemption
+    allocated: int = 0   # tokens its KV blocks are held for
     admitted: bool = False
+    decoding: bool = False   # its prefill target computed: it samples a token each step
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.output_tokens
+
+    @property
+    def prefill_target(self) -> int:
+        """Tokens to prefill before decoding: the prompt, and after a preemption the reply so far."""
+        return self.prompt_tokens + self.recompute
 
 
 @dataclass
@@ -56,6 +73,7 @@ class EngineLimits:
     max_context: int
     prefix_caching: bool
     chunked_prefill: bool = True
+    kv_allocation: str = "reserve"    # or "on_demand"
 
 
 @dataclass
@@ -95,7 +113,7 @@ class ReplicaEngine:
         record.energy_idle_j, session.pending_idle_j = session.pending_idle_j, 0.0
         session.last_turn = record
         reusable = record.context_tokens if reusable_tokens is None else reusable_tokens
-        seq = Sequence(record, prompt_tokens, output_tokens, self.env.event(), reusable)
+        seq = Sequence(record, prompt_tokens, output_tokens, self.env.event(), reusable, session.group)
         total = seq.total_tokens
         if self.limits.max_context and total > self.limits.max_context:
             self._fail(seq, "context_overflow",
@@ -122,15 +140,12 @@ class ReplicaEngine:
         elif seq in self.running:
             self.running.remove(seq)
             keep = min(seq.prefilled, seq.prompt_tokens) if self.limits.prefix_caching else 0
-            self._pool(seq).release(seq.record.session, seq.total_tokens, keep)
+            self._pool(seq).release(seq.record.session, seq.allocated, keep)
         self._batch_changed()
         self._fail(seq, "timeout", reason)
 
-    def _group(self, seq: Sequence) -> int:
-        return self.sessions[seq.record.session].group
-
     def _pool(self, seq: Sequence) -> KVPool:
-        return self.pools[self._group(seq)]
+        return self.pools[seq.group]
 
     def _batch_changed(self) -> None:
         if not self.wakeup.triggered:
@@ -161,24 +176,29 @@ class ReplicaEngine:
     def _admit(self) -> None:
         """First come, first served within each attention group, which schedules like its own engine
         (vLLM / SGLang run one scheduler per data-parallel rank): at most max_seqs running, and a turn
-        its KV pool cannot hold yet keeps the turns behind it in that group waiting."""
+        its KV pool cannot hold yet keeps the turns behind it in that group waiting. A preempted turn,
+        readmitted, counts what it prefills again as recomputed."""
         groups = len(self.pools)
-        running = Counter(self._group(s) for s in self.running)
+        running = Counter(s.group for s in self.running)
         blocked, admitted = set(), set()
         for seq in self.waiting:
-            group = self._group(seq)
+            group = seq.group
             if group in blocked:
                 continue
             rec, pool = seq.record, self.pools[group]
             cached = pool.cached_tokens(rec.session, seq.reusable_tokens) if self.limits.prefix_caching else 0
-            if running[group] >= self.limits.max_seqs or not pool.try_reserve(rec.session, seq.total_tokens):
+            hold = seq.total_tokens if self.limits.kv_allocation == "reserve" else seq.prefill_target
+            if running[group] >= self.limits.max_seqs or not pool.try_reserve(rec.session, hold):
                 blocked.add(group)
                 if len(blocked) == groups:
                     break
                 continue
-            rec.cached_tokens = cached
-            rec.recomputed_tokens = seq.prompt_tokens - rec.new_tokens - rec.retrieved_tokens - cached
-            seq.prefilled, seq.admitted = cached, True
+            if seq.admitted:
+                rec.recomputed_tokens += seq.prefill_target - cached
+            else:
+                rec.cached_tokens = cached
+                rec.recomputed_tokens = seq.prompt_tokens - rec.new_tokens - rec.retrieved_tokens - cached
+            seq.prefilled, seq.allocated, seq.admitted = cached, hold, True
             running[group] += 1
             admitted.add(id(seq))
             self.running.append(seq)
@@ -189,15 +209,83 @@ class ReplicaEngine:
         while True:
             if self.wakeup.triggered:
                 self.wakeup = self.env.event()
+            decode = [s for s in self.running if s.decoding]   # admission adds none: it starts prefills
+            if self.limits.kv_allocation == "on_demand":
+                decode = self._grow_decodes(decode)
             self._admit()
             if not self.running:
                 yield self.wakeup
                 continue
             self.settle_idle(self.env.now)
-            decode = [s for s in self.running if s.prefilled == s.prompt_tokens]
             chunks = self._prefill_chunks(decode)
             n = min(s.output_tokens - s.decoded for s in decode) if (self.bulk and decode and not chunks) else 1
+            if n > 1 and self.limits.kv_allocation == "on_demand":
+                n = self._grow_for_run(decode, n)
             yield from self._steps(decode, chunks, n)
+            if n > 1 and self.limits.kv_allocation == "on_demand":
+                self._trim(decode)
+
+    def _grow_decodes(self, decode: list[Sequence]) -> list[Sequence]:
+        """on_demand: room in each pool for the token every decoding turn writes next, preempting the most
+        recently admitted running turn of the group while the pool cannot give it; the decodes left."""
+        kept = []
+        for group, pool in enumerate(self.pools):
+            mine = [s for s in decode if s.group == group]
+            while True:
+                held = np.array([_kv_held(s) for s in mine], dtype=np.int64)
+                if pool.try_resize([s.allocated for s in mine], held + 1):
+                    break
+                victim = [s for s in self.running if s.group == group][-1]
+                self._preempt(victim)
+                mine = [s for s in mine if s is not victim]
+            for seq, tokens in zip(mine, held.tolist()):
+                seq.allocated = tokens + 1
+            kept += mine
+        left = set(map(id, kept))
+        return [s for s in decode if id(s) in left]
+
+    def _grow_for_run(self, decode: list[Sequence], n: int) -> int:
+        """on_demand: the most steps, up to n, whose new blocks every pool can give its decodes; their
+        blocks are taken now. At least 1 (_grow_decodes made room for the first)."""
+        groups = np.array([s.group for s in decode])
+        held = np.array([_kv_held(s) for s in decode], dtype=np.int64)
+        allocated = np.array([s.allocated for s in decode], dtype=np.int64)
+        in_group = [(pool, groups == g) for g, pool in enumerate(self.pools)]
+
+        def extra_blocks(pool, mine, k: int) -> int:
+            fp = pool.footprint
+            return int((fp.blocks_array(held[mine] + k) - fp.blocks_array(allocated[mine])).sum())
+        lo, hi = 1, n
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            fits = all(extra_blocks(pool, mine, mid) <= pool.free_blocks for pool, mine in in_group)
+            lo, hi = (mid, hi) if fits else (lo, mid - 1)
+        for pool, mine in in_group:
+            grown = pool.try_resize(allocated[mine], held[mine] + lo)
+            assert grown
+        for seq, tokens in zip(decode, (held + lo).tolist()):
+            seq.allocated = tokens
+        return lo
+
+    def _trim(self, decode: list[Sequence]) -> None:
+        """on_demand, after a run of steps cut short: give back the blocks taken for steps not reached."""
+        running = set(map(id, self.running))
+        for g, pool in enumerate(self.pools):
+            mine = [s for s in decode if id(s) in running and s.group == g]
+            held = [_kv_held(s) for s in mine]
+            shrunk = pool.try_resize([s.allocated for s in mine], held)
+            assert shrunk
+            for seq, tokens in zip(mine, held):
+                seq.allocated = tokens
+
+    def _preempt(self, seq: Sequence) -> None:
+        """Free a running turn's blocks (keeping what it computed as cached prefix) and queue it first."""
+        held = _kv_held(seq)
+        self.running.remove(seq)
+        self._pool(seq).release(seq.record.session, seq.allocated, held if self.limits.prefix_caching else 0)
+        seq.recompute, seq.prefilled, seq.allocated, seq.reusable_tokens = seq.decoded, 0, 0, held
+        seq.decoding = False
+        self.waiting.insert(0, seq)
 
     def _prefill_chunks(self, decode: list[Sequence]) -> list[tuple[Sequence, int]]:
         """Each attention group has its own token budget: its decodes first, then prompts in arrival order.
@@ -208,10 +296,10 @@ class ReplicaEngine:
         limit = self.limits.max_batched_tokens
         budget = [limit] * len(self.pools)
         for seq in decode:
-            budget[self._group(seq)] -= 1
+            budget[seq.group] -= 1
         chunks, closed, prompted = [], set(), set()
         for seq in self.running:
-            group, left = self._group(seq), seq.prompt_tokens - seq.prefilled
+            group, left = seq.group, seq.prefill_target - seq.prefilled
             if left <= 0 or budget[group] <= 0 or group in closed:
                 continue
             if self.limits.chunked_prefill:
@@ -231,12 +319,12 @@ class ReplicaEngine:
         start = self.env.now
         prior = [s.prefilled for s, _ in chunks]
         sizes = [c for _, c in chunks]
-        completes = [s.prefilled + c == s.prompt_tokens for s, c in chunks]
+        completes = [s.prefilled + c == s.prefill_target for s, c in chunks]
         decode_ctx = [s.prompt_tokens + s.decoded for s in decode]  # L + 1 positions attended
         # KV tokens held when the run starts; a turn aborted mid-run still held its KV in the steps before.
         kv_before = sum(_kv_held(s) for s in self.running)
         cost = self.cost.step(sizes, prior, completes, decode_ctx, n,
-                              [self._group(s) for s, _ in chunks], [self._group(s) for s in decode])
+                              [s.group for s, _ in chunks], [s.group for s in decode])
         durations = np.maximum(1, np.rint(cost.duration_s * NS_PER_S).astype(np.int64))
         ends = start + np.cumsum(durations)
         self.last_end_ns = int(ends[-1])
@@ -264,8 +352,9 @@ class ReplicaEngine:
         for (seq, c), complete in zip(chunks, completes):
             seq.prefilled += c
             if complete:
-                seq.decoded = 1
-                if seq.record.status == "pending":  # not aborted while this step ran
+                seq.decoded += 1
+                seq.decoding = True
+                if seq.record.status == "pending" and seq.record.first_token_ns is None:  # not aborted meanwhile
                     seq.record.first_token_ns = end_ns
         for seq in decode:
             seq.decoded += done
@@ -289,10 +378,11 @@ class ReplicaEngine:
         rec.finish_ns, rec.output_tokens, rec.status = end_ns, seq.output_tokens, "ok"
         self.running.remove(seq)
         keep = seq.total_tokens - 1  # the last sampled token was never fed back
-        self._pool(seq).release(rec.session, seq.total_tokens, keep if self.limits.prefix_caching else 0)
+        self._pool(seq).release(rec.session, seq.allocated, keep if self.limits.prefix_caching else 0)
         seq.done.succeed()
 
 
 def _kv_held(seq: Sequence) -> int:
-    """KV tokens a running turn holds: its computed prompt and every sampled token but the last."""
-    return seq.prefilled + max(0, seq.decoded - 1)
+    """KV tokens a running turn holds: while prefilling, what it has computed; decoding, its prompt and
+    every sampled token but the last."""
+    return seq.prompt_tokens + seq.decoded - 1 if seq.decoding else seq.prefilled

@@ -6,17 +6,20 @@ Capacity is counted in blocks. A sequence of T tokens occupies `Footprint.blocks
 the sliding-window layers' KV (at most `window_tokens` tokens) and the recurrent layers' fixed state.
 For a model without growing layers one block is one sequence's state.
 
-A running turn reserves blocks for its whole prompt and reply at admission (so no preemption is
-needed). When a turn ends, prefix caching keeps the session's prefix (whole blocks of tokens) resident
+A running turn reserves blocks at admission: for its whole prompt and reply (`reserve`, TensorRT-LLM's
+GUARANTEED_NO_EVICT: no preemption is ever needed), or for its prompt only, growing block by block as
+it decodes (`on_demand`, vLLM and TensorRT-LLM's MAX_UTILIZATION; the engine preempts when it cannot
+grow). When a turn ends, prefix caching keeps the session's prefix (whole blocks of tokens) resident
 but evictable; a later turn reuses it and prefills only the rest. Eviction is LRU over idle sessions,
 from the tail of a session's prefix, block by block; a prefix with recurrent state or window KV (kept
 once, at the last whole block of the prefix) is reused and evicted whole.
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
+
+import numpy as np
 
 
 def blocks_for(tokens: int, block_tokens: int) -> int:
@@ -55,12 +58,17 @@ class Footprint:
         return self.kv_bytes_per_token > 0
 
     def blocks(self, tokens: int) -> int:
-        if tokens <= 0:
-            return 0
-        growing = blocks_for(tokens, self.block_tokens)
-        fixed = (self.window_bytes_per_token * min(growing * self.block_tokens, self.window_tokens)
+        return int(self.blocks_array(np.asarray([tokens]))[0])
+
+    def blocks_array(self, tokens: np.ndarray) -> np.ndarray:
+        """Blocks of sequences holding `tokens` each (an integer array): whole blocks of growing KV, plus
+        the window KV (up to window_tokens) and the recurrent state, rounded up to whole blocks."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        growing = -(-tokens // self.block_tokens)
+        fixed = (self.window_bytes_per_token * np.minimum(growing * self.block_tokens, self.window_tokens)
                  + self.state_bytes)
-        return (growing if self.bounded_by_tokens else 0) + (math.ceil(fixed / self.block_bytes) if fixed else 0)
+        extra = np.ceil(fixed / self.block_bytes).astype(np.int64) if self.fixed_cap_bytes else 0
+        return np.where(tokens > 0, (growing if self.bounded_by_tokens else 0) + extra, 0)
 
 
 class KVPool:
@@ -111,17 +119,14 @@ class KVPool:
                 hi = mid - 1
         return lo * self.block_tokens if fp.blocks(lo * self.block_tokens) <= keep else 0
 
-    def try_reserve(self, session: int, total_tokens: int) -> bool:
-        """Reserve blocks for a turn of `total_tokens` (prompt + reply); the session's cached blocks
-        become part of the reservation.
+    @property
+    def free_blocks(self) -> int:
+        """Blocks no running turn holds (cached prefixes can all be evicted to make room)."""
+        return self.capacity_blocks - self.reserved_blocks
 
-        Evicts other idle sessions' blocks (LRU) when needed; returns False, changing nothing, if the
-        running turns hold too much for it to fit now.
-        """
-        need = self.footprint.blocks(total_tokens)
-        if need > self.capacity_blocks - self.reserved_blocks:  # cached blocks can all be evicted
-            return False
-        self._set_cached(session, 0)  # its resident blocks become part of the reservation
+    def _take(self, need: int) -> None:
+        """Reserve `need` more blocks (need <= free_blocks), evicting idle sessions' prefixes LRU, each from
+        its tail, block by block."""
         shortfall = need - (self.capacity_blocks - self.used_blocks)
         while shortfall > 0:
             victim, tokens = next(iter(self.cached.items()))
@@ -132,6 +137,31 @@ class KVPool:
         self.reserved_blocks += need
         self.peak_used_blocks = max(self.peak_used_blocks, self.used_blocks)
         assert self.used_blocks <= self.capacity_blocks
+
+    def try_reserve(self, session: int, total_tokens: int) -> bool:
+        """Reserve blocks for a turn holding `total_tokens`; the session's cached blocks become part of the
+        reservation. Evicts other idle sessions' blocks (LRU) when needed; returns False, changing
+        nothing, if the running turns hold too much for it to fit now.
+        """
+        need = self.footprint.blocks(total_tokens)
+        if need > self.free_blocks:
+            return False
+        self._set_cached(session, 0)  # its resident blocks become part of the reservation
+        self._take(need)
+        return True
+
+    def try_resize(self, held_tokens, new_tokens) -> bool:
+        """Grow (or shrink) running turns' reservations from `held_tokens` to `new_tokens` (numbers or
+        arrays, turn by turn); False, changing nothing, if the growth does not fit beside the other
+        running turns."""
+        delta = int((self.footprint.blocks_array(np.atleast_1d(new_tokens))
+                     - self.footprint.blocks_array(np.atleast_1d(held_tokens))).sum())
+        if delta > self.free_blocks:
+            return False
+        if delta > 0:
+            self._take(delta)
+        else:
+            self.reserved_blocks += delta
         return True
 
     def release(self, session: int, total_tokens: int, keep_tokens: int) -> None:

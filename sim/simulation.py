@@ -38,7 +38,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     env = simpy.Environment()
     steps = StepLog()
     limits = EngineLimits(spec.max_batched_tokens, spec.max_seqs, spec.max_context, spec.prefix_caching,
-                          spec.chunked_prefill)
+                          spec.chunked_prefill, spec.kv_allocation)
     deadline_ns = _ns(workload.reply_deadline_s)
     engines = [
         ReplicaEngine(env, r, rep.cost, [KVPool(rep.kv_capacity_blocks, spec.block_tokens, rep.footprint)

@@ -142,16 +142,16 @@ CONTEXTS = [{}, {"on_overflow": "truncate"}, {"policy": "window", "window_tokens
        minutes=st.floats(2.0, 8.0), budget=st.sampled_from([256, 2048, 8192]),
        deadline_s=st.sampled_from([0.0, 0.3, 2.0]), max_context=st.sampled_from([0, 2500]),
        on_failure=st.sampled_from(["continue", "stop"]), dp=st.sampled_from([1, 2]),
-       context=st.sampled_from(CONTEXTS), chunked=st.booleans())
+       context=st.sampled_from(CONTEXTS), chunked=st.booleans(), kv=st.sampled_from(["reserve", "on_demand"]))
 def test_invariants_over_random_configs(model, gpu, tp, pp, nodes, sessions, caching, seed, minutes, budget,
-                                        deadline_s, max_context, on_failure, dp, context, chunked):
+                                        deadline_s, max_context, on_failure, dp, context, chunked, kv):
     """Dense, MoE, hybrid, sliding-window, recurrent and sparse models under every context policy."""
     from sim.models import catalog
     moe = catalog()[model].moe is not None
     dp = dp if moe else 1
     dep = {"model": model, "gpu": gpu, "nodes": nodes, "tp": tp, "pp": pp, "dp": dp, "ep": tp * dp if moe else 1,
            "weights": "fp8", "prefix_caching": caching, "max_batched_tokens": budget,
-           "max_context_tokens": max_context, "context": context, "chunked_prefill": chunked}
+           "max_context_tokens": max_context, "context": context, "chunked_prefill": chunked, "kv_allocation": kv}
     exp = experiment({"d": dep}, seed=seed, sessions=sessions, duration_h=minutes / 60, session_stagger_s=11.0,
                      reply_deadline_s=deadline_s, on_failure=on_failure)
     try:
@@ -290,3 +290,36 @@ def test_aborting_a_queued_turn_lets_the_turns_behind_it_in(bulk):
     assert seqs["B"].record.status == "timeout" and a.status == c.status == "ok"
     step_s = (a.finish_ns - a.first_token_ns) / 399 / 1e9  # A's decode steps, ~7 ms each
     assert 0.300 < c.first_token_ns / 1e9 < 0.300 + 3 * step_s < a.finish_ns / 1e9
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_on_demand_kv_preempts_the_latest_turn_and_recomputes_it(bulk):
+    """10 blocks of 16 tokens, no prefix caching. A and B (64-token prompts, 40-token replies) arrive
+    together. `reserve` needs ceil(104 / 16) = 7 blocks each: B waits for A. `on_demand` admits both
+    (4 + 4 blocks) and prefills them in one step; the decodes take a fifth block each at 65 tokens
+    (8 + 2 = 10 blocks), so 16 steps run both. At reply token 17 each needs a sixth block (81 tokens):
+    none is free, so B, admitted last, is preempted (holding 64 + 16 = 80 tokens). A decodes alone for
+    its remaining 23 steps and ends; B is readmitted, prefills 64 + 17 = 81 tokens again (counted as
+    recomputed) and decodes its last 22 tokens. B's first token stays the one of step 1."""
+    from sim.engine import EngineLimits
+    from sim.records import TurnRecord
+    steps_by_mode = {}
+    for mode in ("reserve", "on_demand"):
+        env, engine = _tiny_engine(bulk, capacity_blocks=10,
+                                   limits=EngineLimits(8192, 1024, 100_000, False, True, mode))
+        a, b = (engine.submit(TurnRecord("t", "d", s, 0, 0.0, 0, 64, 40, 0.0, 0, 0), 64, 40) for s in (0, 1))
+        env.run()
+        a, b = a.record, b.record
+        assert a.status == b.status == "ok" and a.output_tokens == b.output_tokens == 40
+        assert engine.pools[0].peak_used_blocks == 10 if mode == "on_demand" else 7
+        steps_by_mode[mode] = steps = engine.steps.columns()
+        shape = [(int(p), int(d)) for p, d in zip(steps["prefill_tokens"], steps["decode_seqs"])]
+        if mode == "reserve":
+            assert b.first_token_ns > a.finish_ns and b.recomputed_tokens == 0
+            assert shape == [(64, 0)] + [(0, 1)] * 39 + [(64, 0)] + [(0, 1)] * 39
+        else:
+            assert b.first_token_ns == a.first_token_ns < a.finish_ns < b.finish_ns
+            assert a.recomputed_tokens == 0 and b.recomputed_tokens == 81
+            assert shape == [(128, 0)] + [(0, 2)] * 16 + [(0, 1)] * 23 + [(81, 0)] + [(0, 1)] * 22
+    # Sharing the GPU finishes both sooner than taking turns, even with the recompute.
+    assert steps_by_mode["on_demand"]["start_s"][-1] < steps_by_mode["reserve"]["start_s"][-1]

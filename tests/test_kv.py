@@ -84,3 +84,16 @@ def test_a_prefix_with_state_is_reused_and_evicted_whole():
     assert pool.cached_tokens(1, 3000) == 0                      # a shorter prefix has no state stored
     assert pool.try_reserve(2, 1600)                             # needs part of session 1's blocks ...
     assert 1 not in pool.cached                                  # ... so session 1's prefix goes whole
+
+
+def test_a_running_turn_grows_and_shrinks_block_by_block():
+    pool = KVPool(capacity_blocks=10, block_tokens=16)
+    assert pool.try_reserve(0, 20) and pool.try_reserve(1, 40)     # 2 + 3 blocks held
+    pool.release(1, 40, keep_tokens=40)                           # 2 whole blocks (32 tokens) cached
+    assert pool.free_blocks == 8 and pool.used_blocks == 4
+    assert pool.try_resize(20, 32)                                # same 2 blocks: nothing taken
+    assert pool.try_resize(32, 140)                  # 9 blocks: 7 more; 6 are free, 1 is session 1's cache tail
+    assert pool.reserved_blocks == 9 and pool.cached == {1: 16} and pool.used_blocks == 10
+    assert not pool.try_resize(140, 161)                          # 11 blocks > 10: refused, nothing changes
+    assert pool.reserved_blocks == 9 and pool.cached == {1: 16}
+    assert pool.try_resize(140, 17) and pool.reserved_blocks == 2  # a run cut short gives blocks back
