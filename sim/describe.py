@@ -10,6 +10,8 @@ from hardware.collectives import CollectivePrice
 from sim import calibration
 from sim.deployment import BuiltDeployment
 
+ALLOCATION = {"reserve": "for prompt + reply at admission", "on_demand": "on demand, preempting when full"}
+
 
 def _gpu_ranges(cluster, gpus) -> str:
     """'n0/gpu0-7, n1/gpu0-3' for a list of GPUs in order."""
@@ -70,7 +72,7 @@ def describe(built: BuiltDeployment) -> str:
     if fp.state_bytes:
         per_sequence += f" + {fp.state_bytes / 1e6:,.1f} MB of recurrent state"
     lines.append(f"  KV capacity: {rep.kv_capacity_text()} per attention group ({per_sequence} per sequence per GPU)"
-                 f" x {layout.dp} group(s)")
+                 f" x {layout.dp} group(s); allocated {ALLOCATION[spec.kv_allocation]}")
     token_bytes = arch.d_model * calibration.ACTIVATION_BYTES
     sizes = [("1 token", token_bytes), (f"{spec.max_batched_tokens:,} tokens", spec.max_batched_tokens * token_bytes)]
     lines.append("  collectives (replica 0; per call, at one decode token and at a full step's budget):")

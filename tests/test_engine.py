@@ -323,3 +323,24 @@ def test_on_demand_kv_preempts_the_latest_turn_and_recomputes_it(bulk):
             assert shape == [(128, 0)] + [(0, 2)] * 16 + [(0, 1)] * 23 + [(81, 0)] + [(0, 1)] * 22
     # Sharing the GPU finishes both sooner than taking turns, even with the recompute.
     assert steps_by_mode["on_demand"]["start_s"][-1] < steps_by_mode["reserve"]["start_s"][-1]
+
+
+@settings(max_examples=15, deadline=None)
+@given(requests=st.integers(2, 40), input_tokens=st.integers(16, 3000), output_tokens=st.integers(2, 1500),
+       caching=st.booleans(), chunked=st.booleans(), budget=st.sampled_from([512, 4096]), seed=st.integers(0, 1000),
+       rate=st.sampled_from([0.0, 5.0]))
+def test_on_demand_preemption_over_random_loads(requests, input_tokens, output_tokens, caching, chunked, budget,
+                                               seed, rate):
+    """A 27,280-token pool (Llama-3.1-8B on one H100 at 26% of HBM) under random offline or Poisson loads
+    whose replies outgrow it: every turn ends ok with its whole reply, the pool is never exceeded, and
+    bulk equals per-step through every preemption."""
+    dep = {**LLAMA8B_H100, "tp": 1, "replicas": 1, "gpu_memory_utilization": 0.26, "kv_allocation": "on_demand",
+           "prefix_caching": caching, "chunked_prefill": chunked, "max_batched_tokens": budget}
+    arrivals = {"kind": "poisson", "rate_per_s": rate} if rate else {"kind": "offline"}
+    exp = experiment({"d": dep}, seed=seed, requests=requests, input_tokens=input_tokens,
+                     output_tokens=output_tokens, length_dist="lognormal", input_log_sigma=0.5,
+                     output_log_sigma=0.5, max_input_tokens=3000, max_output_tokens=1500, **arrivals)
+    bulk = run_all(exp)
+    check_invariants(bulk)
+    assert all(t.status == "ok" for t in bulk[0].turns)
+    assert_same_run(bulk, run_all(exp, bulk=False))
