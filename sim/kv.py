@@ -58,6 +58,8 @@ class Footprint:
         return self.kv_bytes_per_token > 0
 
     def blocks(self, tokens: int) -> int:
+        if not self.fixed_cap_bytes and self.bounded_by_tokens:   # KV only: the common case, kept fast
+            return blocks_for(tokens, self.block_tokens) if tokens > 0 else 0
         return int(self.blocks_array(np.asarray([tokens]))[0])
 
     def blocks_array(self, tokens: np.ndarray) -> np.ndarray:
