@@ -109,7 +109,8 @@ def _round_up_tiered(value: float, tiers: tuple[tuple[float, int], ...]) -> int:
 def trtllm() -> None:
     # Engine limits: what trtllm-bench derives per case (trtllm_bench_limits); TensorRT-LLM prefills whole
     # prompts (enable_chunked_prefill defaults to False, tensorrt_llm/llmapi/llm_args.py); FP8 and NVFP4
-    # checkpoints get an FP8 KV cache (trtllm-bench's _KV_CACHE_MAP, bench/benchmark/utils/general.py).
+    # checkpoints get an FP8 KV cache (trtllm-bench's _KV_CACHE_MAP, bench/benchmark/utils/general.py);
+    # TensorRT-LLM's default GUARANTEED_NO_EVICT reserves prompt + max_tokens, here the fixed OSL.
     notes = ("assumed: FP8 KV cache; max_batch_size and max_num_tokens from trtllm-bench's own heuristic; "
              "no chunked prefill")
 
@@ -120,7 +121,7 @@ def trtllm() -> None:
               {"kind": "offline", "requests": TRTLLM_REQUESTS[isl, osl], "input_tokens": isl, "output_tokens": osl},
               {"model": model, "gpu": gpu, "nodes": 1, "tp": tp, "replicas": 1, "weights": weights, "kv_cache": "fp8",
                "max_seqs": max_bs, "max_batched_tokens": max_tokens, "chunked_prefill": False,
-               "kv_cache_free_fraction": TRTLLM_KV_FREE_FRACTION})
+               "kv_cache_free_fraction": TRTLLM_KV_FREE_FRACTION, "kv_allocation": "reserve"})
 
     for (isl, osl), row in TRTLLM_ROWS.items():
         for (model, gpu, tp, weights), tok_s in zip(TRTLLM_COLUMNS, row):
@@ -189,11 +190,11 @@ def mlperf() -> None:
 
 
 def nim() -> None:
-    # NIM's FP8 TP2 profile runs TensorRT-LLM (assumed): FP8 KV cache, whole-prompt prefill, vLLM's token
-    # budget and sequence cap. genai-perf style: each client's first request warms up and is left out;
+    # NIM's FP8 TP2 profile runs TensorRT-LLM (assumed): FP8 KV cache, whole-prompt prefill, KV reserved for
+    # prompt + max_tokens (GUARANTEED_NO_EVICT, max_tokens = OSL), vLLM's token budget and sequence cap. genai-perf style: each client's first request warms up and is left out;
     # 8 measured requests per client follow.
     deployment = {"model": "llama33_70b", "gpu": "h100_sxm", "nodes": 1, "tp": 2, "replicas": 1, "weights": "fp8",
-                  "kv_cache": "fp8", "chunked_prefill": False}
+                  "kv_cache": "fp8", "chunked_prefill": False, "kv_allocation": "reserve"}
     notes = ("assumed: a TensorRT-LLM engine (FP8 KV cache, no chunked prefill) with vLLM's default limits; "
              "1 warm-up + 8 measured requests per client")
     for c, (ttft_ms, itl_ms, tok_s) in NIM_SWEEP.items():

@@ -218,12 +218,12 @@ class DeploymentSpec(_ClusterKeys):
     # whole in one step, as TensorRT-LLM does by default (LlmArgs.enable_chunked_prefill = False,
     # tensorrt_llm/llmapi/llm_args.py): a prompt that does not fit the step's remaining budget waits.
     chunked_prefill: bool = True
-    # KV blocks per running request (TensorRT-LLM capacity scheduler policies: nvidia.github.io/TensorRT-LLM
-    # performance-tuning-guide/useful-runtime-flags): `reserve` holds its whole prompt and reply from admission (TensorRT-LLM's
-    # default capacity policy, GUARANTEED_NO_EVICT); `on_demand` holds the prompt and grows block by block,
-    # preempting the latest request (recomputed later) when the pool is full (vLLM; TensorRT-LLM's
-    # MAX_UTILIZATION).
-    kv_allocation: Literal["reserve", "on_demand"] = "reserve"
+    # KV blocks per running request: `on_demand` holds the prompt and grows block by block, preempting the
+    # latest request (recomputed later) when the pool is full (vLLM, whose limits are the defaults here;
+    # TensorRT-LLM's MAX_UTILIZATION); `reserve` holds its whole prompt and reply from admission
+    # (TensorRT-LLM's default capacity policy, GUARANTEED_NO_EVICT). Policies: nvidia.github.io/TensorRT-LLM
+    # performance/performance-tuning-guide/useful-runtime-flags.
+    kv_allocation: Literal["reserve", "on_demand"] = "on_demand"
     # Share of HBM the engine may use (vLLM `gpu_memory_utilization`, default 0.9).
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     # TensorRT-LLM's rule instead, when above 0: the KV pool is this share of the memory still free once the

@@ -73,7 +73,7 @@ class EngineLimits:
     max_context: int
     prefix_caching: bool
     chunked_prefill: bool = True
-    kv_allocation: str = "reserve"    # or "on_demand"
+    kv_allocation: str = "on_demand"    # or "reserve"
 
 
 @dataclass

@@ -118,9 +118,9 @@ def test_describe_shows_tensorrt_llm_memory_rule(tmp_path):
 def test_describe_says_how_kv_is_allocated(tmp_path):
     path = tmp_path / "on_demand.toml"
     deployment = 'model = "llama31_8b"\ngpu = "h100_sxm"\nnodes = 1\ntp = 1\nreplicas = 1\n'
-    path.write_text(f'[deployments.a]\n{deployment}kv_allocation = "on_demand"\n[deployments.b]\n{deployment}')
+    path.write_text(f'[deployments.a]\n{deployment}\n[deployments.b]\n{deployment}kv_allocation = "reserve"\n')
     result = CliRunner().invoke(main, ["describe", str(path)])
     assert result.exit_code == 0, result.output
-    on_demand, reserve = result.output.split("\nb: ")
+    on_demand, reserve = result.output.split("\nb: ")   # the default, then reserve
     assert "allocated on demand, preempting when full" in on_demand
     assert "allocated for prompt + reply at admission" in reserve

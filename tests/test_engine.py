@@ -267,10 +267,12 @@ def _turn(session: int, arrival_ns: int):
 
 @pytest.mark.parametrize("bulk", [True, False])
 def test_aborting_a_queued_turn_lets_the_turns_behind_it_in(bulk):
-    """100 blocks: A (800 + 400 tokens, 75 blocks) decodes; B (600 + 10, 39 blocks) cannot fit and
-    waits; C (100 + 10, 7 blocks) fits but queues behind B. When B is aborted, C starts at the next
-    step, long before A's 400 decode steps end, in bulk mode as in per-step mode."""
-    env, engine = _tiny_engine(bulk, capacity_blocks=100)
+    """100 blocks, KV reserved for prompt + reply: A (800 + 400 tokens, 75 blocks) decodes; B (600 + 10,
+    39 blocks) cannot fit and waits; C (100 + 10, 7 blocks) fits but queues behind B. When B is aborted,
+    C starts at the next step, long before A's 400 decode steps end, in bulk mode as in per-step mode."""
+    from sim.engine import EngineLimits
+    env, engine = _tiny_engine(bulk, capacity_blocks=100,
+                               limits=EngineLimits(8192, 1024, 100_000, True, kv_allocation="reserve"))
     seqs = {}
 
     def arrive(name, session, at_ns, prompt, reply):
