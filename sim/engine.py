@@ -251,14 +251,11 @@ class ReplicaEngine:
         held = np.array([_kv_held(s) for s in decode], dtype=np.int64)
         allocated = np.array([s.allocated for s in decode], dtype=np.int64)
         in_group = [(pool, groups == g) for g, pool in enumerate(self.pools)]
-
-        def extra_blocks(pool, mine, k: int) -> int:
-            fp = pool.footprint
-            return int((fp.blocks_array(held[mine] + k) - fp.blocks_array(allocated[mine])).sum())
         lo, hi = 1, n
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            fits = all(extra_blocks(pool, mine, mid) <= pool.free_blocks for pool, mine in in_group)
+            fits = all(pool.growth_blocks(allocated[mine], held[mine] + mid) <= pool.free_blocks
+                       for pool, mine in in_group)
             lo, hi = (mid, hi) if fits else (lo, mid - 1)
         for pool, mine in in_group:
             grown = pool.try_resize(allocated[mine], held[mine] + lo)

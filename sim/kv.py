@@ -152,12 +152,17 @@ class KVPool:
         self._take(need)
         return True
 
+    def growth_blocks(self, held_tokens, new_tokens) -> int:
+        """Blocks running turns need beyond what they hold to go from `held_tokens` to `new_tokens`
+        (numbers or arrays, turn by turn); negative when they shrink."""
+        return int((self.footprint.blocks_array(np.atleast_1d(new_tokens))
+                    - self.footprint.blocks_array(np.atleast_1d(held_tokens))).sum())
+
     def try_resize(self, held_tokens, new_tokens) -> bool:
         """Grow (or shrink) running turns' reservations from `held_tokens` to `new_tokens` (numbers or
         arrays, turn by turn); False, changing nothing, if the growth does not fit beside the other
         running turns."""
-        delta = int((self.footprint.blocks_array(np.atleast_1d(new_tokens))
-                     - self.footprint.blocks_array(np.atleast_1d(held_tokens))).sum())
+        delta = self.growth_blocks(held_tokens, new_tokens)
         if delta > self.free_blocks:
             return False
         if delta > 0:
