@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from sim import __version__, config, plots
+from sim import __version__, plots, validate
 from sim.deployment import build
 from sim.describe import describe, graph_path, write_graph
 from sim.errors import ConfigError
@@ -142,7 +142,6 @@ def plot_command(run_dir: str) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="Print no progress lines.")
 def validate_command(paths, case_name, check, jobs, output_dir, quiet) -> None:
     """Run the validation cases (default experiments/validation/) against published measurements."""
-    from sim import validate
     out_dir = Path(output_dir)
     _check_output(out_dir)
     try:
@@ -174,7 +173,7 @@ def validate_command(paths, case_name, check, jobs, output_dir, quiet) -> None:
 def describe_command(experiment: str, graph_file: str | None) -> None:
     """Show each deployment: GPUs and where they sit, layout, memory plan, links, KV capacity."""
     try:
-        exp = config.load(experiment)
+        exp = validate.load_experiment(experiment)
         built = [build(experiment, name, spec) for name, spec in exp.deployments.items()]
     except ConfigError as e:
         _fail(str(e))

@@ -74,6 +74,15 @@ def load_case(path: str) -> Case:
                 _measured(path, measured if isinstance(measured, dict) else {}), experiment)
 
 
+def load_experiment(path: str) -> config.Experiment:
+    """An experiment file, or a validation case: its [case] and [measured] tables are checked, then set
+    aside, so `simrun run` and `simrun describe` take a case file as the ordinary experiment it is."""
+    data = config.read_toml(path)
+    if "case" in data or "measured" in data:
+        return load_case(path).experiment
+    return config.validate(path, data)
+
+
 def discover(dirs: list[str]) -> list[str]:
     paths = []
     for d in dirs or [str(DEFAULT_DIR)]:

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -165,3 +166,27 @@ def test_trtllm_bench_limits_by_hand():
     assert make_cases.trtllm_bench_limits("llama31_405b", "h100_sxm", 8, "fp8", 128, 4096) == (256, 2048)
     assert make_cases.trtllm_bench_limits("llama31_8b", "h200", 1, "fp8", 128, 128) == (4096, 8192)
     assert make_cases.trtllm_bench_limits("llama31_8b", "h100_sxm", 1, "fp8", 20000, 2000) == (64, 20064)
+
+
+def test_a_case_file_runs_and_describes_as_the_experiment_it_is(tmp_path):
+    """`simrun run` and `simrun describe` take a case file: its [case] and [measured] tables are checked,
+    then set aside, and the run simulates what `simrun validate` does (same config and seed, same turns)."""
+    path = write_case(tmp_path, 1000)
+    described = CliRunner().invoke(main, ["describe", str(path)])
+    assert described.exit_code == 0, described.output
+    assert "Llama-3.1-8B" in described.output and "KV capacity" in described.output
+    ran = CliRunner().invoke(main, ["run", str(path), "-o", str(tmp_path / "run")])
+    assert ran.exit_code == 0, ran.output
+    turns = pq.read_table(tmp_path / "run" / "turns.parquet")
+    assert turns.num_rows == 40 and set(turns.column("status").to_pylist()) == {"ok"}
+    rows, _ = validate.run_case(str(path))
+    predicted = next(r["predicted"] for r in rows if r["key"] == "output_tokens_per_s")
+    out = sum(turns.column("output_tokens").to_pylist())
+    span = max(turns.column("finish_s").to_pylist()) - min(turns.column("arrival_s").to_pylist())
+    assert predicted == pytest.approx(out / span, rel=1e-9)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(path.read_text().replace("output_tokens_per_s =", "tokens_per_s ="))
+    proc = subprocess.run([sys.executable, "-m", "sim", "run", str(bad), "-o", str(tmp_path / "bad_out")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "[measured] key 'tokens_per_s'" in proc.stderr and not (tmp_path / "bad_out").exists()
