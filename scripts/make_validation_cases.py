@@ -190,13 +190,16 @@ def mlperf() -> None:
 
 
 def nim() -> None:
-    # NIM's FP8 TP2 profile runs TensorRT-LLM (assumed): FP8 KV cache, whole-prompt prefill, KV reserved for
-    # prompt + max_tokens (GUARANTEED_NO_EVICT, max_tokens = OSL), vLLM's token budget and sequence cap. genai-perf style: each client's first request warms up and is left out;
-    # 8 measured requests per client follow.
+    # NIM's FP8 TP2 profile runs TensorRT-LLM (assumed), with the TensorRT-LLM LLM API's defaults
+    # (tensorrt_llm/llmapi/llm_args.py: KvCacheConfig.free_gpu_memory_fraction 0.9, max_batch_size 2048,
+    # max_num_tokens 8192, enable_chunked_prefill False): FP8 KV cache, whole-prompt prefill, KV reserved for
+    # prompt + max_tokens (GUARANTEED_NO_EVICT, max_tokens = OSL). genai-perf style: each client's first
+    # request warms up and is left out; 8 measured requests per client follow.
     deployment = {"model": "llama33_70b", "gpu": "h100_sxm", "nodes": 1, "tp": 2, "replicas": 1, "weights": "fp8",
-                  "kv_cache": "fp8", "chunked_prefill": False, "kv_allocation": "reserve"}
-    notes = ("assumed: a TensorRT-LLM engine (FP8 KV cache, no chunked prefill) with vLLM's default limits; "
-             "1 warm-up + 8 measured requests per client")
+                  "kv_cache": "fp8", "max_seqs": 2048, "max_batched_tokens": 8192, "kv_cache_free_fraction": 0.9,
+                  "chunked_prefill": False, "kv_allocation": "reserve"}
+    notes = ("assumed: a TensorRT-LLM engine with the LLM API's defaults (KV at 0.9 of free memory, FP8 KV cache, "
+             "no chunked prefill, batch 2,048, 8,192 tokens per step); 1 warm-up + 8 measured requests per client")
     for c, (ttft_ms, itl_ms, tok_s) in NIM_SWEEP.items():
         name = f"nim_llama33_70b_h100_tp2_c{c:03d}_5000_500"
         write("nim", name, f"NIM 1.8.0 latency sweep, concurrency {c}, ISL 5000 / OSL 500",
