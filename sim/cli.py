@@ -90,7 +90,8 @@ def cli() -> None:
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--quiet", "-q", is_flag=True, help="Print no progress lines.")
 def run_command(experiment: str, output_dir: str | None, mode: str | None, no_plots: bool, quiet: bool) -> None:
-    """Simulate EXPERIMENT on its deployments; print the minute-mark table; write tables and plots."""
+    """Simulate EXPERIMENT on its deployments; print the minute-mark table (or a benchmark workload's
+    metrics); write tables and plots."""
     progress = None if quiet else (lambda msg: click.echo(msg, err=True))
     out_dir = Path(output_dir) if output_dir is not None else default_output(experiment)
     _check_output(out_dir)
@@ -110,7 +111,7 @@ def run_command(experiment: str, output_dir: str | None, mode: str | None, no_pl
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--plots/--no-plots", "with_plots", default=True, help="Redraw the PNG plots into RUN_DIR/plots.")
 def report_command(run_dir: str, with_plots: bool) -> None:
-    """Re-render a finished run's minute-mark table (and plots) from its files alone."""
+    """Re-render a finished run's report (minute marks, or benchmark metrics) and plots from its files alone."""
     with _results_folder(run_dir):
         turns, info = read(run_dir)
         table = render(turns, info)

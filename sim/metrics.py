@@ -16,6 +16,8 @@ Percentiles are numpy's linear interpolation.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sim.records import NS_PER_S
 
@@ -33,26 +35,49 @@ def family(key: str) -> str:
 
 
 def benchmark_metrics(result, warmup_requests: int = 0, cooldown_requests: int = 0) -> dict[str, float]:
-    """Every key of KEYS for one deployment's DeploymentResult, leaving out the first `warmup_requests`
-    and the last `cooldown_requests` requests sent (sessions are numbered in sending order); the span
-    runs from the first measured arrival to the last measured finish."""
-    last = len(result.turns) - cooldown_requests
-    measured = [t for t in result.turns if warmup_requests <= t.session < last]
-    ok = [t for t in measured if t.status == "ok"]
-    if not ok:
+    """Every key of KEYS for one deployment's DeploymentResult (see metrics_of)."""
+    turns = result.turns
+    return metrics_of({
+        "session": np.array([t.session for t in turns]), "status": np.array([t.status for t in turns]),
+        "arrival_s": np.array([t.arrival_ns for t in turns]) / NS_PER_S,
+        "first_token_s": np.array([np.nan if t.first_token_ns is None else t.first_token_ns for t in turns]) / NS_PER_S,
+        "finish_s": np.array([np.nan if t.finish_ns is None else t.finish_ns for t in turns]) / NS_PER_S,
+        "output_tokens": np.array([t.output_tokens for t in turns], dtype=float),
+        "new_tokens": np.array([t.new_tokens for t in turns], dtype=float),
+        "energy_j": np.array([t.gpu_energy_j for t in turns]),
+    }, warmup_requests, cooldown_requests)
+
+
+def table_metrics(turns: pa.Table, deployment: str, warmup_requests: int = 0,
+                  cooldown_requests: int = 0) -> dict[str, float]:
+    """Every key of KEYS for one deployment of a run's turns table (what `simrun report` re-reads)."""
+    mine = turns.filter(pc.equal(turns["deployment"], deployment))
+    columns = {k: np.array(mine[k].to_pylist(), dtype=float) for k in (
+        "arrival_s", "first_token_s", "finish_s", "output_tokens", "new_tokens", "energy_j")}
+    return metrics_of({**columns, "session": np.array(mine["session"].to_pylist()),
+                       "status": np.array(mine["status"].to_pylist())}, warmup_requests, cooldown_requests)
+
+
+def metrics_of(turns: dict[str, np.ndarray], warmup_requests: int, cooldown_requests: int) -> dict[str, float]:
+    """Every key of KEYS from per-request columns (session, status, arrival_s, first_token_s, finish_s,
+    output_tokens, new_tokens, energy_j), leaving out the first `warmup_requests` and the last
+    `cooldown_requests` requests sent (sessions are numbered in sending order); the span runs from the
+    first measured arrival to the last measured finish."""
+    session = turns["session"]
+    measured = (session >= warmup_requests) & (session < len(session) - cooldown_requests)
+    ok = measured & (turns["status"] == "ok")
+    if not ok.any():
         return {}
-    arrival = np.array([t.arrival_ns for t in ok]) / NS_PER_S
-    first = np.array([t.first_token_ns for t in ok]) / NS_PER_S
-    finish = np.array([t.finish_ns for t in ok]) / NS_PER_S
-    out = np.array([t.output_tokens for t in ok], dtype=float)
-    span = finish.max() - min(t.arrival_ns for t in measured) / NS_PER_S
+    arrival, first, finish = turns["arrival_s"][ok], turns["first_token_s"][ok], turns["finish_s"][ok]
+    out = turns["output_tokens"][ok]
+    span = finish.max() - turns["arrival_s"][measured].min()
     ttft, e2e = first - arrival, finish - arrival
     multi = out > 1
     tpot = (finish - first)[multi] / (out[multi] - 1)
     return {
         "output_tokens_per_s": out.sum() / span,
-        "input_tokens_per_s": sum(t.new_tokens for t in ok) / span,
-        "requests_per_s": len(ok) / span,
+        "input_tokens_per_s": turns["new_tokens"][ok].sum() / span,
+        "requests_per_s": ok.sum() / span,
         "ttft_p50_s": float(np.percentile(ttft, 50)), "ttft_p90_s": float(np.percentile(ttft, 90)),
         "ttft_p99_s": float(np.percentile(ttft, 99)), "ttft_mean_s": float(ttft.mean()),
         "tpot_p50_s": float(np.percentile(tpot, 50)) if len(tpot) else float("nan"),
@@ -60,6 +85,6 @@ def benchmark_metrics(result, warmup_requests: int = 0, cooldown_requests: int =
         "tpot_mean_s": float(tpot.mean()) if len(tpot) else float("nan"),
         "itl_mean_s": float(tpot.mean()) if len(tpot) else float("nan"),
         "e2e_mean_s": float(e2e.mean()),
-        "energy_per_output_token_j": sum(t.gpu_energy_j for t in measured) / out.sum(),
+        "energy_per_output_token_j": turns["energy_j"][measured].sum() / out.sum(),
         "in_flight_mean": float(e2e.sum() / span),
     }

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from sim.metrics import KEYS, table_metrics
+
 J_PER_WH = 3600.0
 
 
@@ -78,4 +80,19 @@ def render(turns: pa.Table, deployments: dict[str, str], minutes: list[float], b
     lines.append("")
     lines.append(f"energy: GPU energy charged to the phrase (its share of steps + idle time of the GPUs holding "
                  f"the conversation); brain: {brain_w:g} W x the reply's speaking time.")
+    return "\n".join(lines)
+
+
+def render_benchmark(turns: pa.Table, deployments: dict[str, str], warmup_requests: int,
+                     cooldown_requests: int) -> str:
+    """A benchmark workload's report: per deployment, every key of sim.metrics.KEYS over the requests
+    measured, in the vocabulary of a validation case's [measured] table."""
+    lines = []
+    for name, description in deployments.items():
+        lines += ["", f"{name}: {description}"]
+        metrics = table_metrics(turns, name, warmup_requests, cooldown_requests)
+        lines += ([f"  {key:<26} {metrics[key]:>12.4g}" for key in KEYS] if metrics
+                  else ["  no measured request succeeded"])
+    lines += ["", f"benchmark metrics over the requests measured (the first {warmup_requests} and the last "
+                  f"{cooldown_requests} sent left out); seconds, tokens, joules (sim/metrics.py)."]
     return "\n".join(lines)

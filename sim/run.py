@@ -73,7 +73,10 @@ def default_output(path: str) -> Path:
 
 
 def render(turns: pa.Table, info: dict) -> str:
-    """The minute-mark table from a run's turns table and run.json (what `simrun report` re-reads)."""
-    cfg = info["config"]["report"]
-    return report.render(turns, {n: d["description"] for n, d in info["deployments"].items()},
-                         cfg["minutes"], cfg["brain_w"])
+    """The report from a run's turns table and run.json (what `simrun report` re-reads): the minute-mark
+    table of a podcast, the benchmark metrics of a benchmark workload."""
+    cfg, workload = info["config"]["report"], info["config"]["workload"]
+    descriptions = {n: d["description"] for n, d in info["deployments"].items()}
+    if workload["kind"] != "podcast":
+        return report.render_benchmark(turns, descriptions, workload["warmup_requests"], workload["cooldown_requests"])
+    return report.render(turns, descriptions, cfg["minutes"], cfg["brain_w"])
