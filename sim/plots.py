@@ -6,6 +6,9 @@
 - kv_memory.png: KV and recurrent state the conversation holds (context x KV bytes per token, capped
   sliding windows, fixed state) vs minute, with each deployment's KV capacity.
 Failed turns are marked with x at the minute they happened.
+A benchmark workload (offline, poisson, concurrency) has no conversation to plot against minutes:
+- requests.png: each request's TTFT and E2E latency (s) vs the time it was sent, log y; failed
+  requests marked with x at the time they ended.
 """
 from __future__ import annotations
 
@@ -39,6 +42,8 @@ def render(turns: pa.Table, info: dict, out_dir: Path) -> list[Path]:
     """Draw the PNGs from a run's turns table and run.json (`info`) into out_dir; returns their paths."""
     deployments, brain_w = info["deployments"], info["config"]["report"]["brain_w"]
     out_dir.mkdir(parents=True, exist_ok=True)
+    if info["config"]["workload"]["kind"] != "podcast":
+        return [_requests_plot(turns, out_dir / "requests.png")]
     rows = _by_deployment(turns)
     colors = dict(zip(rows, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
     written = []
@@ -59,11 +64,7 @@ def render(turns: pa.Table, info: dict, out_dir: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(12, 5))
     for name, rs in rows.items():
-        ok = [r for r in rs if r["status"] == "ok"]
-        ax.plot([r["minute"] for r in ok], [r["e2e_s"] for r in ok], lw=0.8, color=colors[name],
-                label=f"{name} reply")
-        ax.plot([r["minute"] for r in ok], [r["ttft_s"] for r in ok], lw=0.8, ls=":", color=colors[name],
-                label=f"{name} TTFT")
+        _latencies(ax, f"{name} reply", f"{name} TTFT", rs, "minute", colors[name], {"lw": 0.8}, {"lw": 0.8, "ls": ":"})
     ax.set(yscale="log", xlabel="conversation minute", ylabel="seconds", title="Latency of each reply")
     _legend(ax)
     written.append(_save(fig, out_dir / "latency.png"))
@@ -81,6 +82,36 @@ def render(turns: pa.Table, info: dict, out_dir: Path) -> list[Path]:
     _legend(ax)
     written.append(_save(fig, out_dir / "kv_memory.png"))
     return written
+
+
+def _latencies(ax, reply_label: str, ttft_label: str, rows: list[dict], x_key: str, color, reply_style: dict,
+               ttft_style: dict) -> None:
+    """E2E (reply) latency and TTFT of the turns that succeeded, against `x_key`."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    x = [r[x_key] for r in ok]
+    ax.plot(x, [r["e2e_s"] for r in ok], color=color, label=reply_label, **reply_style)
+    ax.plot(x, [r["ttft_s"] for r in ok], color=color, label=ttft_label, **ttft_style)
+
+
+def _requests_plot(turns: pa.Table, path: Path) -> Path:
+    """A benchmark run: every request's TTFT and E2E latency against the time it was sent."""
+    rows: dict[str, list[dict]] = {}
+    for r in turns.to_pylist():
+        rows.setdefault(r["deployment"], []).append(r)
+    colors = dict(zip(rows, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
+    fig, ax = plt.subplots(figsize=(12, 5))
+    for name, rs in rows.items():
+        dots = {"ls": "none", "marker": ".", "ms": 3}
+        _latencies(ax, f"{name} E2E", f"{name} TTFT", rs, "arrival_s", colors[name], dots,
+                   {**dots, "marker": "^", "ms": 2, "alpha": 0.4})
+        failed = [r for r in rs if r["status"] != "ok" and r["e2e_s"]]
+        if failed:
+            ax.scatter([r["arrival_s"] for r in failed], [r["e2e_s"] for r in failed], marker="x", s=12,
+                       color=colors[name], zorder=3)
+    ax.set(yscale="log", xlabel="request sent at (s)", ylabel="seconds",
+           title="Latency of each request (x: failed request)")
+    _legend(ax)
+    return _save(fig, path)
 
 
 def memory_bytes(deployment: dict, tokens: int) -> float:

@@ -177,6 +177,8 @@ def test_a_case_file_runs_and_describes_as_the_experiment_it_is(tmp_path):
     assert "Llama-3.1-8B" in described.output and "KV capacity" in described.output
     ran = CliRunner().invoke(main, ["run", str(path), "-o", str(tmp_path / "run")])
     assert ran.exit_code == 0, ran.output
+    # A benchmark has no conversation minutes: its one plot is each request's latency against when it was sent.
+    assert [p.name for p in (tmp_path / "run" / "plots").iterdir()] == ["requests.png"]
     turns = pq.read_table(tmp_path / "run" / "turns.parquet")
     assert turns.num_rows == 40 and set(turns.column("status").to_pylist()) == {"ok"}
     rows, _ = validate.run_case(str(path))
