@@ -231,15 +231,10 @@ class ReplicaEngine:
         kept = []
         for group, pool in enumerate(self.pools):
             mine = [s for s in decode if s.group == group]
-            while True:
-                held = np.array([_kv_held(s) for s in mine], dtype=np.int64)
-                if pool.try_resize([s.allocated for s in mine], held + 1):
-                    break
+            while not _resize(pool, mine, [_kv_held(s) + 1 for s in mine]):
                 victim = [s for s in self.running if s.group == group][-1]
                 self._preempt(victim)
                 mine = [s for s in mine if s is not victim]
-            for seq, tokens in zip(mine, held.tolist()):
-                seq.allocated = tokens + 1
             kept += mine
         left = set(map(id, kept))
         return [s for s in decode if id(s) in left]
@@ -258,10 +253,8 @@ class ReplicaEngine:
                        for pool, mine in in_group)
             lo, hi = (mid, hi) if fits else (lo, mid - 1)
         for pool, mine in in_group:
-            grown = pool.try_resize(allocated[mine], held[mine] + lo)
+            grown = _resize(pool, [s for s, m in zip(decode, mine) if m], held[mine] + lo)
             assert grown
-        for seq, tokens in zip(decode, (held + lo).tolist()):
-            seq.allocated = tokens
         return lo
 
     def _trim(self, decode: list[Sequence]) -> None:
@@ -269,11 +262,8 @@ class ReplicaEngine:
         running = set(map(id, self.running))
         for g, pool in enumerate(self.pools):
             mine = [s for s in decode if id(s) in running and s.group == g]
-            held = [_kv_held(s) for s in mine]
-            shrunk = pool.try_resize([s.allocated for s in mine], held)
+            shrunk = _resize(pool, mine, [_kv_held(s) for s in mine])
             assert shrunk
-            for seq, tokens in zip(mine, held):
-                seq.allocated = tokens
 
     def _preempt(self, seq: Sequence) -> None:
         """Free a running turn's blocks (keeping what it computed as cached prefix) and queue it first."""
@@ -377,6 +367,16 @@ class ReplicaEngine:
         keep = seq.total_tokens - 1  # the last sampled token was never fed back
         self._pool(seq).release(rec.session, seq.allocated, keep if self.limits.prefix_caching else 0)
         seq.done.succeed()
+
+
+def _resize(pool: KVPool, seqs: list[Sequence], tokens) -> bool:
+    """Hold blocks in `pool` for `tokens` (a number per sequence) instead of what each of `seqs` holds now;
+    False, changing nothing, if the growth does not fit."""
+    if not pool.try_resize([s.allocated for s in seqs], tokens):
+        return False
+    for seq, held in zip(seqs, np.asarray(tokens).tolist()):
+        seq.allocated = held
+    return True
 
 
 def _kv_held(seq: Sequence) -> int:
