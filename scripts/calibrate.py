@@ -24,7 +24,7 @@ SEARCH = {  # constant -> (lowest, highest) values tried
     "HBM_EFFICIENCY": (0.70, 0.95),
     "STEP_OVERHEAD_S": (0.5e-3, 6.0e-3),
     "FP4_MATMUL_EFFICIENCY": (0.30, 0.85),
-    "ROOFLINE_SHARPNESS": (1.5, 4.0),
+    "ROOFLINE_SHARPNESS": (1.0, 4.0),
 }
 
 
