@@ -23,12 +23,17 @@ import pyarrow as pa  # noqa: E402
 from sim.report import J_PER_WH  # noqa: E402
 
 
-def _by_deployment(turns: pa.Table) -> dict[str, list[dict]]:
+def _by_deployment(turns: pa.Table, keep=lambda row: True) -> dict[str, list[dict]]:
+    """The rows of `turns` that `keep` accepts, grouped by deployment in table order."""
     rows: dict[str, list[dict]] = {}
     for r in turns.to_pylist():
-        if r["session"] == 0 and r.get("kind", "reply") == "reply":
+        if keep(r):
             rows.setdefault(r["deployment"], []).append(r)
     return rows
+
+
+def _first_conversation_reply(row: dict) -> bool:
+    return row["session"] == 0 and row.get("kind", "reply") == "reply"
 
 
 def _mark_failures(ax, rows, y_of, color) -> None:
@@ -44,7 +49,7 @@ def render(turns: pa.Table, info: dict, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     if info["config"]["workload"]["kind"] != "podcast":
         return [_requests_plot(turns, out_dir / "requests.png")]
-    rows = _by_deployment(turns)
+    rows = _by_deployment(turns, _first_conversation_reply)
     colors = dict(zip(rows, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
     written = []
 
@@ -95,9 +100,7 @@ def _latencies(ax, reply_label: str, ttft_label: str, rows: list[dict], x_key: s
 
 def _requests_plot(turns: pa.Table, path: Path) -> Path:
     """A benchmark run: every request's TTFT and E2E latency against the time it was sent."""
-    rows: dict[str, list[dict]] = {}
-    for r in turns.to_pylist():
-        rows.setdefault(r["deployment"], []).append(r)
+    rows = _by_deployment(turns)
     colors = dict(zip(rows, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
     fig, ax = plt.subplots(figsize=(12, 5))
     for name, rs in rows.items():
