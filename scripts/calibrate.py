@@ -2,9 +2,8 @@
 
     python scripts/calibrate.py [--passes 2] [--jobs N]
 
-Fits sim.calibration's COMPUTE_EFFICIENCY, HBM_EFFICIENCY, STEP_OVERHEAD_S, FP4_MATMUL_EFFICIENCY and
-ROOFLINE_SHARPNESS by
-coordinate descent:
+Fits sim.calibration's COMPUTE_EFFICIENCY, HBM_EFFICIENCY, STEP_OVERHEAD_S, STREAM_TOKEN_HOST_S,
+FP4_MATMUL_EFFICIENCY, ROOFLINE_SHARPNESS and POWER_CLOCK_EXPONENT by coordinate descent:
 each constant in turn is tried at a few values around its current one, every fit-split case is run,
 and the value with the lowest objective (median |error| + 0.25 x mean |error| over all measured keys
 of the fit split) is kept. The held-out third (crc32 of the case name mod 3 == 0) is never run during
@@ -25,6 +24,8 @@ SEARCH = {  # constant -> (lowest, highest) values tried
     "STEP_OVERHEAD_S": (0.5e-3, 6.0e-3),
     "FP4_MATMUL_EFFICIENCY": (0.30, 0.85),
     "ROOFLINE_SHARPNESS": (1.0, 4.0),
+    "STREAM_TOKEN_HOST_S": (0.0, 60e-6),
+    "POWER_CLOCK_EXPONENT": (1.0, 3.0),   # 1: voltage fixed; 3: voltage in proportion to the clock
 }
 
 

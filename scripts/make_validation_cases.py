@@ -110,7 +110,8 @@ def trtllm() -> None:
     # Engine limits: what trtllm-bench derives per case (trtllm_bench_limits); TensorRT-LLM prefills whole
     # prompts (enable_chunked_prefill defaults to False, tensorrt_llm/llmapi/llm_args.py); FP8 and NVFP4
     # checkpoints get an FP8 KV cache (trtllm-bench's _KV_CACHE_MAP, bench/benchmark/utils/general.py);
-    # TensorRT-LLM's default GUARANTEED_NO_EVICT reserves prompt + max_tokens, here the fixed OSL.
+    # TensorRT-LLM's default GUARANTEED_NO_EVICT reserves prompt + max_tokens, here the fixed OSL;
+    # trtllm-bench throughput returns whole replies unless given --streaming.
     notes = ("assumed: FP8 KV cache; max_batch_size and max_num_tokens from trtllm-bench's own heuristic; "
              "no chunked prefill")
 
@@ -120,7 +121,7 @@ def trtllm() -> None:
               {"output_tokens_per_s": float(tok_s)},
               {"kind": "offline", "requests": TRTLLM_REQUESTS[isl, osl], "input_tokens": isl, "output_tokens": osl},
               {"model": model, "gpu": gpu, "nodes": 1, "tp": tp, "replicas": 1, "weights": weights, "kv_cache": "fp8",
-               "max_seqs": max_bs, "max_batched_tokens": max_tokens, "chunked_prefill": False,
+               "max_seqs": max_bs, "max_batched_tokens": max_tokens, "chunked_prefill": False, "streaming": False,
                "kv_cache_free_fraction": TRTLLM_KV_FREE_FRACTION, "kv_allocation": "reserve"})
 
     for (isl, osl), row in TRTLLM_ROWS.items():
@@ -157,7 +158,9 @@ def mlperf() -> None:
     # batches per instance never reach the steady state: 6,000 fit in one wave of 750 per H200).
     # KV on demand: NVIDIA's LLM harness runs TensorRT-LLM's MAX_UTILIZATION capacity policy
     # ('batch_scheduler_policy': 'max_util' in TrtllmHarnessConfig.DEFAULT_RUNTIME_FLAGS of the later rounds'
-    # harness; v4.1's own harness code is not in our sources).
+    # harness; v4.1's own harness code is not in our sources). Tokens stream in Server, not in Offline
+    # (NVIDIA's llama2-70b generation_config.json has 'streaming': true, and its harness sets
+    # streaming = config['streaming'] and scenario != 'Offline', code/harness/harness_triton_llm in v4.1).
     def deployment(gpu: str, tp: int, batch: int) -> dict:
         return {"model": "llama2_70b", "gpu": gpu, "nodes": 1, "tp": tp, "replicas": 8 // tp, "weights": "fp8",
                 "kv_cache": "fp8", "max_seqs": batch, "max_batched_tokens": 16384, "kv_cache_free_fraction": 0.90,
@@ -186,7 +189,7 @@ def mlperf() -> None:
         write("mlperf", f"mlperf41_llama2_70b_{system}", f"MLPerf v4.1 Llama-2-70B {scenario}, {described}",
               {"source": MLPERF_SOURCE, "trust": "T1",
                "notes": notes + f"; {n:,} requests simulated ({'600 s at the scheduled rate' if rate else 'the dataset once'})"},
-              measured, {**arrivals, "requests": n, **lengths}, dep)
+              measured, {**arrivals, "requests": n, **lengths}, {**dep, "streaming": bool(rate)})
 
 
 def nim() -> None:
@@ -194,7 +197,8 @@ def nim() -> None:
     # (tensorrt_llm/llmapi/llm_args.py: KvCacheConfig.free_gpu_memory_fraction 0.9, max_batch_size 2048,
     # max_num_tokens 8192, enable_chunked_prefill False): FP8 KV cache, whole-prompt prefill, KV reserved for
     # prompt + max_tokens (GUARANTEED_NO_EVICT, max_tokens = OSL). genai-perf style: each client's first
-    # request warms up and is left out; 8 measured requests per client follow.
+    # request warms up and is left out; 8 measured requests per client follow. genai-perf times tokens from
+    # a streamed reply (streaming, the default).
     deployment = {"model": "llama33_70b", "gpu": "h100_sxm", "nodes": 1, "tp": 2, "replicas": 1, "weights": "fp8",
                   "kv_cache": "fp8", "max_seqs": 2048, "max_batched_tokens": 8192, "kv_cache_free_fraction": 0.9,
                   "chunked_prefill": False, "kv_allocation": "reserve"}
@@ -221,7 +225,8 @@ def mlenergy() -> None:
     # Conversation replies 717 (ml-energy/blog, the V3 leaderboard post); their spread is assumed. J/token is
     # GPU energy in the steady-state window over its output tokens. The batch is full from t = 0 and the
     # window closes when all but max_num_seqs requests have started, before the batch drains: the last 64
-    # requests sent are left out. vLLM allocates KV blocks on demand and preempts by recompute.
+    # requests sent are left out. vLLM allocates KV blocks on demand and preempts by recompute. Its client
+    # streams every reply ('stream': True in mlenergy/llm/benchmark.py; streaming, the default).
     write("mlenergy", "mlenergy_llama31_8b_h100_batch64", "ML.ENERGY, Llama-3.1-8B on 1x H100, batch 64, vLLM 0.11.1",
           {"source": MLENERGY_SOURCE, "trust": "T2",
            "notes": "assumed: lognormal lengths (log-sd 0.8) around the published means, 634 in / 717 out; the "

@@ -232,6 +232,11 @@ class DeploymentSpec(_ClusterKeys):
     kv_cache_free_fraction: float = Field(0.0, ge=0, le=1)
     # Paged-KV block size in tokens (vLLM default 16); prefix caching reuses whole blocks only.
     block_tokens: int = Field(16, ge=1, le=65_536)
+    # Return each token to its client as it is sampled (an online server, and every benchmark that times
+    # tokens: NVIDIA's MLPerf Server harness, its generation_config 'streaming' true except for Offline;
+    # genai-perf; the ML.ENERGY client's 'stream': True); false returns whole replies (MLPerf Offline,
+    # trtllm-bench throughput). A streamed token costs the engine host time (calibration.STREAM_TOKEN_HOST_S).
+    streaming: bool = True
     # Board power cap per GPU (nvidia-smi -pl), W; 0 runs at TDP.
     power_cap_w: float = Field(0.0, ge=0, le=5000)
 

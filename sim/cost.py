@@ -30,11 +30,13 @@ bytes each GPU reads: at small batches the unluckiest GPU of an EP group reads s
 Collectives are priced on the cluster graph (hardware.collectives).
 
 Step time = sum over stages + PP sends between stages + STEP_OVERHEAD_S (a batch crosses the stages
-in turn: this prices latency, not pipelined throughput).
+in turn: this prices latency, not pipelined throughput) + STREAM_TOKEN_HOST_S per token sampled when
+the deployment streams (the engine hands each sequence's token to its client before the next step).
 GPU power = P_idle + (P_max - P_idle) x activity (P_max = TDP, or a lower power cap, which also slows
-the matmuls by (cap - P_idle) / (TDP - P_idle)), where activity is the step's achieved compute or
-memory throughput relative to the achievable ceiling (peak x measured efficiency), i.e. the share of
-the step the GPU's kernels run at that ceiling; communication and overhead count as idle.
+the matmuls to the clock share ((cap - P_idle) / (TDP - P_idle))^(1 / POWER_CLOCK_EXPONENT)), where
+activity is the step's achieved compute or memory throughput relative to the achievable ceiling (peak
+x measured efficiency), i.e. the share of the step the GPU's kernels run at that ceiling; communication
+and overhead count as idle.
 Step energy = sum over GPUs of power x step time.
 """
 from __future__ import annotations
@@ -115,17 +117,19 @@ BOUND_NAMES = ("compute", "memory", "network")
 class ReplicaCostModel:
     def __init__(self, arch: Architecture, accel: Accelerator, comm: ReplicaComm, layout: Layout,
                  weight_precision: str, kv_dtype_bytes: float,
-                 power_cap_w: float = 0.0):
+                 power_cap_w: float = 0.0, streaming: bool = False):
         self.arch, self.accel, self.comm = arch, accel, comm
         self.layout = layout
         self.tp, self.pp, self.ep, self.dp = layout.tp, layout.pp, layout.ep, layout.dp
         self.stages = split_layers(arch, layout.pp)
         self.weight_bytes = PRECISION_BYTES[weight_precision]
         self.kv_dtype_bytes = kv_dtype_bytes
-        # A power cap below TDP lowers the clocks: the matmul rate falls with the dynamic power allowed,
-        # (cap - idle) / (TDP - idle); HBM bandwidth does not. The board then draws at most the cap.
+        # A power cap below TDP lowers the clocks: the matmul rate falls with the clock, which follows the
+        # dynamic power allowed as clock share = ((cap - idle) / (TDP - idle))^(1 / POWER_CLOCK_EXPONENT);
+        # HBM bandwidth does not. The board then draws at most the cap.
         self.max_power_w = min(accel.tdp_w, power_cap_w) if power_cap_w else accel.tdp_w
-        throttle = (self.max_power_w - accel.idle_w) / (accel.tdp_w - accel.idle_w)
+        throttle = ((self.max_power_w - accel.idle_w) / (accel.tdp_w - accel.idle_w)) \
+            ** (1.0 / calibration.POWER_CLOCK_EXPONENT)
         linear_efficiency = (calibration.FP4_MATMUL_EFFICIENCY if weight_precision == "fp4"
                              and accel.measured_matmul_efficiency("fp4") is None
                              else accel.matmul_efficiency(weight_precision))
@@ -136,6 +140,7 @@ class ReplicaCostModel:
         # Read when built, so a calibration run can try other values (scripts/calibrate.py).
         self.hbm_efficiency = calibration.HBM_EFFICIENCY
         self.step_overhead_s = calibration.STEP_OVERHEAD_S
+        self.stream_token_s = calibration.STREAM_TOKEN_HOST_S if streaming else 0.0
         a, moe = arch, arch.moe
         # Per GPU: weights every token of its attention group runs (attention, norms, dense FFNs, shared
         # experts, router), and the routed experts' share of the whole stage's tokens.
@@ -279,7 +284,7 @@ class ReplicaCostModel:
         dispatch_bytes = act_bytes * (a.moe.top_k if a.moe else 0) / tp           # per GPU, each way
         eff_bw = self.hbm_bytes_per_s * self.hbm_efficiency
         zeros = np.zeros(n_steps)
-        duration = zeros + self.step_overhead_s
+        duration = zeros + self.step_overhead_s + self.stream_token_s * float(sampled_i.sum())
         compute_s, memory_s, network_s = zeros.copy(), zeros.copy(), zeros.copy()
         flops, hbm, comm_bytes = zeros.copy(), zeros.copy(), zeros.copy()
         weight_bytes_all = 0.0      # summed over every GPU, for the shares

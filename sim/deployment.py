@@ -128,7 +128,8 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
     built, warnings = [], []
     for placement in placements:
         cost = ReplicaCostModel(arch, cluster.accelerator, price_replica(cluster, placement), layout,
-                                spec.weights, PRECISION_BYTES[spec.kv_cache], power_cap_w=spec.power_cap_w)
+                                spec.weights, PRECISION_BYTES[spec.kv_cache], power_cap_w=spec.power_cap_w,
+                                streaming=spec.streaming)
         try:
             memory = _memory_plan(spec, cost, layout)
         except DoesNotFit as e:

@@ -41,12 +41,13 @@ def test_roofline_by_hand(monkeypatch):
     assert roofline_s(3e-3, 4e-3) == pytest.approx(4e-3, rel=1e-5)
 
 
-def cost_model(model, gpu, nodes, tp, pp, ep, weights, kv_bytes=2.0, dp=1, gpus=None):
+def cost_model(model, gpu, nodes, tp, pp, ep, weights, kv_bytes=2.0, dp=1, gpus=None, **options):
     c = Cluster(hw.accelerators()[gpu], hw.node_types()["hgx_8gpu"], nodes,
                 hw.fabrics()["ib_ndr"] if nodes > 1 else None)
     layout = Layout(tp, pp, ep, dp)
     (replica,) = place_replicas(c, 1, layout, gpus)
-    return ReplicaCostModel(catalog()[model], c.accelerator, price_replica(c, replica), layout, weights, kv_bytes)
+    return ReplicaCostModel(catalog()[model], c.accelerator, price_replica(c, replica), layout, weights, kv_bytes,
+                            **options)
 
 
 def gqa_decode_by_hand(context, d, heads, kv_heads, ffn, layers, vocab, tp, allreduce_s):
@@ -288,6 +289,35 @@ def test_cost_shares_sum_to_one_and_follow_context():
     assert shares.sum() == pytest.approx(1.0)
     prefill, short, long = shares[0]
     assert long > short and prefill > short
+
+
+def test_streaming_adds_host_time_per_sampled_token_by_hand(monkeypatch):
+    """A streaming deployment spends STREAM_TOKEN_HOST_S of host time per token it samples: 3 decodes and
+    the prompt chunk that completes sample 4 tokens, the chunk that does not samples none, so the step is
+    4 x 20 us = 80 us longer. The GPUs idle through it: 2 GPUs x 80.3 W x 80 us = 12.8 mJ more."""
+    monkeypatch.setattr(calibration, "STREAM_TOKEN_HOST_S", 20e-6)
+    batch = ([300, 200], [0, 0], [True, False], [1001, 2001, 3001])
+    quiet = cost_model("llama31_70b", "h100_sxm", 1, 2, 1, 1, "fp8").step(*batch)
+    streamed = cost_model("llama31_70b", "h100_sxm", 1, 2, 1, 1, "fp8", streaming=True).step(*batch)
+    assert float(streamed.duration_s[0] - quiet.duration_s[0]) == pytest.approx(80e-6, rel=1e-9)
+    assert float(streamed.energy_j[0] - quiet.energy_j[0]) == pytest.approx(2 * 80.3 * 80e-6, rel=1e-6)
+
+
+def test_power_cap_slows_the_matmuls_by_the_clock_the_dynamic_power_allows():
+    """H200 capped at 500 W (idle 80.3 W, TDP 700 W): the dynamic power share is 419.7 / 619.7 = 0.6773
+    and the clock its square root (POWER_CLOCK_EXPONENT 2), 0.8230; HBM bandwidth is untouched. MLPerf
+    v4.1's H200 MaxQ Offline row delivered 25,262.1 / 31,302.7 = 0.807 of the 700 W row (published.md
+    section 1), mostly compute-bound steps: the clock lands within 5% of it."""
+    assert calibration.POWER_CLOCK_EXPONENT == 2.0
+    full = cost_model("llama2_70b", "h200", 1, 1, 1, 1, "fp8")
+    capped = cost_model("llama2_70b", "h200", 1, 1, 1, 1, "fp8", power_cap_w=500.0)
+    clock = ((500 - 80.3) / (700 - 80.3)) ** 0.5
+    assert clock == pytest.approx(0.8230, abs=1e-4)
+    assert capped.linear_flops_per_s / full.linear_flops_per_s == pytest.approx(clock, rel=1e-9)
+    assert capped.attention_flops_per_s / full.attention_flops_per_s == pytest.approx(clock, rel=1e-9)
+    assert capped.hbm_bytes_per_s == full.hbm_bytes_per_s
+    assert capped.max_power_w == 500.0
+    assert clock == pytest.approx(25262.1 / 31302.7, rel=0.05)
 
 
 # ---- published measurements ---------------------------------------------------------------------
