@@ -27,7 +27,8 @@ POWER_CLOCK_EXPONENT on the two MaxQ cases, 1 / 2 / 3 put MaxQ Offline at -14.8 
 Server at -6.9 / -3.2 / -3.0%, so 2 (objective 8.97 -> 8.69); then STREAM_TOKEN_HOST_S 0 / 10 / 15 /
 20 / 25 / 30 us gave 8.69 / 8.53 / 8.48 / 8.42 / 8.36 / 8.55, so 25 us. The held-out MLPerf H200
 Server swings with it (TPOT median of the held-out split 10% at 20 us, 28% at 25 us); the fit split
-decides, not the held-out. One value per
+decides, not the held-out. Around that point COMPUTE_EFFICIENCY 0.73 / 0.76 gave 9.10 / 8.78 and
+STEP_OVERHEAD_S 4.5 / 5.3 ms 8.43 / 8.78, so the earlier values stand. One value per
 constant serves every model and GPU: a constant per case would be over-fitting. `simrun validate`
 reports both splits.
 """
