@@ -73,6 +73,11 @@ def describe(built: BuiltDeployment) -> str:
         per_sequence += f" + {fp.state_bytes / 1e6:,.1f} MB of recurrent state"
     lines.append(f"  KV capacity: {rep.kv_capacity_text()} per attention group ({per_sequence} per sequence per GPU)"
                  f" x {layout.dp} group(s); allocated {ALLOCATION[spec.kv_allocation]}")
+    lines.append(f"  engine: up to {spec.max_seqs:,} sequences and {spec.max_batched_tokens:,} tokens a step, prompts "
+                 f"{'chunked' if spec.chunked_prefill else 'whole'}; "
+                 + (f"tokens streamed ({rep.cost.stream_token_s * 1e6:g} us of host time each)" if spec.streaming
+                    else "replies returned whole")
+                 + (f"; power capped at {spec.power_cap_w:g} W per GPU" if spec.power_cap_w else ""))
     token_bytes = arch.d_model * calibration.ACTIVATION_BYTES
     sizes = [("1 token", token_bytes), (f"{spec.max_batched_tokens:,} tokens", spec.max_batched_tokens * token_bytes)]
     lines.append("  collectives (replica 0; per call, at one decode token and at a full step's budget):")

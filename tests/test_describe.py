@@ -5,6 +5,7 @@ from click.testing import CliRunner
 
 from conftest import experiment, run_all
 from hardware import catalog as hw
+from sim import calibration
 from sim.cli import cli as main
 from sim.config import load
 from sim.deployment import build
@@ -124,3 +125,18 @@ def test_describe_says_how_kv_is_allocated(tmp_path):
     on_demand, reserve = result.output.split("\nb: ")   # the default, then reserve
     assert "allocated on demand, preempting when full" in on_demand
     assert "allocated for prompt + reply at admission" in reserve
+
+
+def test_describe_states_the_engine_settings(tmp_path):
+    """Batch and step budget, whole or chunked prompts, streaming with its host cost, and a power cap."""
+    path = tmp_path / "engine.toml"
+    deployment = 'model = "llama31_8b"\ngpu = "h100_sxm"\nnodes = 1\ntp = 1\nreplicas = 1\n'
+    path.write_text(f'[deployments.a]\n{deployment}\n[deployments.b]\n{deployment}streaming = false\n'
+                    'chunked_prefill = false\nmax_seqs = 64\nmax_batched_tokens = 2048\npower_cap_w = 500\n')
+    result = CliRunner().invoke(main, ["describe", str(path)])
+    assert result.exit_code == 0, result.output
+    default, custom = result.output.split("\nb: ")
+    assert (f"engine: up to 1,024 sequences and 8,192 tokens a step, prompts chunked; tokens streamed "
+            f"({calibration.STREAM_TOKEN_HOST_S * 1e6:g} us of host time each)") in default
+    assert ("engine: up to 64 sequences and 2,048 tokens a step, prompts whole; replies returned whole; "
+            "power capped at 500 W per GPU") in custom
