@@ -148,6 +148,16 @@ def test_bad_case_files_are_one_line(tmp_path):
     assert missing.exit_code == 2 and "no case named 'nope'" in missing.output
 
 
+def _script(name: str):
+    """A module of scripts/ by file name (scripts/ is not a package)."""
+    import importlib.util
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_trtllm_bench_limits_by_hand():
     """trtllm-bench's own max_batch_size / max_num_tokens (tuning.py), by hand.
     Llama-3.1-405B FP8 on 8x H100 (81,559 MiB each), ISL 128 / OSL 4096: 8 x 81,559 / 1,024 = 637.18 GiB,
@@ -158,14 +168,33 @@ def test_trtllm_bench_limits_by_hand():
     tokens 4,096 x 2 = 8,192. Llama-3.1-8B on one H100 at 20000/2000: (79.65 - 7.48) x 0.95 = 68.56 GiB
     over 22,000 x 65,536 B = 1.343 GiB per request = 51.1 requests -> 64 (the floor); tokens 51.1 x 11
     = 562 -> 2,048, then raised for whole-prompt prefill to ISL + batch = 20,000 + 64 = 20,064."""
-    import importlib.util
-    script = Path(__file__).resolve().parent.parent / "scripts" / "make_validation_cases.py"
-    spec = importlib.util.spec_from_file_location("make_cases", script)
-    make_cases = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_cases)
+    make_cases = _script("make_validation_cases")
     assert make_cases.trtllm_bench_limits("llama31_405b", "h100_sxm", 8, "fp8", 128, 4096) == (256, 2048)
     assert make_cases.trtllm_bench_limits("llama31_8b", "h200", 1, "fp8", 128, 128) == (4096, 8192)
     assert make_cases.trtllm_bench_limits("llama31_8b", "h100_sxm", 1, "fp8", 20000, 2000) == (64, 20064)
+
+
+def test_step_from_the_h200_measurements_by_hand(capsys):
+    """Per H200: Offline 806 decodes, 107.48 / 8 req/s, 31,302.7 / 8 tok/s -> step 806 / 3,912.84 =
+    205.99 ms, prompt tokens 13.435 x 0.20599 x 226 = 625.5; Server 101.25 / 8 x 35.85 s = 453.7 decodes,
+    12.656 x 0.1243 x 226 = 355.5 prompt tokens, 124.3 ms; Triton 104.11 / 8 x 44.40 = 577.8 decodes,
+    13.014 x 0.1540 x 226 = 452.9 prompt tokens, 154.0 ms. Step = a + c x (decodes + prompt tokens) +
+    s x decodes (Server rows stream). Triton - Server: 221.47 c + 124.08 s = 29.7 ms; Offline - Server:
+    622.25 c - 453.72 s = 81.69 ms. So (2.8096 x 124.08 + 453.72) s = 2.8096 x 29.7 - 81.69 ms:
+    s = 2.19 us, c = (29.7 ms - 124.08 s) / 221.47 = 0.1329 ms, a = 205.99 - 1,431.5 c = 15.8 ms."""
+    point = _script("server_operating_point")
+    server = validate.load_case("experiments/validation/mlperf/mlperf41_llama2_70b_h200_server.toml")
+    key, decodes, prompt_tokens, step_s = point.measured_step(server)
+    assert key == ("h200", 1, 0.0)
+    assert (decodes, prompt_tokens, step_s) == pytest.approx((453.72, 355.53, 0.1243), rel=1e-4)
+    offline = validate.load_case("experiments/validation/mlperf/mlperf41_llama2_70b_h200_offline.toml")
+    assert point.measured_step(offline)[1:] == pytest.approx((806, 625.5, 0.20599), rel=2e-4)
+    rows = np.array([[1, 806 + 625.5, 0], [1, 453.72 + 355.53, 453.72], [1, 577.80 + 452.92, 577.80]])
+    a, c, s = np.linalg.solve(rows, [0.20599, 0.1243, 0.1540])
+    point.step_from_measurements()
+    assert (f"h200 tp1: from 3 measured rows, step = {a * 1e3:.1f} ms + {c * 1e3:.3f} ms x tokens + "
+            f"{s * 1e6:.1f} us x streamed decodes") in capsys.readouterr().out
+    assert (round(a * 1e3, 1), round(c * 1e3, 3), round(s * 1e6, 1)) == (15.8, 0.133, 2.2)
 
 
 def test_a_case_file_runs_and_describes_as_the_experiment_it_is(tmp_path):
