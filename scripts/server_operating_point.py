@@ -34,8 +34,8 @@ def steady_step_s(cost, batch: int, context_tokens: int, prompt_tokens: int, pro
     return t0 / (1.0 - (t1 - t0) * prompts_per_s)
 
 
-def measured_step(case) -> tuple[tuple, float, float, float]:
-    """((gpu, tp, power cap), decodes, prompt tokens, step_s) per instance of one measured MLPerf row.
+def measured_step(case) -> tuple[tuple, float, float, float, bool]:
+    """((gpu, tp, power cap), decodes, prompt tokens, step_s, streams) per instance of one measured MLPerf row.
     Server: decodes = rate x E2E (Little), step = TPOT p50. Offline: decodes = the batch cap (the queue
     keeps it full), step = batch / output rate. Prompt tokens per step = request rate x step x mean input."""
     (_, spec), = case.experiment.deployments.items()
@@ -49,7 +49,7 @@ def measured_step(case) -> tuple[tuple, float, float, float]:
         rate = measured["requests_per_s"][0] / instances
         decodes = spec.max_seqs
         step_s = decodes / (measured["output_tokens_per_s"][0] / instances)
-    return key, decodes, rate * step_s * workload.input_tokens, step_s
+    return key, decodes, rate * step_s * workload.input_tokens, step_s, spec.streaming
 
 
 def step_from_measurements() -> None:
@@ -57,10 +57,11 @@ def step_from_measurements() -> None:
     rows = {}
     for path in OFFLINE + CASES:
         case = load_case(str(path))
-        if not {"tpot_p50_s", "requests_per_s"} & case.measured.keys():
+        needed = {"tpot_p50_s", "e2e_mean_s"} if case.experiment.workload.rate_per_s else {"requests_per_s"}
+        if not needed <= case.measured.keys():
             continue
-        key, decodes, prompt_tokens, step_s = measured_step(case)
-        rows.setdefault(key, []).append((decodes, prompt_tokens, step_s, bool(case.experiment.workload.rate_per_s)))
+        key, *row = measured_step(case)
+        rows.setdefault(key, []).append(row)
     print()
     for (gpu, tp, _cap), found in rows.items():
         if sum(streamed for *_, streamed in found) < 2 or all(streamed for *_, streamed in found):

@@ -184,11 +184,12 @@ def test_step_from_the_h200_measurements_by_hand(capsys):
     s = 2.19 us, c = (29.7 ms - 124.08 s) / 221.47 = 0.1329 ms, a = 205.99 - 1,431.5 c = 15.8 ms."""
     point = _script("server_operating_point")
     server = validate.load_case("experiments/validation/mlperf/mlperf41_llama2_70b_h200_server.toml")
-    key, decodes, prompt_tokens, step_s = point.measured_step(server)
-    assert key == ("h200", 1, 0.0)
+    key, decodes, prompt_tokens, step_s, streams = point.measured_step(server)
+    assert key == ("h200", 1, 0.0) and streams
     assert (decodes, prompt_tokens, step_s) == pytest.approx((453.72, 355.53, 0.1243), rel=1e-4)
     offline = validate.load_case("experiments/validation/mlperf/mlperf41_llama2_70b_h200_offline.toml")
-    assert point.measured_step(offline)[1:] == pytest.approx((806, 625.5, 0.20599), rel=2e-4)
+    _, *offline_row, streams = point.measured_step(offline)
+    assert offline_row == pytest.approx([806, 625.5, 0.20599], rel=2e-4) and not streams
     rows = np.array([[1, 806 + 625.5, 0], [1, 453.72 + 355.53, 453.72], [1, 577.80 + 452.92, 577.80]])
     a, c, s = np.linalg.solve(rows, [0.20599, 0.1243, 0.1540])
     point.step_from_measurements()
