@@ -1,6 +1,7 @@
 """Fit the cost model's free constants to the validation cases of the fit split, and report both splits.
 
     python scripts/calibrate.py [--passes 2] [--jobs N]
+    python scripts/calibrate.py --try STREAM_TOKEN_HOST_S=15e-6 [--try NAME=VALUE ...]
 
 Fits sim.calibration's COMPUTE_EFFICIENCY, HBM_EFFICIENCY, STEP_OVERHEAD_S, STREAM_TOKEN_HOST_S,
 FP4_MATMUL_EFFICIENCY, ROOFLINE_SHARPNESS and POWER_CLOCK_EXPONENT by coordinate descent:
@@ -8,7 +9,9 @@ each constant in turn is tried at a few values around its current one, every fit
 and the value with the lowest objective (median |error| + 0.25 x mean |error| over all measured keys
 of the fit split) is kept. The held-out third (crc32 of the case name mod 3 == 0) is never run during
 the search; it is reported at the end, beside the fit split, for the constants found. Paste the values
-printed into sim/calibration.py together with the date and the case count it prints.
+printed into sim/calibration.py together with the date and the case count it prints. With --try it
+only prints the fit-split objective at the current constants with the given ones changed (one point of
+a hand grid), and runs no search and no held-out case.
 """
 from __future__ import annotations
 
@@ -44,16 +47,32 @@ def objective(errors: list[float]) -> float:
     return statistics.median(errors) + 0.25 * statistics.fmean(errors)
 
 
+def _override(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    if name not in SEARCH:
+        raise argparse.ArgumentTypeError(f"{name!r} is not fitted here; one of {', '.join(SEARCH)}")
+    try:
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name} needs a number (got {value!r})") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument("--points", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=validate.default_jobs())
+    parser.add_argument("--try", dest="trial", type=_override, action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
     cases = [validate.load_case(p) for p in validate.discover([])]
     fit = [c.path for c in cases if c.split == "fit"]
     held_out = [c.path for c in cases if c.split == "held_out"]
     constants = {name: getattr(calibration, name) for name in SEARCH}
+    if args.trial:
+        trial = {**constants, **dict(args.trial)}
+        print(f"{dict(args.trial)}: fit-split objective {objective(_errors(fit, trial, args.jobs)):.3f} "
+              f"over {len(fit)} cases")
+        return
     best = objective(_errors(fit, constants, args.jobs))
     print(f"start {constants}: objective {best:.2f}", flush=True)
     for sweep in range(args.passes):

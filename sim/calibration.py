@@ -28,13 +28,14 @@ Server at -6.9 / -3.2 / -3.0%, so 2 (objective 8.97 -> 8.69); then STREAM_TOKEN_
 20 / 25 / 30 us gave 8.69 / 8.53 / 8.48 / 8.42 / 8.36 / 8.55, so 25 us. The held-out MLPerf H200
 Server swings with it (TPOT median of the held-out split 10% at 20 us, 28% at 25 us); the fit split
 decides, not the held-out. Around that point COMPUTE_EFFICIENCY 0.73 / 0.76 gave 9.10 / 8.78 and
-STEP_OVERHEAD_S 4.5 / 5.3 ms 8.43 / 8.78, so the earlier values stand. Refit the same evening after
-the set gained NVIDIA's Triton run of the H200 Server (104.11 qps; in the fit split by its name, now 70
-cases, 98 keys): STREAM_TOKEN_HOST_S 25 / 20 / 15 / 10 us gave 17.09 / 9.63 / 8.39 / 9.07 (at 25 us that
-run saturates, its TTFT p90 14x too long; a parabola through 10-20 us bottoms at 14.3 us), so 15 us.
-Around it STEP_OVERHEAD_S 4.5 / 5.3 ms gave 8.57 / 8.60 and COMPUTE_EFFICIENCY 0.73 / 0.76 gave
-9.55 / 8.94, so the others stand. One value per constant serves every model and GPU: a constant per
-case would be over-fitting. `simrun validate` reports both splits.
+STEP_OVERHEAD_S 4.5 / 5.3 ms 8.43 / 8.78, so the earlier values stand. Refit the same evening after the
+set gained NVIDIA's Triton run of the H200 Server (104.11 qps; in the fit split by its name, now 70
+cases, 98 keys; each point `scripts/calibrate.py --try NAME=VALUE`): STREAM_TOKEN_HOST_S 25 / 20 / 15 /
+10 us gave 17.09 / 9.63 / 8.39 / 9.07 (at 25 us that run saturates, its TTFT p90 14x too long; a
+parabola through 10-20 us bottoms at 14.3 us), so 15 us. Around it STEP_OVERHEAD_S 4.5 / 5.3 ms gave
+8.57 / 8.60 and COMPUTE_EFFICIENCY 0.73 / 0.76 gave 9.55 / 8.94, so the others stand. One value per
+constant serves every model and GPU: a constant per case would be over-fitting. `simrun validate`
+reports both splits.
 """
 
 # Achieved share of datasheet HBM bandwidth for the weight and KV streams of a step. Fitted: 0.90.

@@ -228,3 +228,15 @@ def test_a_case_file_runs_and_describes_as_the_experiment_it_is(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "[measured] key 'tokens_per_s'" in proc.stderr and not (tmp_path / "bad_out").exists()
+
+
+def test_calibrate_try_takes_only_fitted_constants():
+    """`scripts/calibrate.py --try NAME=VALUE` prices one point of a hand grid; a name it does not fit, or a
+    value that is not a number, is refused by argparse with the valid names."""
+    import argparse
+    calibrate = _script("calibrate")
+    assert calibrate._override("STREAM_TOKEN_HOST_S=15e-6") == ("STREAM_TOKEN_HOST_S", 15e-6)
+    with pytest.raises(argparse.ArgumentTypeError, match="one of COMPUTE_EFFICIENCY"):
+        calibrate._override("HBM=0.9")
+    with pytest.raises(argparse.ArgumentTypeError, match="needs a number"):
+        calibrate._override("STEP_OVERHEAD_S=fast")
