@@ -20,6 +20,7 @@ class Accelerator:
     hbm_gb: float
     hbm_tb_s: float
     scaleup_gb_s: float
+    scaleup_collective_share: float  # share of scale-up bandwidth a collective's bytes move at (measured NCCL)
     tdp_w: float
     idle_w: float
     matmul_efficiency_bf16: float

@@ -23,6 +23,7 @@ import networkx as nx
 from hardware.catalog import Accelerator, Fabric, NodeType
 
 HOST_KINDS = frozenset({"cpu", "dram", "nvme"})
+SCALEUP_KINDS = frozenset({"nvlink", "xgmi"})
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,12 @@ class Cluster:
 
     def bandwidth_of(self, link: tuple[str, str]) -> float:
         return self.graph.edges[link]["bandwidth_bytes_per_s"]
+
+    def collective_bandwidth_of(self, link: tuple[str, str]) -> float:
+        """What a collective moves over `link`: a scale-up link's bandwidth x the share the collective
+        library achieves there (the accelerator's scaleup_collective_share); other links at their bandwidth."""
+        share = self.accelerator.scaleup_collective_share if self.kind_of(link) in SCALEUP_KINDS else 1.0
+        return self.bandwidth_of(link) * share
 
     def kind_of(self, link: tuple[str, str]) -> str:
         return self.graph.edges[link]["kind"]

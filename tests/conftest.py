@@ -1,6 +1,9 @@
 """Shared helpers: build experiments in memory and run them without touching the disk."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 from sim.config import Experiment
@@ -20,6 +23,15 @@ def experiment(deployments: dict, **workload) -> Experiment:
 
 def run_all(exp: Experiment, bulk: bool = True):
     return [simulate(exp, build("test.toml", name, spec), bulk=bulk) for name, spec in exp.deployments.items()]
+
+
+def script(name: str):
+    """A module of scripts/ by file name (scripts/ is not a package)."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 LLAMA8B_H100 = {"model": "llama31_8b", "gpu": "h100_sxm", "nodes": 1, "tp": 8}

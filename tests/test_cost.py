@@ -72,8 +72,9 @@ def gqa_decode_by_hand(context, d, heads, kv_heads, ffn, layers, vocab, tp, allr
 
 
 def llama70b_decode_by_hand(context):
-    """Llama-3.1-70B, TP2 on H100: each all-reduce of one 8,192-wide BF16 token over NVLink."""
-    allreduce_s = 2 * (2 - 1) / 2 * (8192 * 2) / 450e9 + 2 * (2 - 1) * 2 * 0.71e-6
+    """Llama-3.1-70B, TP2 on H100: each all-reduce of one 8,192-wide BF16 token over NVLink at the
+    measured 0.786 of its 450 GB/s (nodes.toml), 2 hops of 2 x 0.71 us."""
+    allreduce_s = 2 * (2 - 1) / 2 * (8192 * 2) / (0.786 * 450e9) + 2 * (2 - 1) * 2 * 0.71e-6
     return gqa_decode_by_hand(context, 8192, 64, 8, 28672, 80, 128256, 2, allreduce_s)
 
 
@@ -91,9 +92,10 @@ def test_decode_step_by_hand():
 def test_llama405b_tp8_split_across_two_nodes_decodes_slower_by_the_hand_computed_ratio():
     """Llama-3.1-405B FP8, TP8 on H100, one decode token at 1,000 cached tokens. Inside one node each of
     the 2 x 126 all-reduces of a 32 KB token is a ring over NVSwitch; with 4 GPUs on each of two nodes
-    NCCL's 4 rings cross InfiniBand through 4 NICs, and every step waits for a cross-node hop."""
+    NCCL's 4 rings cross InfiniBand through 4 NICs, and every step waits for a cross-node hop. NVLink
+    moves a collective's bytes at 0.786 of 450 GB/s, the NICs at their 50 GB/s."""
     size = 16384 * 2
-    in_node = 2 * 7 * (size / 8) / 450e9 + 2 * 7 * 2 * 0.71e-6                    # = 20.01 us
+    in_node = 2 * 7 * (size / 8) / (0.786 * 450e9) + 2 * 7 * 2 * 0.71e-6      # = 20.04 us
     split = 2 * 7 * (size / 8 / 4) / 50e9 + 2 * 7 * (2 * 0.71e-6 + 3 * 330e-9)    # = 34.03 us
     dims = dict(d=16384, heads=128, kv_heads=8, ffn=53248, layers=126, vocab=128256, tp=8)
     t_in, *_ = gqa_decode_by_hand(1000, allreduce_s=in_node, **dims)

@@ -36,8 +36,8 @@ def test_describe_every_example_cluster():
         assert f"KV pool {rep.memory.kv_pool_bytes / 1e9:.1f} GB" in block
         assert "slowest link" in block
     # The NVL72's all-to-all stays on NVLink; the MI355X all-reduce runs on its XGMI mesh.
-    assert "ep all-to-all (dispatch, per GPU): slowest link nvlink 900 GB/s" in result.output
-    assert "tp all-reduce: slowest link xgmi 76.5 GB/s" in result.output
+    assert "ep all-to-all (dispatch, per GPU): slowest link nvlink 900 GB/s x 0.786 achieved" in result.output
+    assert "tp all-reduce: slowest link xgmi 76.5 GB/s x 0.786 achieved" in result.output
     # The TP group placed across two nodes is flagged, with the link it crosses.
     assert ("warning: replica 0 stage 0: tp group n0/gpu0..n1/gpu3 spans nodes n0, n1; its all-reduces cross "
             "fabric 50 GB/s links") in result.output

@@ -1,14 +1,13 @@
 """Benchmark workloads, benchmark metrics, and `simrun validate` (cases, splits, summary, knee, --check)."""
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from conftest import experiment, run_all
+from conftest import experiment, run_all, script
 from sim import validate
 from sim.cli import cli as main
 from sim.errors import ConfigError
@@ -148,16 +147,6 @@ def test_bad_case_files_are_one_line(tmp_path):
     assert missing.exit_code == 2 and "no case named 'nope'" in missing.output
 
 
-def _script(name: str):
-    """A module of scripts/ by file name (scripts/ is not a package)."""
-    import importlib.util
-    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_trtllm_bench_limits_by_hand():
     """trtllm-bench's own max_batch_size / max_num_tokens (tuning.py), by hand.
     Llama-3.1-405B FP8 on 8x H100 (81,559 MiB each), ISL 128 / OSL 4096: 8 x 81,559 / 1,024 = 637.18 GiB,
@@ -168,7 +157,7 @@ def test_trtllm_bench_limits_by_hand():
     tokens 4,096 x 2 = 8,192. Llama-3.1-8B on one H100 at 20000/2000: (79.65 - 7.48) x 0.95 = 68.56 GiB
     over 22,000 x 65,536 B = 1.343 GiB per request = 51.1 requests -> 64 (the floor); tokens 51.1 x 11
     = 562 -> 2,048, then raised for whole-prompt prefill to ISL + batch = 20,000 + 64 = 20,064."""
-    make_cases = _script("make_validation_cases")
+    make_cases = script("make_validation_cases")
     assert make_cases.trtllm_bench_limits("llama31_405b", "h100_sxm", 8, "fp8", 128, 4096) == (256, 2048)
     assert make_cases.trtllm_bench_limits("llama31_8b", "h200", 1, "fp8", 128, 128) == (4096, 8192)
     assert make_cases.trtllm_bench_limits("llama31_8b", "h100_sxm", 1, "fp8", 20000, 2000) == (64, 20064)
@@ -182,7 +171,7 @@ def test_step_from_the_h200_measurements_by_hand(capsys):
     s x decodes (Server rows stream). Triton - Server: 221.47 c + 124.08 s = 29.7 ms; Offline - Server:
     622.25 c - 453.72 s = 81.69 ms. So (2.8096 x 124.08 + 453.72) s = 2.8096 x 29.7 - 81.69 ms:
     s = 2.19 us, c = (29.7 ms - 124.08 s) / 221.47 = 0.1329 ms, a = 205.99 - 1,431.5 c = 15.8 ms."""
-    point = _script("server_operating_point")
+    point = script("server_operating_point")
     server = validate.load_case("experiments/validation/mlperf/mlperf41_llama2_70b_h200_server.toml")
     key, decodes, prompt_tokens, step_s, streams = point.measured_step(server)
     assert key == ("h200", 1, 0.0) and streams
@@ -234,7 +223,7 @@ def test_calibrate_try_takes_only_fitted_constants():
     """`scripts/calibrate.py --try NAME=VALUE` prices one point of a hand grid; a name it does not fit, or a
     value that is not a number, is refused by argparse with the valid names."""
     import argparse
-    calibrate = _script("calibrate")
+    calibrate = script("calibrate")
     assert calibrate._override("STREAM_TOKEN_HOST_S=15e-6") == ("STREAM_TOKEN_HOST_S", 15e-6)
     with pytest.raises(argparse.ArgumentTypeError, match="one of COMPUTE_EFFICIENCY"):
         calibrate._override("HBM=0.9")
