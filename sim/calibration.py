@@ -1,7 +1,8 @@
 """Every fitted efficiency and overhead of the cost model, in one place, with what it was fitted to.
 
-Measured hardware ceilings (best-case matmul throughput as a share of peak) live in the hardware
-catalog beside each accelerator; what is here is what no datasheet gives.
+Measured hardware ceilings (best-case matmul throughput as a share of peak, the share of NVLink bandwidth
+a collective reaches) live in the hardware catalog beside each accelerator; what is here is what no
+datasheet gives.
 
 Fit: `python scripts/calibrate.py` (coordinate descent, 2 passes x 3 points) on 2026-11-23, over the
 69 fit-split cases of experiments/validation/ (the held-out 31 never run during the search); the
@@ -33,7 +34,13 @@ set gained NVIDIA's Triton run of the H200 Server (104.11 qps; in the fit split 
 cases, 98 keys; each point `scripts/calibrate.py --try NAME=VALUE`): STREAM_TOKEN_HOST_S 25 / 20 / 15 /
 10 us gave 17.09 / 9.63 / 8.39 / 9.07 (at 25 us that run saturates, its TTFT p90 14x too long; a
 parabola through 10-20 us bottoms at 14.3 us), so 15 us. Around it STEP_OVERHEAD_S 4.5 / 5.3 ms gave
-8.57 / 8.60 and COMPUTE_EFFICIENCY 0.73 / 0.76 gave 9.55 / 8.94, so the others stand. One value per
+8.57 / 8.60 and COMPUTE_EFFICIENCY 0.73 / 0.76 gave 9.55 / 8.94, so the others stand. Refit on
+2026-11-30 after collectives took NCCL's measured share of NVLink bandwidth (0.786 on H100, fitted to
+Vidur's all-reduce profile by scripts/fit_collectives.py, not to these cases): at the constants then the
+fit-split objective went 8.38 -> 8.49 (TP8 decode-heavy cells 4-7 points closer, prefill-heavy TP8 and
+B200 TP4 cells 3-6 points further). COMPUTE_EFFICIENCY 0.745 / 0.76 / 0.775 gave 8.49 / 8.24 / 8.71 (a
+parabola bottoms at 0.758), so 0.76; then STEP_OVERHEAD_S 4.5 / 5.3 ms gave 8.54 / 8.87 (4.9 ms stands)
+and STREAM_TOKEN_HOST_S 15 / 17.5 / 20 / 25 us gave 8.24 / 8.21 / 7.87 / 9.64, so 20 us. One value per
 constant serves every model and GPU: a constant per case would be over-fitting. `simrun validate`
 reports both splits.
 """
@@ -52,17 +59,17 @@ STEP_OVERHEAD_S = 4.9e-3
 # Host time per token streamed to its client, on the engine's critical path between steps (building and
 # queueing one response per sequence per step). Streaming is known to cost throughput once batches are
 # large (TensorRT-LLM issue #2613 and PR #6332, which adds stream_interval to amortise it; vLLM PR #8335
-# measured a 6% TPOT penalty for Llama-3.1-8B on H100), but no source gives it per token. Fitted: 15 us
+# measured a 6% TPOT penalty for Llama-3.1-8B on H100), but no source gives it per token. Fitted: 20 us
 # (tried 0-30 us, see above); MLPerf's Server rows (streamed) against its Offline rows (not) weigh most.
 # The rows disagree: the H200 ones alone put it near 2 us (scripts/server_operating_point.py); the H100
 # TP2 Server, whose step is 10 ms longer than its Offline step with fewer tokens, near 20 us (README).
-STREAM_TOKEN_HOST_S = 15e-6
+STREAM_TOKEN_HOST_S = 20e-6
 
 # Share of the measured best-case matmul rate (MAMF) a serving engine's forward pass sustains once its
 # other kernels (norms, rotary embeddings, activations, quantisation, sampling, attention's softmax)
-# take their part of the compute-bound time. Fitted: 0.745 (prefill-heavy TensorRT-LLM cells at 1.0
+# take their part of the compute-bound time. Fitted: 0.76 (prefill-heavy TensorRT-LLM cells at 1.0
 # came out 20-30% fast).
-COMPUTE_EFFICIENCY = 0.745
+COMPUTE_EFFICIENCY = 0.76
 
 # Share of the datasheet FP4 peak that FP4 matmuls reach. No FP4 matmul measurement (MAMF) is published
 # for any of our GPUs, so it is fitted: 0.39 (the B200 FP4 TensorRT-LLM cells; at B200's measured FP8
