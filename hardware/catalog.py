@@ -5,7 +5,7 @@ Users add hardware by adding a TOML table; every entry carries a `source` string
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from functools import cache
 from importlib import resources
 
@@ -20,7 +20,7 @@ class Accelerator:
     hbm_gb: float
     hbm_tb_s: float
     scaleup_gb_s: float
-    scaleup_collective_share: float  # share of scale-up bandwidth a collective's bytes move at (measured NCCL)
+    scaleup_collective_share: float  # share of scale-up bandwidth NCCL moves bytes at (0 < share <= 1)
     tdp_w: float
     idle_w: float
     matmul_efficiency_bf16: float
@@ -30,6 +30,11 @@ class Accelerator:
     fp4_tflops: float | None = None
     matmul_efficiency_fp8: float | None = None
     matmul_efficiency_fp4: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.scaleup_collective_share <= 1.0:
+            raise ValueError(f"hardware catalog entry {self.name!r}: scaleup_collective_share must be in (0, 1], "
+                             f"not {self.scaleup_collective_share}")
 
     @property
     def hbm_bytes(self) -> float:
@@ -125,6 +130,9 @@ def _build(cls, table: dict) -> dict:
             raise ValueError(f"hardware catalog entry {name!r} has unknown keys {sorted(unknown)}")
         if not str(entry.get("source", "")).strip():
             raise ValueError(f"hardware catalog entry {name!r} has no source: every figure needs one")
+        missing = {f.name for f in fields(cls) if f.default is MISSING and f.name != "name"} - set(entry)
+        if missing:
+            raise ValueError(f"hardware catalog entry {name!r} lacks keys {sorted(missing)}")
         out[name] = cls(name=name, **{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()})
     return out
 

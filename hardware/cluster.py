@@ -87,9 +87,9 @@ class Cluster:
     def bandwidth_of(self, link: tuple[str, str]) -> float:
         return self.graph.edges[link]["bandwidth_bytes_per_s"]
 
-    def collective_bandwidth_of(self, link: tuple[str, str]) -> float:
-        """What a collective moves over `link`: a scale-up link's bandwidth x the share the collective
-        library achieves there (the accelerator's scaleup_collective_share); other links at their bandwidth."""
+    def achieved_bandwidth_of(self, link: tuple[str, str]) -> float:
+        """What NCCL moves over `link`: a scale-up link's bandwidth x the share it was measured to reach
+        there (the accelerator's scaleup_collective_share); other links at their bandwidth."""
         share = self.accelerator.scaleup_collective_share if self.kind_of(link) in SCALEUP_KINDS else 1.0
         return self.bandwidth_of(link) * share
 

@@ -5,12 +5,17 @@ Link contention is counted: every route an algorithm uses adds its share of byte
 link it crosses, and a phase lasts as long as its most loaded link needs (load / bandwidth). A
 collective offers the algorithms NCCL/RCCL choose between and costs the fastest at each size, so small
 messages pay the algorithm's steps x hop latency and large ones the bottleneck link's bandwidth.
-A collective moves bytes over a scale-up link at the accelerator's scaleup_collective_share of its
-bandwidth, measured for NCCL's all-reduce on 8x H100 and 8x A100 (scripts/fit_collectives.py); below, a
-scale-up link's "bandwidth" is that share of it. NCCL's fixed cost per call, fitted beside it, is left out:
-serving engines reduce activations with their own NVLink kernels, not NCCL, up to a size limit
-(FasterTransformer's custom all-reduce, TensorRT-LLM's ancestor: 48 MiB, CUSTOM_AR_SIZE_THRESHOLD;
-vLLM's custom all-reduce: 8 MiB, more in later versions), and those skip NCCL's launch and handshake.
+Bytes cross a scale-up link at the accelerator's scaleup_collective_share of its bandwidth: the slope of
+NCCL's measured all-reduce time against size from 8 MiB, on one 8x H100 and one 8x A100 node
+(scripts/fit_collectives.py; NCCL's sends on that H100 node reach about the same, ~360 of 450 GB/s,
+Vidur's send_recv.csv); below, a scale-up link's "bandwidth" is that share of it. The same fit's intercept
+(20.7 us on H100) is left out: it is where a straight line through 8-64 MiB meets zero size, not a
+measured cost of small messages (the profile's sub-MiB all-reduces take 7-45 us on 2 H100s and 19-43 us on
+8, scattered, with no floor there), and serving engines reduce activations with their own NVLink kernels
+rather than NCCL up to a size limit (FasterTransformer's custom all-reduce, TensorRT-LLM's ancestor: 48
+MiB, CUSTOM_AR_SIZE_THRESHOLD; vLLM's: 8 MiB, more in later versions). So simrun prices NCCL's all-reduce
+from 8 MiB 5-27% short at the median (scripts/fit_collectives.py prints it), and the engines' kernels at
+NCCL's per-byte rate: no profile of those kernels is in our sources.
 
 - Ring all-reduce over n GPUs (Patarasuk & Yuan 2009): 2(n-1) steps, each moving size/n over every ring
   edge at once. Across nodes NCCL runs one ring per channel, each entering and leaving a node through
@@ -27,8 +32,7 @@ vLLM's custom all-reduce: 8 MiB, more in later versions), and those skip NCCL's 
   peer each; Thakur, Rabenseifner & Gropp 2005): every link carries the bytes of the pairs crossing it:
       time = max_link(pairs crossing / bandwidth) * size/n + (n-1) * max pair latency.
   Its bottleneck is the bisection the group actually has: NVLink inside a node, NICs across nodes.
-- Point-to-point: size / bottleneck bandwidth + path latency, at the link's whole bandwidth (the profile
-  measures collectives only).
+- Point-to-point: size / bottleneck bandwidth + path latency.
 """
 from __future__ import annotations
 
@@ -71,20 +75,19 @@ class CollectivePrice:
 FREE = CollectivePrice()
 
 
-def _load(cluster: Cluster, routes: list[tuple[object, float]], collective: bool = True) -> tuple[float, float, str]:
-    """Routes (path, weight) -> (max over directed links of weight crossing / bandwidth, max route
-    latency, the bottleneck link described). A collective moves bytes at the share of each scale-up link
-    its library achieves (Cluster.collective_bandwidth_of); a point-to-point send at the link's bandwidth."""
-    bandwidth_of = cluster.collective_bandwidth_of if collective else cluster.bandwidth_of
+def _load(cluster: Cluster, routes: list[tuple[object, float]]) -> tuple[float, float, str]:
+    """Routes (path, weight) -> (max over directed links of weight crossing / achieved bandwidth
+    (Cluster.achieved_bandwidth_of), max route latency, the bottleneck link described)."""
     load = Counter()
     latency = 0.0
     for path, weight in routes:
         for link in path.links:
             load[link] += weight
         latency = max(latency, path.latency_s)
-    link, worst = max(((link, w / bandwidth_of(link)) for link, w in load.items()), key=lambda x: x[1])
+    link, worst = max(((link, w / cluster.achieved_bandwidth_of(link)) for link, w in load.items()),
+                      key=lambda x: x[1])
     bottleneck = f"{cluster.kind_of(link)} {cluster.bandwidth_of(link) / 1e9:g} GB/s"
-    share = bandwidth_of(link) / cluster.bandwidth_of(link)
+    share = cluster.achieved_bandwidth_of(link) / cluster.bandwidth_of(link)
     return worst, latency, bottleneck + (f" x {share:g} achieved" if share < 1.0 else "")
 
 
@@ -137,5 +140,5 @@ def point_to_point(cluster: Cluster, src: str, dst: str) -> CollectivePrice:
     if src == dst:
         return FREE
     path = cluster.path(src, dst)
-    worst, latency, bottleneck = _load(cluster, [(path, 1.0)], collective=False)
+    worst, latency, bottleneck = _load(cluster, [(path, 1.0)])
     return CollectivePrice((Algorithm("send", worst, latency, bottleneck),))

@@ -1,18 +1,18 @@
-"""Fit NCCL's achieved share of NVLink bandwidth, and its fixed cost per call, to measured profiles.
+"""Fit NCCL's achieved share of NVLink bandwidth (and the intercept beside it) to measured profiles.
 
     python scripts/fit_collectives.py
 
 The measured profiles are Vidur's NCCL all-reduce on one 8x H100 and one 8x A100 DGX node (tests/data/,
-2, 4 and 8 GPUs, 2-64 MiB). With the per-link latency the catalog already takes from the H100 profile's
-floor, NCCL's all-reduce over n GPUs of one NVSwitch node costs
+groups of 2, 4 and 8 GPUs, 2-64 MiB). With the per-link latency the catalog already takes from the H100
+profile's floor, a straight line through the profile from 8 MiB is
 
-    t = 2(n-1)/n x S / (B x share) + 2(n-1) x hop latency + call
+    t = 2(n-1)/n x S / (B x share) + 2(n-1) x hop latency + intercept
 
-B the GPU's NVLink bandwidth per direction. t is linear in 1 / share and call, so the two come from
-weighted least squares on the relative error, from 8 MiB up (below it the profile wanders by 2x between
-neighbouring sizes). hardware/data/accelerators.toml records each GPU's share; simrun's collectives leave
-the call out (engines' own all-reduce kernels skip it, hardware/collectives.py), so the error printed is
-of simrun's price + the call against the profile.
+B the GPU's NVLink bandwidth per direction. t is linear in 1 / share and the intercept, so the two come
+from weighted least squares on the relative error. Below 8 MiB NCCL's time bends away from that line
+(the script prints by how much). hardware/data/accelerators.toml records each GPU's share; simrun's
+collectives leave the intercept out (hardware/collectives.py says why), and the script prints the error
+of simrun's price against the profile both without it and with it.
 """
 from __future__ import annotations
 
@@ -39,15 +39,15 @@ def measured(gpu: str) -> np.ndarray:
 
 
 def fit(rows: np.ndarray, gpu: str) -> tuple[float, float]:
-    """(share, call_s) minimising sum(((model - t) / t)^2) over `rows` (gpus, size_bytes, t_s) of `gpu`."""
+    """(share, intercept_s) minimising sum(((line - t) / t)^2) over `rows` (gpus, size_bytes, t_s) of `gpu`."""
     node, accel = hw.node_types()[NODE], hw.accelerators()[gpu]
-    n, size, t = rows.T
+    n, size_bytes, t_s = rows.T
     steps = 2 * (n - 1)
-    bandwidth_part = steps / n * size / node.scaleup_link_bytes_per_s(accel)    # t = this / share + ...
-    latency_part = steps * 2 * node.scaleup_link_latency_s                      # GPU -> switch -> GPU
-    design = np.column_stack([bandwidth_part / t, 1.0 / t])
-    (inverse_share, call_s), *_ = np.linalg.lstsq(design, 1.0 - latency_part / t, rcond=None)
-    return 1.0 / inverse_share, call_s
+    bandwidth_s = steps / n * size_bytes / node.scaleup_link_bytes_per_s(accel)   # t = this / share + ...
+    hops_s = steps * 2 * node.scaleup_link_latency_s                               # GPU -> switch -> GPU
+    design = np.column_stack([bandwidth_s / t_s, 1.0 / t_s])
+    (inverse_share, intercept_s), *_ = np.linalg.lstsq(design, 1.0 - hops_s / t_s, rcond=None)
+    return 1.0 / inverse_share, intercept_s
 
 
 def priced(rows: np.ndarray, gpu: str) -> np.ndarray:
@@ -56,19 +56,25 @@ def priced(rows: np.ndarray, gpu: str) -> np.ndarray:
     return np.array([float(all_reduce(cluster, cluster.gpus[:int(n)]).time_s(size)) for n, size, *_ in rows])
 
 
+def errors(rows: np.ndarray, gpu: str, intercept_s: float = 0.0) -> np.ndarray:
+    """(simrun's price + intercept_s) / measured - 1 per row."""
+    return (priced(rows, gpu) + intercept_s) / rows[:, 2] - 1
+
+
 def main() -> None:
     for gpu in PROFILES:
         rows = measured(gpu)
-        fitted = rows[rows[:, 1] >= FIT_FROM_BYTES]
-        share, call_s = fit(fitted, gpu)
-        print(f"{gpu}: fitted on {len(fitted)} rows >= 8 MiB: share of NVLink bandwidth {share:.3f}, "
-              f"NCCL's fixed cost per call {call_s * 1e6:.1f} us")
-        error = (priced(rows, gpu) + call_s) / rows[:, 2] - 1
-        print("  simrun's price (catalog share) + the call against the profile, error %: median [min, max]")
+        large = rows[:, 1] >= FIT_FROM_BYTES
+        share, intercept_s = fit(rows[large], gpu)
+        print(f"{gpu}: from {int(large.sum())} rows >= {FIT_FROM_BYTES / 2**20:g} MiB: share of NVLink bandwidth "
+              f"{share:.3f}, intercept {intercept_s * 1e6:.1f} us")
+        without, with_intercept = errors(rows, gpu) * 100, errors(rows, gpu, intercept_s) * 100
+        print("  simrun's price against the profile, error %: median [min, max], without | with the intercept")
         for n in np.unique(rows[:, 0]):
-            for label, part in (("2-6 MiB", rows[:, 1] < FIT_FROM_BYTES), (">= 8 MiB", rows[:, 1] >= FIT_FROM_BYTES)):
-                e = error[(rows[:, 0] == n) & part] * 100
-                print(f"    {int(n)} GPUs {label:>9}: {np.median(e):+5.1f} [{e.min():+5.1f}, {e.max():+5.1f}]")
+            for label, part in ((f"< {FIT_FROM_BYTES / 2**20:g} MiB", ~large), (f">= {FIT_FROM_BYTES / 2**20:g} MiB", large)):
+                cells = [f"{np.median(e):+5.1f} [{e.min():+5.1f}, {e.max():+5.1f}]"
+                         for e in (without[(rows[:, 0] == n) & part], with_intercept[(rows[:, 0] == n) & part])]
+                print(f"    {int(n)} GPUs {label:>9}: {cells[0]} | {cells[1]}")
 
 
 if __name__ == "__main__":

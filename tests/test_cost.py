@@ -73,7 +73,7 @@ def gqa_decode_by_hand(context, d, heads, kv_heads, ffn, layers, vocab, tp, allr
 
 def llama70b_decode_by_hand(context):
     """Llama-3.1-70B, TP2 on H100: each all-reduce of one 8,192-wide BF16 token over NVLink at the
-    measured 0.786 of its 450 GB/s (nodes.toml), 2 hops of 2 x 0.71 us."""
+    measured 0.786 of its 450 GB/s (accelerators.toml), 2 hops of 2 x 0.71 us."""
     allreduce_s = 2 * (2 - 1) / 2 * (8192 * 2) / (0.786 * 450e9) + 2 * (2 - 1) * 2 * 0.71e-6
     return gqa_decode_by_hand(context, 8192, 64, 8, 28672, 80, 128256, 2, allreduce_s)
 
