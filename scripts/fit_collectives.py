@@ -53,12 +53,17 @@ def fit(rows: np.ndarray, gpu: str) -> tuple[float, float]:
 def priced(rows: np.ndarray, gpu: str) -> np.ndarray:
     """simrun's all-reduce time for each row (gpus, size_bytes, ...) on one HGX node of `gpu`, from the catalog."""
     cluster = Cluster(hw.accelerators()[gpu], hw.node_types()[NODE], 1, None)
-    return np.array([float(all_reduce(cluster, cluster.gpus[:int(n)]).time_s(size)) for n, size, *_ in rows])
+    n, size_bytes = rows[:, 0].astype(int), rows[:, 1]
+    price_s = np.empty(len(rows))
+    for group in np.unique(n):
+        mine = n == group
+        price_s[mine] = all_reduce(cluster, cluster.gpus[:group]).time_s(size_bytes[mine])
+    return price_s
 
 
-def errors(rows: np.ndarray, gpu: str, intercept_s: float = 0.0) -> np.ndarray:
-    """(simrun's price + intercept_s) / measured - 1 per row."""
-    return (priced(rows, gpu) + intercept_s) / rows[:, 2] - 1
+def errors(price_s: np.ndarray, rows: np.ndarray, intercept_s: float = 0.0) -> np.ndarray:
+    """(simrun's price + intercept_s) / measured - 1 per row of `rows` (gpus, size_bytes, t_s)."""
+    return (price_s + intercept_s) / rows[:, 2] - 1
 
 
 def main() -> None:
@@ -68,7 +73,8 @@ def main() -> None:
         share, intercept_s = fit(rows[large], gpu)
         print(f"{gpu}: from {int(large.sum())} rows >= {FIT_FROM_BYTES / 2**20:g} MiB: share of NVLink bandwidth "
               f"{share:.3f}, intercept {intercept_s * 1e6:.1f} us")
-        without, with_intercept = errors(rows, gpu) * 100, errors(rows, gpu, intercept_s) * 100
+        price_s = priced(rows, gpu)
+        without, with_intercept = errors(price_s, rows) * 100, errors(price_s, rows, intercept_s) * 100
         print("  simrun's price against the profile, error %: median [min, max], without | with the intercept")
         for n in np.unique(rows[:, 0]):
             for label, part in ((f"< {FIT_FROM_BYTES / 2**20:g} MiB", ~large), (f">= {FIT_FROM_BYTES / 2**20:g} MiB", large)):

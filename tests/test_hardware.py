@@ -187,28 +187,33 @@ def test_all_gather_and_point_to_point_by_hand():
     assert all_reduce(c, ["n0/gpu0"]).time_s(MB16) == 0.0
 
 
+@pytest.fixture(scope="module")
+def fit():
+    """scripts/fit_collectives.py, loaded once for the tests that read the measured profiles."""
+    return script("fit_collectives")
+
+
 @pytest.mark.parametrize("gpu", ["h100_sxm", "a100_80gb"])
-def test_allreduce_against_nccl_measured_on_8_gpus(gpu):
+def test_allreduce_against_nccl_measured_on_8_gpus(fit, gpu):
     """Vidur's measured NCCL all-reduce on one DGX H100 and one DGX A100 (tests/data/, groups of 2, 4 and 8
     GPUs): from 8 MiB, simrun's price plus the fitted line's intercept is within 15% of it at the median of
     each group size and 20% at worst, so the share is the profile's slope. Without the intercept (which
     simrun leaves out, hardware/collectives.py) the price is short, by at most 30% at the median. At
     NVLink's whole bandwidth, as before the share, the H100 price was 23-42% short at the median."""
-    fit = script("fit_collectives")
     rows = fit.measured(gpu)
     large = rows[rows[:, 1] >= fit.FIT_FROM_BYTES]
     _, intercept_s = fit.fit(large, gpu)
-    with_intercept, without = np.abs(fit.errors(large, gpu, intercept_s)), fit.errors(large, gpu)
+    price_s = fit.priced(large, gpu)
+    with_intercept, without = np.abs(fit.errors(price_s, large, intercept_s)), fit.errors(price_s, large)
     for n in (2, 4, 8):
         mine = large[:, 0] == n
         assert mine.sum() == 30 and np.median(with_intercept[mine]) <= 0.15 and with_intercept[mine].max() <= 0.20, n
         assert -0.30 <= np.median(without[mine]) < 0.0, n
 
 
-def test_h100_allreduce_at_32_mib_by_hand():
+def test_h100_allreduce_at_32_mib_by_hand(fit):
     """8 GPUs at 32 MiB: 2 x 7/8 x 33,554,432 B / (0.786 x 450 GB/s = 353.7 GB/s) + 14 x 1.42 us
     = 166.0 + 19.9 = 185.9 us; with the fitted line's 20.7 us intercept, 206.6 us against 196 us measured."""
-    fit = script("fit_collectives")
     rows = fit.measured("h100_sxm")
     row = rows[(rows[:, 0] == 8) & (rows[:, 1] == 32 * 2**20)][0]
     assert row[2] == pytest.approx(196e-6)
@@ -218,10 +223,9 @@ def test_h100_allreduce_at_32_mib_by_hand():
 
 
 @pytest.mark.parametrize("gpu", ["h100_sxm", "a100_80gb"])
-def test_the_catalog_holds_what_the_profile_fits(gpu):
+def test_the_catalog_holds_what_the_profile_fits(fit, gpu):
     """accelerators.toml's share of NVLink bandwidth is what scripts/fit_collectives.py fits, to its
     rounding: 0.786 on H100, 0.608 on A100 (NVLink 3 reaches less of its 300 GB/s)."""
-    fit = script("fit_collectives")
     rows = fit.measured(gpu)
     share, _ = fit.fit(rows[rows[:, 1] >= fit.FIT_FROM_BYTES], gpu)
     assert hw.accelerators()[gpu].scaleup_collective_share == pytest.approx(share, abs=5e-4)
