@@ -19,7 +19,7 @@ import argparse
 import statistics
 from concurrent.futures import ProcessPoolExecutor
 
-from sim import calibration, validate
+from sim import calibration, fidelity
 
 SEARCH = {  # constant -> (lowest, highest) values tried
     "COMPUTE_EFFICIENCY": (0.6, 1.0),
@@ -39,7 +39,7 @@ def _set(constants: dict) -> None:
 
 def _errors(paths: list[str], constants: dict, jobs: int) -> list[float]:
     with ProcessPoolExecutor(max_workers=jobs, initializer=_set, initargs=(constants,)) as pool:
-        rows = [row for rows, _ in pool.map(validate.run_case, paths) for row in rows]
+        rows = [row for rows, _ in pool.map(fidelity.run_case, paths) for row in rows]
     return [abs(r["error_pct"]) for r in rows]
 
 
@@ -61,10 +61,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument("--points", type=int, default=5)
-    parser.add_argument("--jobs", type=int, default=validate.default_jobs())
+    parser.add_argument("--jobs", type=int, default=fidelity.default_jobs())
     parser.add_argument("--try", dest="trial", type=_override, action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
-    cases = [validate.load_case(p) for p in validate.discover([])]
+    cases = [fidelity.load_case(p) for p in fidelity.discover([])]
     fit = [c.path for c in cases if c.split == "fit"]
     held_out = [c.path for c in cases if c.split == "held_out"]
     constants = {name: getattr(calibration, name) for name in SEARCH}

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.deployment import build
-from sim.validate import load_case
+from sim.fidelity import load_case
 
 CASES = sorted(Path("experiments/validation/mlperf").glob("*_server.toml"))
 OFFLINE = sorted(Path("experiments/validation/mlperf").glob("*_offline.toml"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from sim import __version__, plots, validate
+from sim import __version__, fidelity, plots
 from sim.deployment import build
 from sim.describe import describe, graph_path, write_graph
 from sim.errors import ConfigError
@@ -146,8 +146,8 @@ def validate_command(paths, case_name, check, jobs, output_dir, quiet) -> None:
     out_dir = Path(output_dir)
     _check_output(out_dir)
     try:
-        files = validate.discover(list(paths))
-        cases = [validate.load_case(f) for f in files]   # every case file checked before any runs
+        files = fidelity.discover(list(paths))
+        cases = [fidelity.load_case(f) for f in files]   # every case file checked before any runs
     except ConfigError as e:
         _fail(str(e))
     if case_name:
@@ -155,13 +155,13 @@ def validate_command(paths, case_name, check, jobs, output_dir, quiet) -> None:
         if not files:
             _fail(f"no case named {case_name!r}; valid: one of the {len(cases)} case names, e.g. {cases[0].name}")
     progress = None if quiet else (lambda msg: click.echo(msg, err=True))
-    rows = validate.run_all(files, jobs or validate.default_jobs(), progress)
-    sums = validate.summary(rows)
-    click.echo(validate.render(rows, sums))
-    measured, predicted = validate.knee(rows)
+    rows = fidelity.run_all(files, jobs or fidelity.default_jobs(), progress)
+    sums = fidelity.summary(rows)
+    click.echo(fidelity.render(rows, sums))
+    measured, predicted = fidelity.knee(rows)
     if measured:
         click.echo(f"\nNIM sweep knee (first concurrency with mean TTFT > 2 s): measured {measured}, predicted {predicted}")
-    out = _write(out_dir, validate.tables(rows, sums), {"cases": len(files), "simrun_version": __version__})
+    out = _write(out_dir, fidelity.tables(rows, sums), {"cases": len(files), "simrun_version": __version__})
     click.echo(f"\ntables written to {out}/ (validation, summary .parquet)")
     if check and not all(r["within"] for r in rows):
         sys.exit(1)
@@ -174,7 +174,7 @@ def validate_command(paths, case_name, check, jobs, output_dir, quiet) -> None:
 def describe_command(experiment: str, graph_file: str | None) -> None:
     """Show each deployment: GPUs and where they sit, layout, memory plan, links, KV capacity."""
     try:
-        exp = validate.load_experiment(experiment)
+        exp = fidelity.load_experiment(experiment)
         built = [build(experiment, name, spec) for name, spec in exp.deployments.items()]
     except ConfigError as e:
         _fail(str(e))

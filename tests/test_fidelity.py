@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import experiment, run_all, script
-from sim import validate
+from sim import fidelity
 from sim.cli import cli as main
 from sim.errors import ConfigError
 from sim.metrics import benchmark_metrics, table_metrics
@@ -91,7 +91,7 @@ def test_concurrency_keeps_that_many_requests_in_flight():
 
 
 def test_every_published_row_has_a_case():
-    cases = [validate.load_case(p) for p in validate.discover([])]
+    cases = [fidelity.load_case(p) for p in fidelity.discover([])]
     names = {c.name for c in cases}
     assert len(cases) == 101
     assert sum(n.startswith("trtllm_") for n in names) == 84          # 10 x 8 cells + 4 Qwen3 cells
@@ -106,8 +106,8 @@ def test_summary_and_knee_by_hand():
     rows = [{"case": f"nim_llama33_70b_h100_tp2_c{c:03d}_5000_500", "key": "ttft_mean_s", "family": "ttft",
              "measured": m, "predicted": p, "error_pct": (p - m) / m * 100, "split": "fit"}
             for c, m, p in ((50, 0.8, 1.0), (100, 8.0, 2.5), (150, 30.0, 20.0))]
-    assert validate.knee(rows) == (100, 100)     # the first concurrency whose mean TTFT passes 2 s, both
-    summary = {(s["split"], s["family"]): s for s in validate.summary(rows)}
+    assert fidelity.knee(rows) == (100, 100)     # the first concurrency whose mean TTFT passes 2 s, both
+    summary = {(s["split"], s["family"]): s for s in fidelity.summary(rows)}
     # Errors +25% (c50), -68.75% (c100), -33.3% (c150): median |error| 33.3%, max 68.75%.
     assert summary["fit", "ttft"]["median_abs_error_pct"] == pytest.approx(100 / 3)
     assert summary["all", "all"]["max_abs_error_pct"] == pytest.approx(68.75)
@@ -172,11 +172,11 @@ def test_step_from_the_h200_measurements_by_hand(capsys):
     622.25 c - 453.72 s = 81.69 ms. So (2.8096 x 124.08 + 453.72) s = 2.8096 x 29.7 - 81.69 ms:
     s = 2.19 us, c = (29.7 ms - 124.08 s) / 221.47 = 0.1329 ms, a = 205.99 - 1,431.5 c = 15.8 ms."""
     point = script("server_operating_point")
-    server = validate.load_case("experiments/validation/mlperf/mlperf41_llama2_70b_h200_server.toml")
+    server = fidelity.load_case("experiments/validation/mlperf/mlperf41_llama2_70b_h200_server.toml")
     key, decodes, prompt_tokens, step_s, streams = point.measured_step(server)
     assert key == ("h200", 1, 0.0) and streams
     assert (decodes, prompt_tokens, step_s) == pytest.approx((453.72, 355.53, 0.1243), rel=1e-4)
-    offline = validate.load_case("experiments/validation/mlperf/mlperf41_llama2_70b_h200_offline.toml")
+    offline = fidelity.load_case("experiments/validation/mlperf/mlperf41_llama2_70b_h200_offline.toml")
     _, *offline_row, streams = point.measured_step(offline)
     assert offline_row == pytest.approx([806, 625.5, 0.20599], rel=2e-4) and not streams
     rows = np.array([[1, 806 + 625.5, 0], [1, 453.72 + 355.53, 453.72], [1, 577.80 + 452.92, 577.80]])
@@ -200,7 +200,7 @@ def test_a_case_file_runs_and_describes_as_the_experiment_it_is(tmp_path):
     assert [p.name for p in (tmp_path / "run" / "plots").iterdir()] == ["requests.png"]
     turns = pq.read_table(tmp_path / "run" / "turns.parquet")
     assert turns.num_rows == 40 and set(turns.column("status").to_pylist()) == {"ok"}
-    rows, _ = validate.run_case(str(path))
+    rows, _ = fidelity.run_case(str(path))
     predicted = {r["key"]: r["predicted"] for r in rows}
     out = sum(turns.column("output_tokens").to_pylist())
     span = max(turns.column("finish_s").to_pylist()) - min(turns.column("arrival_s").to_pylist())
