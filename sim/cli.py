@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from sim import __version__, fidelity, plots
+from sim import __version__, config, fidelity, plots
 from sim.deployment import build
 from sim.describe import describe, graph_path, write_graph
 from sim.errors import ConfigError
@@ -174,7 +174,7 @@ def validate_command(paths, case_name, check, jobs, output_dir, quiet) -> None:
 def describe_command(experiment: str, graph_file: str | None) -> None:
     """Show each deployment: GPUs and where they sit, layout, memory plan, links, KV capacity."""
     try:
-        exp = fidelity.load_experiment(experiment)
+        exp = config.load(experiment)
         built = [build(experiment, name, spec) for name, spec in exp.deployments.items()]
     except ConfigError as e:
         _fail(str(e))

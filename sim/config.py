@@ -1,6 +1,9 @@
 """Experiment files: TOML read with tomllib, validated into typed objects by pydantic.
 
-Every problem becomes one `ConfigError` line: file, table, key, what is wrong, what would be valid.
+`load` is the one road from a file to an `Experiment`, for every subcommand. A validation case is an
+experiment plus two tables: [case] (the published row it reproduces) and [measured] (the figures
+measured there, keys of sim.metrics.KEYS). Every problem becomes one `ConfigError` line: file, table,
+key, what is wrong, what would be valid.
 """
 from __future__ import annotations
 
@@ -8,11 +11,12 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, create_model,
+                      field_validator, model_validator)
 
 from hardware import catalog as hw
 from sim.errors import ConfigError
+from sim.metrics import KEYS as MEASURED_KEYS
 from sim.models import Architecture, ModelKeyError
 from sim.models import build as build_model
 from sim.models import catalog as model_catalog
@@ -305,6 +309,14 @@ class DeploymentSpec(_ClusterKeys):
         return self.max_context_tokens or self.architecture.max_context
 
 
+class CaseError(ValueError):
+    """A validation case whose tables do not go together; names its table and key."""
+
+    def __init__(self, table: str, key: str | None, message: str):
+        self.table, self.key = table, key
+        super().__init__(message)
+
+
 class ModelTableError(ValueError):
     """A [models.NAME] table that does not build; names the table and key."""
 
@@ -335,6 +347,42 @@ def build_models(tables) -> dict[str, Architecture]:
     return {name: built[name] for name in tables}
 
 
+class CaseSpec(_Strict):
+    """[case]: the published row a validation case reproduces."""
+
+    name: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1)
+    trust: str = ""          # the source's trust tier (reference/published.md: T1 first-party ... T4)
+    notes: str = ""          # the assumptions the case makes
+
+
+# A measured figure whose prediction is further off than this (as a fraction) is flagged: the bound of
+# the calibration issue, no case worse than 40%.
+DEFAULT_TOLERANCE = 0.40
+
+
+class Measurement(_Strict):
+    """One [measured] key: a number, or { value = x, tolerance = 0.2 }."""
+
+    value: float = Field(gt=0, le=1e15)
+    tolerance: float = Field(DEFAULT_TOLERANCE, gt=0, le=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number(cls, data):
+        if isinstance(data, dict):
+            return data
+        if isinstance(data, (int, float)) and not isinstance(data, bool) and 0 < data <= 1e15:
+            return {"value": data}
+        raise ValueError(f"needs a positive number (at most 1e15) or {{ value = x, tolerance = 0.2 }} "
+                         f"(got {data!r})")
+
+
+# [measured]: every key optional, each a Measurement; at least one (checked in Experiment).
+MeasuredSpec = create_model("MeasuredSpec", __base__=_Strict,
+                            **{key: (Measurement | None, None) for key in MEASURED_KEYS})
+
+
 class Experiment(_Strict):
     run: RunSpec = RunSpec()
     workload: WorkloadSpec = WorkloadSpec()
@@ -342,6 +390,8 @@ class Experiment(_Strict):
     clusters: dict[str, ClusterSpec] = {}
     models: dict[str, dict] = {}
     deployments: dict[str, DeploymentSpec]
+    case: CaseSpec | None = None
+    measured: MeasuredSpec | None = None
 
     @classmethod
     def from_dict(cls, data: dict) -> "Experiment":
@@ -359,23 +409,42 @@ class Experiment(_Strict):
             raise ValueError("at least one [deployments.NAME] table is needed")
         return v
 
+    @model_validator(mode="after")
+    def _a_whole_case(self):
+        """A validation case has both tables, measured figures, one deployment and a benchmark workload."""
+        if self.case is None and self.measured is None:
+            return self
+        if self.case is None:
+            raise CaseError("case", "name", "a case needs a [case] table with name and source beside [measured]")
+        if not self.measured or not self.measured.model_fields_set:
+            raise CaseError("measured", None, f"no measured keys; valid: {', '.join(MEASURED_KEYS)}")
+        if len(self.deployments) != 1 or self.workload.kind == "podcast":
+            raise CaseError("deployments", None, "a case has one deployment and a benchmark workload "
+                            "(kind offline, poisson or concurrency)")
+        return self
+
+    @property
+    def measurements(self) -> dict[str, tuple[float, float]]:
+        """A case's measured figures: key -> (value, tolerance as a fraction)."""
+        given = self.measured.model_fields_set if self.measured else set()
+        measured = [(k, getattr(self.measured, k)) for k in MEASURED_KEYS if k in given]
+        return {k: (m.value, m.tolerance) for k, m in measured}
+
 
 def _where(loc: tuple, kind: str = "") -> tuple[str, str | None]:
-    """pydantic's error location (and error type) -> (TOML table, key)."""
-    parts = [str(p) for p in loc]
+    """pydantic's error location (and error type) -> (TOML table, key); a key inside an inline table is
+    dotted (`ttft_p50_s.tolerance`), list positions are left out."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
     if len(parts) == 1:
         # A rule over a whole [run] / [workload] / [report] table names the table; otherwise the key is
         # a top-level one (unknown, missing or of the wrong type).
         if parts[0] in ("run", "workload", "report") and kind == "value_error":
             return parts[0], None
         return "top level", parts[0]
-    if parts[0] in ("deployments", "clusters"):
-        if len(parts) == 2:
-            return f"{parts[0]}.{parts[1]}", None
-        if parts[2] == "context" and len(parts) > 3:
-            return f"{parts[0]}.{parts[1]}.context", parts[3]
-        return f"{parts[0]}.{parts[1]}", parts[2]
-    return parts[0], parts[1]
+    depth = 2 if parts[0] in ("deployments", "clusters") else 1
+    if depth == 2 and len(parts) > 3 and parts[2] == "context":
+        depth = 3
+    return ".".join(parts[:depth]), ".".join(parts[depth:]) or None
 
 
 def _message(err: dict) -> str:
@@ -390,8 +459,8 @@ def _message(err: dict) -> str:
 
 
 def _valid_keys(table: str) -> str:
-    model = {"run": RunSpec, "workload": WorkloadSpec, "report": ReportSpec,
-             "clusters": ClusterSpec}.get(table.split(".")[0], DeploymentSpec)
+    model = {"run": RunSpec, "workload": WorkloadSpec, "report": ReportSpec, "clusters": ClusterSpec,
+             "case": CaseSpec, "measured": MeasuredSpec}.get(table.split(".")[0], DeploymentSpec)
     if table.endswith(".context"):
         model = ContextSpec
     if table == "top level":
@@ -413,16 +482,20 @@ def read_toml(path: str | Path) -> dict:
 
 
 def load(path: str | Path) -> Experiment:
-    return validate(str(path), read_toml(path))
+    """Any experiment file, a validation case included, validated whole."""
+    return parse(str(path), read_toml(path))
 
 
-def validate(path: str, data: dict) -> Experiment:
+def parse(path: str, data: dict) -> Experiment:
     """An experiment from its TOML tables; every problem one ConfigError naming `path`, table and key."""
     try:
         return Experiment.from_dict(data)
     except ModelTableError as e:
         raise ConfigError(path, f"models.{e.name}" if e.name else "models", e.key, str(e)) from None
     except ValidationError as e:
+        cause = e.errors()[0].get("ctx", {}).get("error")
+        if isinstance(cause, CaseError):
+            raise ConfigError(path, cause.table, cause.key, str(cause)) from None
         # A wrong value is reported before a missing key: a missing key often follows from it (an
         # unknown cluster name leaves its gpu and nodes unfilled).
         err = next((x for x in e.errors() if x["type"] != "missing"), e.errors()[0])

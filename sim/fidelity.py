@@ -1,10 +1,11 @@
 """`simrun validate`: run every validation case and compare its prediction with the published measurement.
 
-A case is an ordinary experiment file (one deployment, a benchmark workload) plus two tables:
-[case] (name, source, trust tier, notes) and [measured] (keys of sim.metrics.KEYS, each a number or
-{ value = x, tolerance = 0.2 }). Error % = (predicted - measured) / measured x 100. A third of the
-cases are held out of calibration by a fixed rule (crc32 of the case name mod 3 == 0), and the summary
-reports the held-out split, the rest, and the whole set.
+A case is an ordinary experiment file (one deployment, a benchmark workload) plus two tables, which
+sim.config reads like every other: [case] (name, source, trust tier, notes) and [measured] (keys of
+sim.metrics.KEYS, each a number or { value = x, tolerance = 0.2 }).
+Error % = (predicted - measured) / measured x 100. A third of the cases are held out of calibration by a
+fixed rule (crc32 of the case name mod 3 == 0), and the summary reports the held-out split, the rest, and
+the whole set.
 """
 from __future__ import annotations
 
@@ -25,62 +26,44 @@ from sim.metrics import KEYS, benchmark_metrics, family
 from sim.simulation import simulate
 
 DEFAULT_DIR = Path("experiments") / "validation"
-DEFAULT_TOLERANCE = 0.40   # the issue's bound: no case worse than 40%
 
 
 @dataclass(frozen=True)
 class Case:
     path: str
-    name: str
-    source: str
-    trust: str
-    measured: dict[str, tuple[float, float]]   # key -> (value, tolerance)
-    experiment: config.Experiment
+    experiment: config.Experiment   # an experiment with its [case] and [measured] tables
+
+    @property
+    def name(self) -> str:
+        return self.experiment.case.name
+
+    @property
+    def source(self) -> str:
+        return self.experiment.case.source
+
+    @property
+    def trust(self) -> str:
+        return self.experiment.case.trust
+
+    @property
+    def measured(self) -> dict[str, tuple[float, float]]:
+        """key -> (value, tolerance as a fraction)."""
+        return self.experiment.measurements
 
     @property
     def split(self) -> str:
         return "held_out" if zlib.crc32(self.name.encode()) % 3 == 0 else "fit"
 
 
-def _measured(path: str, table: dict) -> dict[str, tuple[float, float]]:
-    out = {}
-    for key, entry in table.items():
-        if key not in KEYS:
-            raise ConfigError(path, "measured", key, f"unknown key; valid: {', '.join(KEYS)}")
-        value, tolerance = ((entry.get("value"), entry.get("tolerance", DEFAULT_TOLERANCE)) if isinstance(entry, dict)
-                            else (entry, DEFAULT_TOLERANCE))
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(path, "measured", key, f"needs a positive number (got {value!r})")
-        if not isinstance(tolerance, (int, float)) or tolerance <= 0:
-            raise ConfigError(path, "measured", key, f"tolerance must be a positive fraction (got {tolerance!r})")
-        out[key] = (float(value), float(tolerance))
-    if not out:
-        raise ConfigError(path, "measured", None, f"no measured keys; valid: {', '.join(KEYS)}")
-    return out
-
-
 def load_case(path: str) -> Case:
-    data = config.read_toml(path)
-    case, measured = data.pop("case", None), data.pop("measured", None)
-    if not isinstance(case, dict) or not isinstance(case.get("name"), str) or not case.get("source"):
-        raise ConfigError(path, "case", "name", "a [case] table with name and source is required")
-    experiment = config.validate(path, data)
-    if len(experiment.deployments) != 1 or experiment.workload.kind == "podcast":
-        raise ConfigError(path, "deployments", None, "a case has one deployment and a benchmark workload "
-                          "(kind offline, poisson or concurrency)")
+    """A validation case: an experiment file that has [case] and [measured] tables, and whose layout fits."""
+    experiment = config.load(path)
+    if experiment.case is None:
+        raise ConfigError(path, "case", None, "not a validation case: a [case] table (name, source) and a "
+                          f"[measured] table are needed; valid measured keys: {', '.join(KEYS)}")
     (name, spec), = experiment.deployments.items()
     build(path, name, spec)   # a layout that does not fit is refused here, before any case runs
-    return Case(path, case["name"], case["source"], str(case.get("trust", "")),
-                _measured(path, measured if isinstance(measured, dict) else {}), experiment)
-
-
-def load_experiment(path: str) -> config.Experiment:
-    """An experiment file, or a validation case: its [case] and [measured] tables are checked, then set
-    aside, so `simrun run` and `simrun describe` take a case file as the ordinary experiment it is."""
-    data = config.read_toml(path)
-    if "case" in data or "measured" in data:
-        return load_case(path).experiment
-    return config.validate(path, data)
+    return Case(path, experiment)
 
 
 def discover(dirs: list[str]) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from hardware.catalog import PRECISION_BYTES
-from sim import __version__, config, fidelity, output, report
+from sim import __version__, config, output, report
 from sim.deployment import build
 from sim.simulation import DeploymentResult, simulate
 
@@ -40,7 +40,7 @@ def memory_per_token(arch, kv_dtype_bytes: float) -> dict:
 
 def run_experiment(path: str, mode: str | None = None, progress=None) -> RunResult:
     started = time.perf_counter()
-    experiment = fidelity.load_experiment(path)
+    experiment = config.load(path)
     if mode:
         experiment = experiment.model_copy(update={"run": experiment.run.model_copy(update={"mode": mode})})
     built = [build(path, name, spec) for name, spec in experiment.deployments.items()]

@@ -137,7 +137,7 @@ def test_bad_case_files_are_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sim", "validate", str(bad), "-o", str(tmp_path / "o")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "[measured] key 'tokens_per_s': unknown key; valid: output_tokens_per_s" in proc.stderr
+    assert "[measured] key 'tokens_per_s': unknown key; valid keys: output_tokens_per_s" in proc.stderr
     huge = tmp_path / "huge.toml"
     huge.write_text(TINY_CASE.format(measured=1000).replace('"llama31_8b"', '"megatron_1t"'))
     proc = subprocess.run([sys.executable, "-m", "sim", "validate", str(huge), "-o", str(tmp_path / "o")],
@@ -145,6 +145,41 @@ def test_bad_case_files_are_one_line(tmp_path):
     assert proc.returncode == 2 and "does not fit" in proc.stderr and "Traceback" not in proc.stderr
     missing = CliRunner().invoke(main, ["validate", str(write_case(tmp_path, 1000)), "--case", "nope", "-q"])
     assert missing.exit_code == 2 and "no case named 'nope'" in missing.output
+
+
+def test_config_loads_a_case_as_an_experiment_with_its_measurements(tmp_path):
+    """One road: sim.config reads [case] and [measured] like any table; a plain number takes the default
+    tolerance (40%), an inline table its own."""
+    from sim import config
+    exp = config.load(write_case(tmp_path, 1000))
+    assert exp.case.name == "tiny" and exp.case.trust == "T4"
+    assert exp.measurements == {"output_tokens_per_s": (1000.0, 0.40), "ttft_mean_s": (0.05, 10.0)}
+    assert fidelity.load_case(str(write_case(tmp_path, 1000))).measured == exp.measurements
+    assert config.load("experiments/podcast10h.toml").case is None
+
+
+@pytest.mark.parametrize("old, new, table, key, expect", [
+    ("output_tokens_per_s = 5", "output_tokens_per_s = -5", "measured", "output_tokens_per_s",
+     "needs a positive number (at most 1e15) or { value = x, tolerance = 0.2 } (got -5)"),
+    ("output_tokens_per_s = 5", "output_tokens_per_s = nan", "measured", "output_tokens_per_s", "(got nan)"),
+    ("output_tokens_per_s = 5", 'output_tokens_per_s = "fast"', "measured", "output_tokens_per_s",
+     "needs a positive number (at most 1e15) or { value = x, tolerance = 0.2 }"),
+    ("tolerance = 10.0", "tolerance = 0", "measured", "ttft_mean_s.tolerance", "greater than 0"),
+    ('source = "a test"\n', "", "case", "source", "required key is missing"),
+    ('name = "tiny"\nsource', 'name = ""\nsource', "case", "name", "at least 1 character"),
+    ("[case]", "[cases]", "top level", "cases", "unknown key; valid keys: run, workload"),
+    ("[measured]\noutput_tokens_per_s = 5\nttft_mean_s = { value = 0.05, tolerance = 10.0 }", "[measured]",
+     "measured", None, "no measured keys; valid: output_tokens_per_s"),
+    ('kind = "offline"', 'kind = "podcast"', "deployments", None, "a case has one deployment and a benchmark"),
+])
+def test_case_table_mistakes_are_one_line(tmp_path, old, new, table, key, expect):
+    from sim import config
+    path = write_case(tmp_path, 5)
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert (err.value.table, err.value.key) == (table, key) and expect in err.value.message
 
 
 def test_trtllm_bench_limits_by_hand():
