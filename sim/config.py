@@ -15,7 +15,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
                       field_validator, model_validator)
 
 from hardware import catalog as hw
-from sim.errors import ConfigError
+from sim.errors import ConfigError, pydantic_message
 from sim.metrics import KEYS as MEASURED_KEYS
 from sim.models import Architecture, ModelKeyError
 from sim.models import build as build_model
@@ -340,8 +340,6 @@ def build_models(tables) -> dict[str, Architecture]:
             raise ModelTableError(name, None, "must be a table of model keys")
         try:
             built[name] = build_model(name, entry, built)
-        except TypeError as e:
-            raise ModelTableError(name, None, f"{e}; give every key of a model, or base = NAME") from None
         except ModelKeyError as e:
             raise ModelTableError(name, e.key, str(e)) from None
     return {name: built[name] for name in tables}
@@ -447,17 +445,6 @@ def _where(loc: tuple, kind: str = "") -> tuple[str, str | None]:
     return ".".join(parts[:depth]), ".".join(parts[depth:]) or None
 
 
-def _message(err: dict) -> str:
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
-    if err["type"] == "missing":
-        return "required key is missing"
-    msg = err["msg"].removeprefix("Value error, ")
-    if "input" in err and err["type"] not in ("value_error", "missing"):
-        msg += f" (got {err['input']!r})"
-    return msg
-
-
 def _valid_keys(table: str) -> str:
     model = {"run": RunSpec, "workload": WorkloadSpec, "report": ReportSpec, "clusters": ClusterSpec,
              "case": CaseSpec, "measured": MeasuredSpec}.get(table.split(".")[0], DeploymentSpec)
@@ -500,7 +487,7 @@ def parse(path: str, data: dict) -> Experiment:
         # unknown cluster name leaves its gpu and nodes unfilled).
         err = next((x for x in e.errors() if x["type"] != "missing"), e.errors()[0])
         table, key = _where(err["loc"], err["type"])
-        msg = _message(err)
+        msg = pydantic_message(err)
         if err["type"] == "extra_forbidden":
             msg += f"; valid keys: {_valid_keys(table)}"
         raise ConfigError(path, table, key, msg) from None

@@ -36,29 +36,51 @@ State is FP32 (the vLLM / fla default); conv and token-shift state BF16.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
 
 import numpy as np
+from pydantic import ConfigDict, Field, Strict
 
 STATE_BYTES = 4.0          # recurrent state, FP32
 CONV_STATE_BYTES = 2.0     # short-conv / token-shift state, BF16
-RECURRENT = ("gdn", "lightning", "kda", "mamba1", "mamba2", "rwkv7")
-ATTENTION = ("attention", "window")
+LayerKind = Literal["attention", "window", "gdn", "lightning", "kda", "mamba1", "mamba2", "rwkv7"]
+ATTENTION = get_args(LayerKind)[:2]
+RECURRENT = get_args(LayerKind)[2:]
+
+# The schema of a model table, checked by pydantic (sim.models.build): whole numbers only (no 8.0, no
+# "8", no true), no unknown keys, no NaN. The bounds are far beyond any published model (the widest
+# d_model is 25,600, the most experts 512) and keep every count finite in float64 arithmetic.
+SCHEMA = ConfigDict(extra="forbid", allow_inf_nan=False)
+Width = Annotated[int, Strict(), Field(ge=1, le=1_000_000)]          # a dimension: d, head, rank, FFN
+Heads = Annotated[int, Strict(), Field(ge=1, le=100_000)]            # heads, experts, groups
+Kernel = Annotated[int, Strict(), Field(ge=1, le=1024)]              # a short convolution's taps
+Tokens = Annotated[int, Strict(), Field(ge=1, le=1_000_000_000)]     # a span of positions
+
+
+class ModelKeyError(ValueError):
+    """A model table that does not build; `key` names the offending key where there is one."""
+
+    def __init__(self, key: str | None, message: str):
+        self.key = key
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
 class MLA:
-    q_lora_rank: int
-    kv_lora_rank: int
-    qk_nope_head_dim: int
-    qk_rope_head_dim: int
-    v_head_dim: int
+    __pydantic_config__ = SCHEMA
+    q_lora_rank: Annotated[int, Strict(), Field(ge=0, le=1_000_000)]   # 0: queries projected directly
+    kv_lora_rank: Width
+    qk_nope_head_dim: Width
+    qk_rope_head_dim: Width
+    v_head_dim: Width
 
 
 @dataclass(frozen=True)
 class DSA:
-    index_n_heads: int
-    index_head_dim: int
-    index_topk: int
+    __pydantic_config__ = SCHEMA
+    index_n_heads: Heads
+    index_head_dim: Width
+    index_topk: Tokens
 
     @property
     def key_bytes(self) -> float:
@@ -68,44 +90,54 @@ class DSA:
 
 @dataclass(frozen=True)
 class GDN:
-    n_k_heads: int
-    n_v_heads: int
-    k_head_dim: int
-    v_head_dim: int
-    conv_kernel: int
+    __pydantic_config__ = SCHEMA
+    n_k_heads: Heads
+    n_v_heads: Heads
+    k_head_dim: Width
+    v_head_dim: Width
+    conv_kernel: Kernel
+
+    def __post_init__(self):
+        if self.n_v_heads % self.n_k_heads:
+            raise ModelKeyError("n_v_heads", f"{self.n_v_heads} value heads do not group over {self.n_k_heads} "
+                                f"key heads; valid: a multiple of n_k_heads")
 
 
 @dataclass(frozen=True)
 class KDA:
-    n_heads: int
-    head_dim: int
-    conv_kernel: int
+    __pydantic_config__ = SCHEMA
+    n_heads: Heads
+    head_dim: Width
+    conv_kernel: Kernel
 
 
 @dataclass(frozen=True)
 class Mamba1:
-    d_state: int
-    d_conv: int
-    expand: int
-    dt_rank: int
+    __pydantic_config__ = SCHEMA
+    d_state: Width
+    d_conv: Kernel
+    expand: Annotated[int, Strict(), Field(ge=1, le=64)]
+    dt_rank: Width
 
 
 @dataclass(frozen=True)
 class Mamba2:
-    d_state: int
-    d_conv: int
-    expand: int
-    head_dim: int
-    n_groups: int
+    __pydantic_config__ = SCHEMA
+    d_state: Width
+    d_conv: Kernel
+    expand: Annotated[int, Strict(), Field(ge=1, le=64)]
+    head_dim: Width
+    n_groups: Heads
 
 
 @dataclass(frozen=True)
 class RWKV7:
-    head_size: int
-    decay_lora: int
-    aaa_lora: int
-    mv_lora: int
-    gate_lora: int
+    __pydantic_config__ = SCHEMA
+    head_size: Width
+    decay_lora: Width
+    aaa_lora: Width
+    mv_lora: Width
+    gate_lora: Width
 
 
 def positions_attended(chunk, prior, cap=None):

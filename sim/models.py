@@ -20,27 +20,39 @@ from __future__ import annotations
 import math
 import tomllib
 from collections import Counter
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from functools import cache, cached_property
 from importlib import resources
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field, Strict, TypeAdapter, ValidationError
 
-from sim.layers import (ATTENTION, CONV_STATE_BYTES, DSA, GDN, KDA, MLA, RECURRENT, RWKV7, STATE_BYTES, Mamba1,
-                        Mamba2, positions_attended)
+from sim.errors import pydantic_message
+from sim.layers import (ATTENTION, CONV_STATE_BYTES, DSA, GDN, KDA, MLA, RECURRENT, RWKV7, SCHEMA, STATE_BYTES,
+                        Heads, LayerKind, Mamba1, Mamba2, ModelKeyError, Tokens, Width, positions_attended)
+
+Flag = Annotated[bool, Strict()]
+Layers = Annotated[int, Strict(), Field(ge=0, le=10_000)]       # a layer count or index (10,000: far beyond)
 
 
 @dataclass(frozen=True)
 class MoE:
-    n_experts: int
-    top_k: int
-    n_shared: int
-    expert_ffn_dim: int
-    first_dense_layers: int
-    router_bias: bool
-    every: int = 1           # MoE on every `every`-th layer ...
-    offset: int = 0          # ... starting at this one (Jamba: every 2nd from layer 1)
-    shared_gate: bool = False
+    __pydantic_config__ = SCHEMA
+    n_experts: Heads
+    top_k: Heads
+    n_shared: Annotated[int, Strict(), Field(ge=0, le=1000)]
+    expert_ffn_dim: Width
+    first_dense_layers: Layers
+    router_bias: Flag
+    every: Annotated[int, Strict(), Field(ge=1, le=10_000)] = 1   # MoE on every `every`-th layer ...
+    offset: Layers = 0       # ... starting at this one (Jamba: every 2nd from layer 1)
+    shared_gate: Flag = False
+
+    def __post_init__(self):
+        if self.top_k > self.n_experts:
+            raise ModelKeyError("top_k", f"top_k {self.top_k} routes to more experts than the {self.n_experts} "
+                                f"there are; valid: 1 to n_experts")
 
 
 NEEDS = {"gdn": "gdn", "kda": "kda", "mamba1": "mamba", "mamba2": "ssm", "rwkv7": "rwkv"}  # kind -> its table
@@ -52,32 +64,36 @@ SUBTABLES = {"mla": MLA, "moe": MoE, "dsa": DSA, "gdn": GDN, "kda": KDA, "mamba"
 
 @dataclass(frozen=True)
 class Architecture:
+    """A model table, typed and bounded (sim.layers.SCHEMA) and checked whole by __post_init__."""
+
+    __pydantic_config__ = SCHEMA
     name: str
-    display_name: str
-    attention: str           # the model's mixer: mha | gqa | mla | mla_dsa | ssm | linear | hybrid
-    n_layers: int
-    d_model: int
-    n_heads: int
-    ffn: str                 # swiglu | geglu | gelu | relu2 | none
-    ffn_dim: int
-    norm: str
-    vocab: int
-    max_context: int         # 0: no architectural limit (recurrent)
-    tie_embeddings: bool
-    source: str
-    n_kv_heads: int = 0
-    head_dim: int = 0
-    qk_norm: bool = False
-    biases: bool = False
-    learned_positions: bool = False
-    embedding_norm: bool = False   # a norm right after the embedding (RWKV's ln0)
-    vocab_padded: int = 0
-    norms_per_layer: int = 2
-    layer_pattern: str = ""
-    layer_kinds: dict = field(default_factory=dict)
-    sliding_window: int = 0
-    attn_output_gate: bool = False
-    attn_sinks: bool = False
+    display_name: Annotated[str, Field(min_length=1, max_length=200)]
+    # The model's mixer: attention (MHA / GQA / MLA / MLA with DSA), Mamba-2, RWKV-7, or a layer pattern.
+    attention: Literal["mha", "gqa", "mla", "mla_dsa", "ssm", "linear", "hybrid"]
+    n_layers: Annotated[int, Strict(), Field(ge=1, le=10_000)]
+    d_model: Width
+    n_heads: Heads
+    ffn: Literal["swiglu", "geglu", "gelu", "relu2", "none"]
+    ffn_dim: Annotated[int, Strict(), Field(ge=0, le=10_000_000)]   # 0 where no layer is dense
+    norm: Literal["rmsnorm", "layernorm"]
+    vocab: Annotated[int, Strict(), Field(ge=1, le=100_000_000)]
+    max_context: Annotated[int, Strict(), Field(ge=0, le=1_000_000_000)]   # 0: no architectural limit
+    tie_embeddings: Flag
+    source: Annotated[str, Field(min_length=1, max_length=4000)]
+    n_kv_heads: Annotated[int, Strict(), Field(ge=0, le=100_000)] = 0
+    head_dim: Annotated[int, Strict(), Field(ge=0, le=1_000_000)] = 0
+    qk_norm: Flag = False
+    biases: Flag = False
+    learned_positions: Flag = False
+    embedding_norm: Flag = False   # a norm right after the embedding (RWKV's ln0)
+    vocab_padded: Annotated[int, Strict(), Field(ge=0, le=100_000_000)] = 0
+    norms_per_layer: Annotated[int, Strict(), Field(ge=0, le=16)] = 2
+    layer_pattern: Annotated[str, Field(max_length=10_000)] = ""
+    layer_kinds: dict[Annotated[str, Field(min_length=1, max_length=1)], LayerKind] = field(default_factory=dict)
+    sliding_window: Annotated[int, Strict(), Field(ge=0, le=1_000_000_000)] = 0
+    attn_output_gate: Flag = False
+    attn_sinks: Flag = False
     mla: MLA | None = None
     dsa: DSA | None = None
     moe: MoE | None = None
@@ -86,7 +102,14 @@ class Architecture:
     mamba: Mamba1 | None = None
     ssm: Mamba2 | None = None
     rwkv: RWKV7 | None = None
-    base: str = ""           # the catalog model a scaled variant was derived from
+    base: Annotated[str, Field(max_length=200)] = ""   # the catalog model a scaled variant was derived from
+
+    def __post_init__(self):
+        """What the types cannot say: the keys agree with each other and every layer can be built."""
+        _check_layers(self)
+        _check_attention(self)
+        _check_ffn(self)
+        _check_recurrent(self)
 
     # ---- layers ---------------------------------------------------------------------------------
     @cached_property
@@ -385,50 +408,119 @@ def _tile(pattern: str, n_layers: int) -> str:
     return (pattern[:period] * (n_layers // period + 1))[:n_layers]
 
 
-class ModelKeyError(ValueError):
-    """A model table that does not build; `key` names the offending key where there is one."""
+def _check_layers(a: Architecture) -> None:
+    if a.attention == "hybrid" and not a.layer_pattern:
+        raise ModelKeyError("layer_pattern", "a hybrid needs a layer_pattern (one character per layer) and "
+                            "layer_kinds naming each character")
+    if a.layer_pattern and len(a.layer_pattern) != a.n_layers:
+        raise ModelKeyError("layer_pattern", f"layer_pattern has {len(a.layer_pattern)} layers, n_layers "
+                            f"{a.n_layers}; valid: one character per layer")
+    unnamed = sorted(set(a.layer_pattern) - set(a.layer_kinds))
+    if unnamed:
+        raise ModelKeyError("layer_kinds", f"layer_pattern uses {unnamed}, which layer_kinds does not name")
+    if "window" in a.kinds and a.sliding_window <= 0:
+        raise ModelKeyError("sliding_window", "window layers need sliding_window > 0 (tokens each query sees)")
+    for kind in set(a.kinds):
+        table = NEEDS.get(kind)
+        if table and getattr(a, table) is None:
+            raise ModelKeyError(table, f"{kind} layers need a {table} table")
 
-    def __init__(self, key: str | None, message: str):
-        self.key = key
-        super().__init__(message)
+
+def _check_attention(a: Architecture) -> None:
+    """MLA needs its latent table (and DSA its indexer); other attention layers need heads that group."""
+    if a.attention in ("mla", "mla_dsa") and a.mla is None:
+        raise ModelKeyError("mla", f"attention '{a.attention}' needs an mla table")
+    if a.mla and a.attention not in ("mla", "mla_dsa", "hybrid"):
+        raise ModelKeyError("attention", f"an mla table needs attention 'mla', 'mla_dsa' or 'hybrid' "
+                            f"(got '{a.attention}')")
+    if (a.attention == "mla_dsa") != (a.dsa is not None):
+        raise ModelKeyError("dsa", "attention 'mla_dsa' and a dsa table (its indexer) go together")
+    if "lightning" in a.kinds and not a.head_dim:
+        raise ModelKeyError("head_dim", "lightning layers need head_dim > 0")
+    if a.mla or not any(k in ATTENTION for k in a.kinds):
+        return
+    if not a.head_dim:
+        raise ModelKeyError("head_dim", "attention layers need head_dim > 0")
+    if not a.n_kv_heads or a.n_heads % a.n_kv_heads:
+        raise ModelKeyError("n_kv_heads", f"n_kv_heads {a.n_kv_heads} must divide the {a.n_heads} query heads; "
+                            f"valid: a divisor of n_heads")
+    if a.attention == "mha" and a.n_kv_heads != a.n_heads:
+        raise ModelKeyError("n_kv_heads", f"mha keeps a KV head per query head: n_kv_heads must be {a.n_heads} "
+                            f"(got {a.n_kv_heads}); valid: {a.n_heads}, or attention = 'gqa'")
+
+
+def _check_ffn(a: Architecture) -> None:
+    if a.moe and a.ffn == "none":
+        raise ModelKeyError("ffn", "a moe table needs an FFN kind for its experts; valid: swiglu, geglu, gelu, relu2")
+    if a.moe and a.moe.first_dense_layers > a.n_layers:
+        raise ModelKeyError("moe.first_dense_layers", f"first_dense_layers {a.moe.first_dense_layers} > n_layers "
+                            f"{a.n_layers}")
+    if a.n_dense_layers and a.ffn != "none" and not a.ffn_dim:
+        raise ModelKeyError("ffn_dim", f"{a.n_dense_layers} dense layers need ffn_dim > 0")
+    if a.vocab_padded and a.vocab_padded < a.vocab:
+        raise ModelKeyError("vocab_padded", f"vocab_padded {a.vocab_padded} < vocab {a.vocab}; valid: 0 or at "
+                            f"least vocab")
+    if a.learned_positions and not a.max_context:
+        raise ModelKeyError("max_context", "learned_positions need max_context > 0 (the table's rows)")
+
+
+def _check_recurrent(a: Architecture) -> None:
+    """Heads that tile the width they split: Mamba-2's expand x d into heads in groups, RWKV-7's d."""
+    if a.ssm:
+        inner = a.ssm.expand * a.d_model
+        if inner % a.ssm.head_dim or (inner // a.ssm.head_dim) % a.ssm.n_groups:
+            raise ModelKeyError("ssm.head_dim", f"expand x d_model = {inner} must split into heads of "
+                                f"head_dim {a.ssm.head_dim}, in n_groups {a.ssm.n_groups} equal groups")
+    if a.rwkv and a.n_heads * a.rwkv.head_size != a.d_model:
+        raise ModelKeyError("n_heads", f"RWKV-7's {a.n_heads} heads of {a.rwkv.head_size} must tile d_model "
+                            f"{a.d_model}; valid: n_heads = d_model / rwkv.head_size")
+
+
+_SCHEMA = TypeAdapter(Architecture)
+
+
+def _key_error(error: ValidationError) -> ModelKeyError:
+    """pydantic's first error (a wrong value before a missing key) as one ModelKeyError: the key dotted
+    (`moe.top_k`), a check of __post_init__ keeping its own key and message."""
+    err = next((e for e in error.errors() if e["type"] != "missing"), error.errors()[0])
+    path = [str(p) for p in err["loc"]]
+    cause = err.get("ctx", {}).get("error")
+    if isinstance(cause, ModelKeyError):
+        return ModelKeyError(".".join(path + ([cause.key] if cause.key else [])) or None, str(cause))
+    message = pydantic_message(err)
+    if err["type"] == "missing":
+        message += (f"; give every key of the {path[0]} table" if len(path) > 1
+                    else "; give every key of a model, or base = NAME")
+    return ModelKeyError(".".join(path) or None, message)
 
 
 def build(name: str, entry: dict, models: dict[str, Architecture] | None = None) -> Architecture:
-    """An Architecture from a TOML table; `base = NAME` starts from that model and overrides the keys given
-    (a scaled variant), stretching its layer pattern to a new n_layers."""
-    known = {f.name for f in fields(Architecture)}
+    """An Architecture from a TOML table, checked by its schema; `base = NAME` starts from that model and
+    overrides the keys given (a scaled variant), stretching its layer pattern to a new n_layers and
+    changing only the keys a partial subtable gives."""
+    known = {f.name for f in fields(Architecture)} - {"name"}
     unknown = set(entry) - known
     if unknown:
-        raise ModelKeyError(None, f"unknown keys {sorted(unknown)}; valid: {', '.join(sorted(known - {'name'}))}")
-    if entry.get("base"):
-        base = (models or catalog()).get(entry["base"])
+        raise ModelKeyError(None, f"unknown keys {sorted(unknown)}; valid: {', '.join(sorted(known))}")
+    table = dict(entry)
+    if "base" in entry:
+        models = catalog() if models is None else models
+        base = models.get(entry["base"]) if isinstance(entry["base"], str) else None
         if base is None:
-            raise ModelKeyError("base", f"unknown base model {entry['base']!r}; valid: {', '.join(sorted(models or catalog()))}")
-        if base.layer_pattern and "n_layers" in entry and "layer_pattern" not in entry:
-            entry["layer_pattern"] = _tile(base.layer_pattern, entry["n_layers"])
-        for key, value in list(entry.items()):   # a partial subtable changes only the keys it gives
-            if isinstance(value, dict) and key in SUBTABLES:
-                entry[key] = (replace(getattr(base, key), **value) if getattr(base, key) is not None
-                              else SUBTABLES[key](**value))
-        entry.setdefault("display_name", f"{name} (scaled from {base.display_name})")
-        arch = replace(base, name=name, **entry)
-    else:
-        entry = {k: SUBTABLES[k](**v) if k in SUBTABLES and isinstance(v, dict) else v for k, v in entry.items()}
-        arch = Architecture(name=name, **entry)
-    if arch.layer_pattern and len(arch.layer_pattern) != arch.n_layers:
-        raise ModelKeyError("layer_pattern", f"layer_pattern has {len(arch.layer_pattern)} layers, n_layers {arch.n_layers}")
-    unnamed = sorted(set(arch.layer_pattern) - set(arch.layer_kinds))
-    if unnamed:
-        raise ModelKeyError("layer_kinds", f"layer_pattern uses {unnamed}, which layer_kinds does not name")
-    if "window" in arch.kinds and arch.sliding_window <= 0:
-        raise ModelKeyError("sliding_window", "window layers need sliding_window > 0 (tokens each query sees)")
-    for kind in set(arch.kinds):
-        if kind not in ATTENTION + RECURRENT:
-            raise ModelKeyError("layer_kinds", f"unknown layer kind {kind!r}; valid: {', '.join(ATTENTION + RECURRENT)}")
-        table = NEEDS.get(kind)
-        if table and getattr(arch, table) is None:
-            raise ModelKeyError(table, f"{kind} layers need a {table} table")
-    return arch
+            raise ModelKeyError("base", f"unknown base model {entry['base']!r}; valid: {', '.join(sorted(models))}")
+        n_layers = entry.get("n_layers")
+        if base.layer_pattern and "layer_pattern" not in entry and type(n_layers) is int and 0 < n_layers <= 10_000:
+            table["layer_pattern"] = _tile(base.layer_pattern, n_layers)
+        for key, value in entry.items():
+            inherited = getattr(base, key)
+            if key in SUBTABLES and isinstance(value, dict) and inherited is not None:
+                table[key] = {**{f.name: getattr(inherited, f.name) for f in fields(inherited)}, **value}
+        table = {**{f.name: getattr(base, f.name) for f in fields(Architecture)},
+                 "display_name": f"{name} (scaled from {base.display_name})", **table}
+    try:
+        return _SCHEMA.validate_python({**table, "name": name})
+    except ValidationError as e:
+        raise _key_error(e) from None
 
 
 @cache
@@ -439,6 +531,6 @@ def catalog() -> dict[str, Architecture]:
     for name, entry in table.items():
         try:
             models[name] = build(name, entry, models)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"model catalog entry {name!r}: {e}") from None
+        except ModelKeyError as e:
+            raise ValueError(f"model catalog entry {name!r} key {e.key!r}: {e}") from None
     return models

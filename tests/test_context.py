@@ -136,10 +136,11 @@ def test_policies_give_identical_tables_in_bulk_and_per_step(context):
     ({"policy": "forget"}, "Input should be 'full', 'window', 'summarize' or 'retrieve'"),
 ])
 def test_bad_policies_name_the_table(context, message):
-    from sim.config import Experiment, _message, _where
+    from sim.config import Experiment, _where
+    from sim.errors import pydantic_message
     with pytest.raises(Exception) as e:
         Experiment.from_dict({"deployments": {"d": {**KIMI, "context": context}}})
     err = e.value.errors()[0]
     # A key inside the context table is named there; a rule over the whole table names the table.
     assert _where(err["loc"]) in (("deployments.d.context", "policy"), ("deployments.d", "context"))
-    assert message in _message(err)
+    assert message in pydantic_message(err)
