@@ -56,10 +56,10 @@ def _check_output(out_dir: Path) -> None:
         _fail(f"{out_dir}: cannot write results there: {problem}; valid: a folder path you may write to")
 
 
-def _write(out_dir: Path, tables: dict, info: dict, extras=None) -> Path:
+def _write(out_dir: Path, tables: dict, info: dict, extras=None, timing: dict | None = None) -> Path:
     """Write the tables whole, or fail in one line if the disk refuses them."""
     try:
-        return write(out_dir, tables, info, extras)
+        return write(out_dir, tables, info, extras, timing)
     except OSError as e:
         _fail(f"{out_dir}: cannot write results there: {e.strerror or e}; valid: a folder path you may write to")
 
@@ -101,9 +101,9 @@ def run_command(experiment: str, output_dir: str | None, mode: str | None, no_pl
         _fail(str(e))
     extras = None if no_plots else (
         lambda folder: plots.render(result.tables["turns"], result.info, folder / "plots"))
-    out = _write(out_dir, result.tables, result.info, extras)
+    out = _write(out_dir, result.tables, result.info, extras, result.timing)
     click.echo(render(result.tables["turns"], result.info))
-    click.echo(f"\ntables written to {out}/ (turns, steps, gpus .parquet; run.json"
+    click.echo(f"\ntables written to {out}/ (turns, steps, gpus .parquet; run.json, timing.json"
                + ("" if no_plots else "; plots/*.png") + ")")
 
 

@@ -90,6 +90,7 @@ class ReplicaEngine:
     waiting: list[Sequence] = field(default_factory=list)
     running: list[Sequence] = field(default_factory=list)
     last_end_ns: int = 0
+    steps_run: int = 0           # steps run so far: the index of the next one
     idle_s: float = 0.0
     idle_j: float = 0.0
     step_j: float = 0.0
@@ -153,7 +154,7 @@ class ReplicaEngine:
 
     def _fail(self, seq: Sequence, status: str, reason: str) -> None:
         seq.record.status, seq.record.reason = status, reason
-        seq.record.finish_ns = self.env.now
+        seq.record.end_ns = self.env.now
         seq.done.succeed()
 
     # ---- idle energy ---------------------------------------------------------------------------
@@ -345,14 +346,20 @@ class ReplicaEngine:
                     seq.record.first_token_ns = end_ns
         for seq in decode:
             seq.decoded += done
+        first, last = self.steps_run, self.steps_run + done - 1
+        for seq in [s for s, _ in chunks] + decode:
+            if seq.record.first_step is None:
+                seq.record.first_step = first
+            seq.record.last_step = last
+        self.steps_run += done
         # KV held after step i: the chunks' tokens and one more token per decoding turn per step.
         kv_tokens = kv_before + sum(c for _, c in chunks) + (np.arange(done) + 1) * len(decode)
         self.steps.append(
-            replica=self.index, start_s=(ends[:done] - durations[:done]) / NS_PER_S,
+            replica=self.index, step=np.arange(first, last + 1), start_s=(ends[:done] - durations[:done]) / NS_PER_S,
             duration_s=durations[:done] / NS_PER_S, prefill_tokens=sum(c for _, c in chunks),
-            decode_seqs=len(decode), kv_tokens=kv_tokens,
-            flops=cost.flops[:done], hbm_bytes=cost.hbm_bytes[:done], comm_bytes=cost.comm_bytes[:done],
-            bound=cost.bound[:done], power_w=energy / cost.duration_s[:done], energy_j=energy)
+            decode_seqs=len(decode), kv_tokens=kv_tokens, replica_flops=cost.flops[:done],
+            replica_hbm_bytes=cost.hbm_bytes[:done], replica_comm_bytes=cost.comm_bytes[:done],
+            bound=cost.bound[:done], replica_power_w=energy / cost.duration_s[:done], replica_energy_j=energy)
         self.step_j += float(energy.sum())
         for s, (busy, e) in enumerate(zip(cost.stage_busy_s, cost.stage_energy_j)):
             self.stage_busy_s[s] += float(busy[:done].sum())
@@ -362,7 +369,8 @@ class ReplicaEngine:
 
     def _finish(self, seq: Sequence, end_ns: int) -> None:
         rec = seq.record
-        rec.finish_ns, rec.output_tokens, rec.status = end_ns, seq.output_tokens, "ok"
+        rec.finish_ns = rec.end_ns = end_ns
+        rec.output_tokens, rec.status = seq.output_tokens, "ok"
         self.running.remove(seq)
         keep = seq.total_tokens - 1  # the last sampled token was never fed back
         self._pool(seq).release(rec.session, seq.allocated, keep if self.limits.prefix_caching else 0)

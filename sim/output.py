@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,27 +16,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sim import contract
 from sim.cost import BOUND_NAMES
 from sim.simulation import DeploymentResult
 
-TURN_SCHEMA = pa.schema([
-    ("run", pa.string()), ("deployment", pa.string()), ("session", pa.int64()), ("turn", pa.int64()),
-    ("speaker", pa.string()), ("kind", pa.string()), ("minute", pa.float64()), ("conversation_tokens", pa.int64()),
-    ("context_tokens", pa.int64()),
-    ("retrieved_tokens", pa.int64()),
-    ("new_tokens", pa.int64()), ("output_tokens", pa.int64()), ("cached_tokens", pa.int64()),
-    ("recomputed_tokens", pa.int64()), ("arrival_s", pa.float64()), ("first_token_s", pa.float64()),
-    ("finish_s", pa.float64()), ("ttft_s", pa.float64()), ("tpot_s", pa.float64()), ("e2e_s", pa.float64()),
-    ("reply_speech_s", pa.float64()), ("energy_j", pa.float64()), ("energy_prefill_j", pa.float64()),
-    ("energy_decode_j", pa.float64()), ("energy_idle_j", pa.float64()), ("energy_retrieval_j", pa.float64()),
-    ("replica", pa.int64()),
-    ("status", pa.string()), ("reason", pa.string()),
-])
-
-
 def turns_table(results: list[DeploymentResult]) -> pa.Table:
     rows = [t.row() for r in results for t in r.turns]
-    return pa.Table.from_pylist(rows, schema=TURN_SCHEMA)
+    return pa.Table.from_pylist(rows, schema=contract.schema(contract.TURNS))
 
 
 def steps_table(results: list[DeploymentResult]) -> pa.Table:
@@ -43,21 +30,21 @@ def steps_table(results: list[DeploymentResult]) -> pa.Table:
     for r in results:
         cols = r.steps.columns()
         n = len(cols["start_s"])
-        parts.append(pa.table({
-            "deployment": pa.array([r.deployment.name] * n, pa.string()),
-            "replica": cols["replica"].astype(np.int64),
-            "start_s": cols["start_s"].astype(float), "duration_s": cols["duration_s"].astype(float),
-            "prefill_tokens": cols["prefill_tokens"].astype(np.int64),
-            "decode_seqs": cols["decode_seqs"].astype(np.int64), "kv_tokens": cols["kv_tokens"].astype(np.int64),
-            "flops": cols["flops"].astype(float), "hbm_bytes": cols["hbm_bytes"].astype(float),
-            "comm_bytes": cols["comm_bytes"].astype(float),
-            "bound": pa.array([BOUND_NAMES[b] for b in cols["bound"].astype(int)], pa.string()),
-            "power_w": cols["power_w"].astype(float), "energy_j": cols["energy_j"].astype(float),
-        }))
+        replica = cols["replica"].astype(np.int64)
+        gpus = np.array([e.n_gpus for e in r.engines], dtype=float)
+        parts.append({
+            **{c: cols[c].astype(np.int64) for c in ("step", "prefill_tokens", "decode_seqs", "kv_tokens")},
+            **{c: cols[c].astype(float) for c in ("start_s", "duration_s", "replica_flops", "replica_hbm_bytes",
+                                                  "replica_comm_bytes", "replica_power_w", "replica_energy_j")},
+            "deployment": [r.deployment.name] * n, "replica": replica,
+            "bound": [BOUND_NAMES[b] for b in cols["bound"].astype(int)],
+            "mean_gpu_power_w": cols["replica_power_w"].astype(float) / gpus[replica],
+        })
+    schema = contract.schema(contract.STEPS)
+    table = pa.concat_tables([pa.table({f.name: part[f.name] for f in schema}, schema=schema) for part in parts])
     # Replicas log their steps as they go; sort so that the table does not depend on how the engines
     # interleaved (bulk and per-step modes interleave differently).
-    return pa.concat_tables(parts).sort_by([("deployment", "ascending"), ("replica", "ascending"),
-                                            ("start_s", "ascending")])
+    return table.sort_by([("deployment", "ascending"), ("replica", "ascending"), ("step", "ascending")])
 
 
 def gpus_table(results: list[DeploymentResult]) -> pa.Table:
@@ -79,7 +66,7 @@ def gpus_table(results: list[DeploymentResult]) -> pa.Table:
                         + peak_kv_tokens * cost.stage_kv_bytes_per_token(s),
                         "kv_pool_bytes": rep.memory.kv_pool_bytes,
                     })
-    return pa.Table.from_pylist(rows)
+    return pa.Table.from_pylist(rows, schema=contract.schema(contract.GPUS))
 
 
 def output_problem(out_dir: Path) -> str | None:
@@ -114,26 +101,39 @@ def read(run_dir: str | Path) -> tuple[pa.Table, dict]:
     return pq.read_table(run_dir / "turns.parquet"), json.loads((run_dir / "run.json").read_text())
 
 
+TEMPORARY = re.compile(r"^\..+\.simrun-(\d+)-")   # .NAME.simrun-PID-... : a folder a run is writing
+
+
 def write(out_dir: str | Path, tables: dict[str, pa.Table], run_info: dict,
-          extras: Callable[[Path], object] | None = None) -> Path:
-    """Write every table, run.json and whatever `extras(folder)` adds into `out_dir`, replacing it
-    only once all are complete."""
+          extras: Callable[[Path], object] | None = None, timing: dict | None = None) -> Path:
+    """Write every table, run.json, timing.json and whatever `extras(folder)` adds into `out_dir`,
+    replacing it only once all are complete.
+
+    Each table's schema metadata and run.json hold `run_info`, which the config and seed determine, so
+    the same config and seed give byte-identical Parquet files; what they do not determine (wall time)
+    goes to timing.json. The folder is written under a temporary name holding this process's id, and
+    such folders left by a run that was killed (its process gone) are removed first. The folder gets
+    the permissions the user's umask gives, as a plain mkdir would.
+    """
     out_dir = Path(out_dir).resolve()
     made = next((p for p in reversed(out_dir.parents) if not p.exists()), None)  # the topmost folder made here
     tmp = None
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-        meta = {b"simrun": json.dumps(run_info, sort_keys=True).encode()}
+        remove_stale(out_dir.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.simrun-{os.getpid()}-", dir=out_dir.parent))
+        tmp.chmod(0o777 & ~_umask())
+        meta = {b"simrun": json.dumps(run_info).encode()}
         for name, table in tables.items():
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
             pq.write_table(table, tmp / f"{name}.parquet")
-        (tmp / "run.json").write_text(json.dumps(run_info, indent=2, sort_keys=True) + "\n")
+        (tmp / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+        if timing is not None:
+            (tmp / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
         if extras:
             extras(tmp)
         if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            old = out_dir.with_name(f".{out_dir.name}.simrun-{os.getpid()}-old")
             os.replace(out_dir, old)
             os.replace(tmp, out_dir)
             shutil.rmtree(old, ignore_errors=True)
@@ -144,3 +144,32 @@ def write(out_dir: str | Path, tables: dict[str, pa.Table], run_info: dict,
             shutil.rmtree(made or tmp, ignore_errors=True)  # `made`, when set, holds `tmp`
         raise
     return out_dir
+
+
+def remove_stale(folder: Path) -> list[Path]:
+    """Remove the temporary folders in `folder` that runs killed while writing left behind: named by
+    `write` with the id of a process that no longer runs. Returns what was removed."""
+    removed = []
+    for path in folder.iterdir():
+        found = TEMPORARY.match(path.name)
+        if found and path.is_dir() and not path.is_symlink() and not _running(int(found.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True   # another user's process (or an id beyond any process's): not ours to judge
+    return True
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

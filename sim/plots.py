@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import pyarrow as pa  # noqa: E402
 
-from sim.report import J_PER_WH  # noqa: E402
+from sim.report import J_PER_WH, minute_of  # noqa: E402
 
 
 def _by_deployment(turns: pa.Table, keep=lambda row: True) -> dict[str, list[dict]]:
@@ -33,13 +33,13 @@ def _by_deployment(turns: pa.Table, keep=lambda row: True) -> dict[str, list[dic
 
 
 def _first_conversation_reply(row: dict) -> bool:
-    return row["session"] == 0 and row.get("kind", "reply") == "reply"
+    return row["session"] == 0 and row["kind"] == "reply"
 
 
 def _mark_failures(ax, rows, y_of, color) -> None:
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
-        ax.scatter([r["minute"] for r in failed], [y_of(r) for r in failed], marker="x", color=color, s=12,
+        ax.scatter([minute_of(r) for r in failed], [y_of(r) for r in failed], marker="x", color=color, s=12,
                    zorder=3)
 
 
@@ -55,12 +55,12 @@ def render(turns: pa.Table, info: dict, out_dir: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(12, 5))
     for name, rs in rows.items():
-        ax.plot([r["minute"] for r in rs], [r["energy_j"] / J_PER_WH for r in rs], lw=0.8, label=name,
+        ax.plot([minute_of(r) for r in rs], [r["energy_j"] / J_PER_WH for r in rs], lw=0.8, label=name,
                 color=colors[name])
         _mark_failures(ax, rs, lambda r: r["energy_j"] / J_PER_WH, colors[name])
     if rows:  # the same phrases spoken by a human brain (the first deployment's conversation)
         first = next(iter(rows.values()))
-        ax.plot([r["minute"] for r in first], [brain_w * r["reply_speech_s"] / J_PER_WH for r in first], lw=0.8,
+        ax.plot([minute_of(r) for r in first], [brain_w * r["reply_speech_s"] / J_PER_WH for r in first], lw=0.8,
                 color="0.5", ls="--", label=f"{brain_w:g} W brain speaking the reply")
     ax.set(yscale="log", xlabel="conversation minute", ylabel="energy per phrase (Wh)",
            title="Energy charged to each phrase (x: failed turn)")
@@ -69,7 +69,8 @@ def render(turns: pa.Table, info: dict, out_dir: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(12, 5))
     for name, rs in rows.items():
-        _latencies(ax, f"{name} reply", f"{name} TTFT", rs, "minute", colors[name], {"lw": 0.8}, {"lw": 0.8, "ls": ":"})
+        _latencies(ax, f"{name} reply", f"{name} TTFT", rs, minute_of, colors[name], {"lw": 0.8},
+                   {"lw": 0.8, "ls": ":"})
     ax.set(yscale="log", xlabel="conversation minute", ylabel="seconds", title="Latency of each reply")
     _legend(ax)
     written.append(_save(fig, out_dir / "latency.png"))
@@ -78,7 +79,7 @@ def render(turns: pa.Table, info: dict, out_dir: Path) -> list[Path]:
     for name, rs in rows.items():
         d = deployments[name]
         gb = lambda r, d=d: memory_bytes(d, r["context_tokens"] + r["new_tokens"]) / 1e9  # noqa: E731
-        ax.plot([r["minute"] for r in rs], [gb(r) for r in rs], lw=0.8, color=colors[name], label=name)
+        ax.plot([minute_of(r) for r in rs], [gb(r) for r in rs], lw=0.8, color=colors[name], label=name)
         if d.get("kv_capacity_tokens"):
             ax.axhline(d["kv_capacity_tokens"] * d["kv_bytes_per_token"] / 1e9, color=colors[name], ls="--", lw=0.6)
         _mark_failures(ax, rs, gb, colors[name])
@@ -89,11 +90,11 @@ def render(turns: pa.Table, info: dict, out_dir: Path) -> list[Path]:
     return written
 
 
-def _latencies(ax, reply_label: str, ttft_label: str, rows: list[dict], x_key: str, color, reply_style: dict,
+def _latencies(ax, reply_label: str, ttft_label: str, rows: list[dict], x_of, color, reply_style: dict,
                ttft_style: dict) -> None:
-    """E2E (reply) latency and TTFT of the turns that succeeded, against `x_key`."""
+    """E2E (reply) latency and TTFT of the turns that succeeded, against `x_of(row)`."""
     ok = [r for r in rows if r["status"] == "ok"]
-    x = [r[x_key] for r in ok]
+    x = [x_of(r) for r in ok]
     ax.plot(x, [r["e2e_s"] for r in ok], color=color, label=reply_label, **reply_style)
     ax.plot(x, [r["ttft_s"] for r in ok], color=color, label=ttft_label, **ttft_style)
 
@@ -105,12 +106,12 @@ def _requests_plot(turns: pa.Table, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(12, 5))
     for name, rs in rows.items():
         dots = {"ls": "none", "marker": ".", "ms": 3}
-        _latencies(ax, f"{name} E2E", f"{name} TTFT", rs, "arrival_s", colors[name], dots,
+        _latencies(ax, f"{name} E2E", f"{name} TTFT", rs, lambda r: r["arrival_s"], colors[name], dots,
                    {**dots, "marker": "^", "ms": 2, "alpha": 0.4})
-        failed = [r for r in rs if r["status"] != "ok" and r["e2e_s"]]
+        failed = [r for r in rs if r["status"] != "ok" and r["end_s"] > r["arrival_s"]]   # log y: not 0 s
         if failed:
-            ax.scatter([r["arrival_s"] for r in failed], [r["e2e_s"] for r in failed], marker="x", s=12,
-                       color=colors[name], zorder=3)
+            ax.scatter([r["arrival_s"] for r in failed], [r["end_s"] - r["arrival_s"] for r in failed], marker="x",
+                       s=12, color=colors[name], zorder=3)
     ax.set(yscale="log", xlabel="request sent at (s)", ylabel="seconds",
            title="Latency of each request (x: failed request)")
     _legend(ax)

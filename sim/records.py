@@ -1,4 +1,5 @@
-"""What a run records: one row per model turn, and per-step columns appended in blocks."""
+"""What a run records: one row per model turn, and per-step columns appended in blocks (the columns
+and their null rules: sim.contract)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,14 +24,13 @@ class TurnRecord:
     deployment: str
     session: int
     turn: int
-    minute: float
+    conversation_s: float      # the conversation's clock at the request's arrival
     context_tokens: int
     new_tokens: int
     reply_tokens: int          # the reply the model gives if the turn succeeds
     reply_speech_s: float
     arrival_ns: int
     replica: int
-    speaker: str = "model"
     kind: str = "reply"            # reply: answers a phrase; summary: compacts the history (context policy)
     conversation_tokens: int = 0   # everything said before this phrase, whatever the model still sees
     retrieved_tokens: int = 0      # retrieved chunks in the prompt (context policy `retrieve`)
@@ -39,12 +39,15 @@ class TurnRecord:
     recomputed_tokens: int = 0
     output_tokens: int = 0
     first_token_ns: int | None = None
-    finish_ns: int | None = None
+    finish_ns: int | None = None     # its last token: set only when the turn ends ok
+    end_ns: int | None = None        # when it ended, whatever its status
+    first_step: int | None = None    # the replica's first and last steps it took part in
+    last_step: int | None = None
     energy_prefill_j: float = 0.0
     energy_decode_j: float = 0.0
     energy_idle_j: float = 0.0
     status: str = "pending"
-    reason: str = ""
+    reason: str | None = None
 
     @property
     def gpu_energy_j(self) -> float:
@@ -60,12 +63,12 @@ class TurnRecord:
                 if first is not None and decode_steps > 0 else None)
         return {
             "run": self.run, "deployment": self.deployment, "session": self.session, "turn": self.turn,
-            "speaker": self.speaker, "kind": self.kind, "minute": self.minute,
+            "kind": self.kind, "conversation_s": self.conversation_s,
             "conversation_tokens": self.conversation_tokens, "context_tokens": self.context_tokens,
             "retrieved_tokens": self.retrieved_tokens,
             "new_tokens": self.new_tokens, "output_tokens": self.output_tokens,
             "cached_tokens": self.cached_tokens, "recomputed_tokens": self.recomputed_tokens,
-            "arrival_s": arrival_s, "first_token_s": first, "finish_s": finish,
+            "arrival_s": arrival_s, "first_token_s": first, "finish_s": finish, "end_s": self.end_ns / NS_PER_S,
             "ttft_s": None if first is None else first - arrival_s,
             "tpot_s": tpot,
             "e2e_s": None if finish is None else finish - arrival_s,
@@ -73,12 +76,13 @@ class TurnRecord:
             "energy_j": self.gpu_energy_j,
             "energy_prefill_j": self.energy_prefill_j, "energy_decode_j": self.energy_decode_j,
             "energy_idle_j": self.energy_idle_j, "energy_retrieval_j": self.energy_retrieval_j, "replica": self.replica,
-            "status": self.status, "reason": self.reason,
+            "first_step": self.first_step, "last_step": self.last_step, "status": self.status, "reason": self.reason,
         }
 
 
-STEP_COLUMNS = ("replica", "start_s", "duration_s", "prefill_tokens", "decode_seqs", "kv_tokens", "flops",
-                "hbm_bytes", "comm_bytes", "bound", "power_w", "energy_j")
+STEP_COLUMNS = ("replica", "step", "start_s", "duration_s", "prefill_tokens", "decode_seqs", "kv_tokens",
+                "replica_flops", "replica_hbm_bytes", "replica_comm_bytes", "bound", "replica_power_w",
+                "replica_energy_j")
 
 
 @dataclass

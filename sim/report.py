@@ -11,11 +11,25 @@ from sim.metrics import KEYS, table_metrics
 J_PER_WH = 3600.0
 
 
-def minute_marks(rows: list[dict], deployment: str, minutes: list[float]) -> list[dict]:
-    """For each mark, the first reply of session 0 whose phrase arrives at or after it."""
-    mine = [r for r in rows if r["deployment"] == deployment and r["session"] == 0 and r.get("kind", "reply") == "reply"]
-    picked = (next((r for r in mine if r["minute"] >= mark), None) for mark in minutes)
-    return [r for r in picked if r is not None]
+def minute_of(row: dict) -> float:
+    """The conversation minute of a turns row (the table keeps seconds)."""
+    return row["conversation_s"] / 60.0
+
+
+def replies(rows: list[dict], deployment: str) -> list[dict]:
+    """The first conversation's replies on a deployment, in order."""
+    return [r for r in rows if r["deployment"] == deployment and r["session"] == 0 and r["kind"] == "reply"]
+
+
+def minute_marks(rows: list[dict], deployment: str, minutes: list[float]) -> list[tuple[float, dict | None]]:
+    """For each mark, the first reply of session 0 whose phrase arrives at or after it (None: the
+    conversation ended before the mark)."""
+    mine = replies(rows, deployment)
+    return [(mark, next((r for r in mine if minute_of(r) >= mark), None)) for mark in minutes]
+
+
+def _found(marks: list[tuple[float, dict | None]]) -> list[dict]:
+    return [r for _, r in marks if r is not None]
 
 
 @dataclass(frozen=True)
@@ -32,17 +46,16 @@ class Growth:
 
 
 def growth(rows: list[dict], deployment: str, minutes: list[float], column: str) -> Growth | None:
-    ok = [r for r in rows if r["deployment"] == deployment and r["session"] == 0
-          and r.get("kind", "reply") == "reply" and r["status"] == "ok" and r[column]]
+    ok = [r for r in replies(rows, deployment) if r["status"] == "ok" and r[column]]
     if len(ok) < 3:
         return None
-    x = np.log([r.get("conversation_tokens", r["context_tokens"]) + r["new_tokens"] for r in ok])
+    x = np.log([r["conversation_tokens"] + r["new_tokens"] for r in ok])
     exponent = float(np.polyfit(x, np.log([r[column] for r in ok]), 1)[0])
-    marks = minute_marks(rows, deployment, minutes)
-    tokens = [r.get("conversation_tokens", r["context_tokens"]) + r["new_tokens"] for r in marks]
+    marks = _found(minute_marks(rows, deployment, minutes))
+    tokens = [r["conversation_tokens"] + r["new_tokens"] for r in marks]
     if len(marks) < 2:
         return Growth(exponent, None, len(ok))
-    return Growth(exponent, (tokens[-1] / tokens[0]) ** exponent, len(ok), (marks[0]["minute"], marks[-1]["minute"]))
+    return Growth(exponent, (tokens[-1] / tokens[0]) ** exponent, len(ok), (minute_of(marks[0]), minute_of(marks[-1])))
 
 
 def _growth_line(rows, name, minutes) -> str:
@@ -61,25 +74,37 @@ def _fmt_s(value) -> str:
 
 
 def render(turns: pa.Table, deployments: dict[str, str], minutes: list[float], brain_w: float) -> str:
-    """Text table; `deployments` maps name -> one-line description."""
+    """Text table; `deployments` maps name -> one-line description, in the experiment's order."""
     lines, rows = [], turns.to_pylist()
-    header = (f"{'minute':>6} {'context':>8} {'TTFT':>9} {'reply':>9} {'energy Wh':>10} {'active':>7} "
+    header = (f"{'minute':>6} {'context':>8} {'TTFT':>9} {'reply':>9} {'energy Wh':>11} {'active':>7} "
               f"{'idle':>7} {'brain Wh':>9}  status")
+    failed_any = False
     for name, description in deployments.items():
         lines += ["", f"{name}: {description}", header]
-        for r in minute_marks(rows, name, minutes):
+        marks = minute_marks(rows, name, minutes)
+        for r in _found(marks):
             energy_wh = r["energy_j"] / J_PER_WH
             active = (r["energy_prefill_j"] + r["energy_decode_j"]) / r["energy_j"] if r["energy_j"] else 0.0
             brain_wh = brain_w * r["reply_speech_s"] / J_PER_WH
-            status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
-            reply_s = r["e2e_s"] if r["first_token_s"] is not None else None  # refused turns never replied
-            lines.append(f"{r['minute']:>6.1f} {r['context_tokens']:>8d} {_fmt_s(r['ttft_s']):>9} "
-                         f"{_fmt_s(reply_s):>9} {energy_wh:>10.3f} {active:>7.0%} {1 - active:>7.0%} "
+            failed = r["status"] != "ok"
+            failed_any |= failed
+            status = f"{r['status']}: {r['reason']}" if failed else r["status"]
+            energy = f"{energy_wh:.3f}" + ("*" if failed else " ")
+            lines.append(f"{minute_of(r):>6.1f} {r['context_tokens']:>8d} {_fmt_s(r['ttft_s']):>9} "
+                         f"{_fmt_s(r['e2e_s']):>9} {energy:>11} {active:>7.0%} {1 - active:>7.0%} "
                          f"{brain_wh:>9.4f}  {status}")
+        missed = [mark for mark, r in marks if r is None]
+        if missed:
+            mine = replies(rows, name)
+            last = f"its last phrase came at minute {minute_of(mine[-1]):.1f}" if mine else "it had no phrase"
+            lines.append(f"minute {', '.join(f'{m:g}' for m in missed)}: past the end of the conversation ({last})")
         lines.append(_growth_line(rows, name, minutes))
     lines.append("")
     lines.append(f"energy: GPU energy charged to the phrase (its share of steps + idle time of the GPUs holding "
                  f"the conversation); brain: {brain_w:g} W x the reply's speaking time.")
+    if failed_any:
+        lines.append("*: the phrase failed; its energy (the GPUs held for it, and any work done) is the cost of "
+                     "the failure, not of a reply.")
     return "\n".join(lines)
 
 

@@ -19,7 +19,8 @@ class RunResult:
     experiment: config.Experiment
     results: list[DeploymentResult]
     tables: dict[str, pa.Table]
-    info: dict
+    info: dict       # what the config and seed determine: run.json and every table's schema metadata
+    timing: dict     # what they do not: timing.json
 
 
 def one_line(built) -> str:
@@ -62,10 +63,9 @@ def run_experiment(path: str, mode: str | None = None, progress=None) -> RunResu
         } for b in built},
         "energy_j": {r.deployment.name: r.energy_j for r in results},
         "steps_table": "one row per engine step (not sampled or aggregated)",
-        "wall_s": time.perf_counter() - started,
-        "python": sys.version.split()[0],
     }
-    return RunResult(experiment, results, tables, info)
+    timing = {"wall_s": time.perf_counter() - started, "python": sys.version.split()[0]}
+    return RunResult(experiment, results, tables, info, timing)
 
 
 def default_output(path: str) -> Path:

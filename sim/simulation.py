@@ -69,7 +69,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         tokens = spec.context.summary_tokens
         record = TurnRecord(
             run=experiment.run.name, deployment=built.name, session=index, turn=turn, kind="summary",
-            minute=(env.now - start_ns) / NS_PER_S / 60.0, conversation_tokens=conv.said_tokens,
+            conversation_s=(env.now - start_ns) / NS_PER_S, conversation_tokens=conv.said_tokens,
             context_tokens=prompt.context_tokens, new_tokens=0,
             reply_tokens=tokens, reply_speech_s=0.0, arrival_ns=env.now, replica=engine.index)
         seq = yield from ask(engine, record, prompt, tokens)
@@ -98,7 +98,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             prompt = conv.prompt(ex.index, ex.human.tokens, ex.reply.tokens)
             record = TurnRecord(
                 run=experiment.run.name, deployment=built.name, session=index, turn=ex.index,
-                minute=(arrival_ns - start_ns) / NS_PER_S / 60.0, conversation_tokens=conv.said_tokens,
+                conversation_s=(arrival_ns - start_ns) / NS_PER_S, conversation_tokens=conv.said_tokens,
                 context_tokens=prompt.context_tokens,
                 retrieved_tokens=prompt.retrieved_tokens, new_tokens=ex.human.tokens, reply_tokens=ex.reply.tokens,
                 reply_speech_s=ex.reply.speech_s, arrival_ns=arrival_ns, replica=engine.index)
@@ -125,7 +125,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         index = req.index
         engine = engines[states[index].replica]
         record = TurnRecord(
-            run=experiment.run.name, deployment=built.name, session=index, turn=0, minute=env.now / NS_PER_S / 60.0,
+            run=experiment.run.name, deployment=built.name, session=index, turn=0, conversation_s=env.now / NS_PER_S,
             context_tokens=0, new_tokens=req.input_tokens, reply_tokens=req.output_tokens, reply_speech_s=0.0,
             arrival_ns=env.now, replica=engine.index)
         settle_idle()

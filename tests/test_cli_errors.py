@@ -143,7 +143,8 @@ def test_error_through_the_console_entry_point(tmp_path):
 def test_good_file_runs_and_writes(tmp_path):
     result, exp, out = run_cli(tmp_path, GOOD)
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"turns.parquet", "steps.parquet", "gpus.parquet", "run.json", "plots"}
+    assert {p.name for p in out.iterdir()} == {"turns.parquet", "steps.parquet", "gpus.parquet", "run.json",
+                                              "timing.json", "plots"}
     assert {p.name for p in (out / "plots").iterdir()} == {"energy_per_phrase.png", "latency.png", "kv_memory.png"}
 
 

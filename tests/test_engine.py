@@ -19,12 +19,21 @@ def check_invariants(results):
                     for e in r.engines}
         for t in r.turns:
             assert t.status in ("ok", "kv_oom", "context_overflow", "timeout")
-            assert (t.status == "ok") == (t.reason == "")
-            assert t.finish_ns is not None and t.finish_ns >= t.arrival_ns
-            if t.status == "ok":
+            ok = t.status == "ok"
+            assert ok == (t.reason is None) and (ok or t.reason)
+            assert t.end_ns is not None and t.end_ns >= t.arrival_ns
+            row = t.row()
+            # Null for what did not happen: only an ok turn finished, has a reply latency and a TPOT.
+            assert (row["finish_s"] is not None) == (row["e2e_s"] is not None) == ok
+            assert (row["first_token_s"] is None) == (row["ttft_s"] is None)
+            assert (t.first_step is None) == (t.last_step is None)
+            if ok:
                 assert t.first_token_ns is not None and t.output_tokens == t.reply_tokens
+                assert t.finish_ns == t.end_ns and t.first_step <= t.last_step
             else:
-                assert t.output_tokens == 0
+                assert t.output_tokens == 0 and t.finish_ns is None
+            if t.status in ("kv_oom", "context_overflow"):   # refused at the door: it ran in no step
+                assert t.first_step is None and t.end_ns == t.arrival_ns
         total_turn_j = sum(t.energy_prefill_j + t.energy_decode_j + t.energy_idle_j for t in r.turns)
         assert total_turn_j == pytest.approx(r.energy_j, rel=1e-9)
         for pool in (p for e in r.engines for p in e.pools):
@@ -32,6 +41,9 @@ def check_invariants(results):
         steps = r.steps.columns()
         for replica, kv in zip(steps["replica"], steps["kv_tokens"]):
             assert 0 <= kv and (capacity[int(replica)] is None or kv <= capacity[int(replica)])
+        for e in r.engines:   # each replica numbers its steps 0, 1, 2, ... in the order they ran
+            mine = steps["replica"] == e.index
+            assert sorted(steps["step"][mine].tolist()) == list(range(e.steps_run))
 
 
 def tables(results):
@@ -110,9 +122,9 @@ def test_reply_deadline_drops_the_reply():
     assert timeouts and all("0.5 s deadline" in t.reason for t in timeouts)
     for t in timeouts:
         # Aborted at the deadline, not when the reply would have finished; nothing was delivered.
-        assert t.finish_ns - t.arrival_ns == 500_000_000
-        assert t.output_tokens == 0
-        assert t.first_token_ns is None or t.first_token_ns <= t.finish_ns
+        assert t.end_ns - t.arrival_ns == 500_000_000 and t.finish_ns is None
+        assert t.output_tokens == 0 and t.row()["e2e_s"] is None
+        assert t.first_token_ns is None or t.first_token_ns <= t.end_ns
     after = r.turns[r.turns.index(timeouts[0]) + 1]
     # The dropped reply never entered the context.
     assert after.context_tokens == timeouts[0].context_tokens + timeouts[0].new_tokens

@@ -12,8 +12,10 @@ from sim.cli import cli as main
 from test_engine import check_invariants
 from workloads.podcast import exchanges
 
+# DESIGN.md's turn columns; its `minute` is `conversation_s` (seconds everywhere) and its `speaker`, always
+# the model, is left out: every row is a request the model served (docs/outputs.md).
 DESIGN_TURN_COLUMNS = {
-    "run", "deployment", "session", "turn", "speaker", "minute", "context_tokens", "new_tokens", "output_tokens",
+    "run", "deployment", "session", "turn", "conversation_s", "context_tokens", "new_tokens", "output_tokens",
     "cached_tokens", "recomputed_tokens", "arrival_s", "first_token_s", "finish_s", "ttft_s", "tpot_s", "e2e_s",
     "energy_j", "energy_prefill_j", "energy_decode_j", "energy_idle_j", "replica", "status", "reason"}
 
@@ -57,7 +59,7 @@ def test_megatron_kv_runs_out_where_the_hand_computation_says(podcast10h):
     assert statuses[:first_over] == ["ok"] * first_over
     assert statuses[first_over] == "kv_oom"
     assert f"({capacity_tokens} tokens)" in turns[first_over].reason
-    minute = turns[first_over].minute
+    minute = turns[first_over].conversation_s / 60
     # The conversation reaches the capacity in the second hour, well before the 10th.
     assert 60 < minute < 600
     assert turns[first_over - 1].context_tokens < capacity_tokens < needed[first_over]
@@ -66,8 +68,8 @@ def test_megatron_kv_runs_out_where_the_hand_computation_says(podcast10h):
 def test_prefill_grows_without_caching_and_barely_with_it(podcast10h):
     def ttft_by_hour(name):
         turns = [t for t in turns_of(podcast10h, name) if t.status == "ok"]
-        first = [t.first_token_ns - t.arrival_ns for t in turns if t.minute < 60]
-        last = [t.first_token_ns - t.arrival_ns for t in turns if t.minute > 540]
+        first = [t.first_token_ns - t.arrival_ns for t in turns if t.conversation_s < 3600]
+        last = [t.first_token_ns - t.arrival_ns for t in turns if t.conversation_s > 540 * 60]
         return statistics.median(first), statistics.median(last)
 
     cached_first, cached_last = ttft_by_hour("kimi_k2_h200")
@@ -100,4 +102,4 @@ def test_cli_prints_the_minute_table_and_tables_read_everywhere(tmp_path):
     # The turns' active (prefill + decode) energy is exactly the steps' energy: shares sum to one.
     for name, g in pdf.groupby("deployment"):
         active = g.energy_prefill_j.sum() + g.energy_decode_j.sum()
-        assert active == pytest.approx(steps[steps.deployment == name].energy_j.sum(), rel=1e-9)
+        assert active == pytest.approx(steps[steps.deployment == name].replica_energy_j.sum(), rel=1e-9)

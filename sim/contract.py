@@ -1,0 +1,118 @@
+"""The output contract: every column of every table a run writes, its Arrow type and what it holds.
+
+One list per table; sim.output builds each Parquet schema from it (the meaning goes into the field's
+metadata under `description`), and docs/outputs.md shows it (`python -m sim.contract` prints the
+tables there; a test keeps the two the same). Rules every column follows:
+- units in the name: `_s` seconds of simulated time, `_j` joules, `_w` watts, `_bytes`, `_tokens`;
+- null where what the column measures did not happen (no first token: `first_token_s` and `ttft_s`
+  null); a count or an energy is never null, 0 where nothing was counted;
+- whole-replica figures are named `replica_...`, per-GPU ones `..._gpu_...` or stand in the gpus table,
+  which has one row per GPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    meaning: str
+
+
+I64, F64, STR = pa.int64(), pa.float64(), pa.string()
+
+TURNS = (
+    Column("run", STR, "the experiment's [run] name"),
+    Column("deployment", STR, "the [deployments.NAME] that served the request"),
+    Column("session", I64, "conversation index from 0 (a benchmark request: its index in sending order)"),
+    Column("turn", I64, "the phrase's index in its conversation, from 0 (a summary: the turn it follows)"),
+    Column("kind", STR, "`reply` answers a phrase; `summary` compacts the history (context policy summarize)"),
+    Column("conversation_s", F64, "the conversation's clock when the request arrived: seconds since its "
+           "session started (a benchmark request: since the run started)"),
+    Column("conversation_tokens", I64, "tokens said in the conversation before this phrase"),
+    Column("context_tokens", I64, "history tokens in the prompt (what the context policy keeps)"),
+    Column("retrieved_tokens", I64, "retrieved chunks' tokens in the prompt (context policy retrieve)"),
+    Column("new_tokens", I64, "the phrase's own tokens (a benchmark request: its input)"),
+    Column("output_tokens", I64, "reply tokens delivered; 0 unless the turn is ok"),
+    Column("cached_tokens", I64, "prompt tokens found in the prefix cache when admitted; 0 if never admitted"),
+    Column("recomputed_tokens", I64, "prompt tokens computed before for this conversation and prefilled again "
+           "(history evicted, no prefix caching, or a preemption)"),
+    Column("arrival_s", F64, "when the request reached the deployment"),
+    Column("first_token_s", F64, "when its first token was sampled; null if none was"),
+    Column("finish_s", F64, "when its last token was sampled; null unless ok"),
+    Column("end_s", F64, "when the turn ended, whatever its status; never null"),
+    Column("ttft_s", F64, "time to first token, first_token_s - arrival_s; null if no token was sampled"),
+    Column("tpot_s", F64, "time per output token after the first, (finish_s - first_token_s) / (output_tokens "
+           "- 1); null unless ok with 2 tokens or more"),
+    Column("e2e_s", F64, "reply latency, finish_s - arrival_s; null unless ok"),
+    Column("reply_speech_s", F64, "seconds the reply takes to speak at the workload's speech rate (0: a summary "
+           "or a benchmark request)"),
+    Column("energy_j", F64, "GPU energy charged to the turn: energy_prefill_j + energy_decode_j + "
+           "energy_idle_j; over all turns, the deployment's GPU energy. A failed turn's is the cost of the failure"),
+    Column("energy_prefill_j", F64, "its share of the steps that prefilled its prompt"),
+    Column("energy_decode_j", F64, "its share of the steps that decoded its reply"),
+    Column("energy_idle_j", F64, "its share of the idle power of the GPUs holding its conversation since the "
+           "conversation's previous request"),
+    Column("energy_retrieval_j", F64, "the retrieval's own energy, outside the GPU cluster (context policy "
+           "retrieve); not in energy_j"),
+    Column("replica", I64, "the replica it was sent to (steps.replica)"),
+    Column("first_step", I64, "the first step of its replica it took part in (steps.step); null if none"),
+    Column("last_step", I64, "the last step of its replica it took part in; null if none. It took part in "
+           "the steps between unless preempted"),
+    Column("status", STR, "`ok`, `context_overflow`, `kv_oom` or `timeout`"),
+    Column("reason", STR, "what went wrong, in words; null when ok"),
+)
+
+STEPS = (
+    Column("deployment", STR, "the deployment whose replica ran the step"),
+    Column("replica", I64, "the replica that ran it"),
+    Column("step", I64, "its index in the replica's steps, from 0: (deployment, replica, step) is the key"),
+    Column("start_s", F64, "when the step started"),
+    Column("duration_s", F64, "how long it ran"),
+    Column("prefill_tokens", I64, "prompt tokens it prefilled, over the replica"),
+    Column("decode_seqs", I64, "sequences it decoded a token for, over the replica"),
+    Column("kv_tokens", I64, "KV tokens held in the replica's pools once it ran"),
+    Column("replica_flops", F64, "floating-point operations of every GPU of the replica"),
+    Column("replica_hbm_bytes", F64, "bytes every GPU of the replica moved to and from HBM"),
+    Column("replica_comm_bytes", F64, "bytes the replica's collectives and sends moved"),
+    Column("bound", STR, "what bounds it: `compute`, `memory` or `network`"),
+    Column("replica_power_w", F64, "mean power of all the replica's GPUs together over the step"),
+    Column("mean_gpu_power_w", F64, "replica_power_w over the replica's GPU count"),
+    Column("replica_energy_j", F64, "energy of all the replica's GPUs over the step, replica_power_w x duration_s"),
+)
+
+GPUS = (
+    Column("deployment", STR, "the deployment the GPU serves"),
+    Column("gpu", STR, "its name on the cluster graph, node/gpu (e.g. n1/gpu3)"),
+    Column("replica", I64, "the replica it belongs to"),
+    Column("stage", I64, "its pipeline stage, from 0"),
+    Column("accelerator", STR, "its type (hardware/data/accelerators.toml)"),
+    Column("energy_j", F64, "its energy over the run: its share of every step and its idle power in between"),
+    Column("busy_s", F64, "seconds it computed or communicated"),
+    Column("peak_hbm_bytes", F64, "the most HBM it held: weights, activations and the peak KV in its pool"),
+    Column("kv_pool_bytes", F64, "the KV pool its memory plan set aside"),
+)
+
+TABLES = {"turns": TURNS, "steps": STEPS, "gpus": GPUS}
+
+
+def schema(columns: tuple[Column, ...]) -> pa.Schema:
+    """The Arrow schema of a table, each field's meaning in its metadata."""
+    return pa.schema([pa.field(c.name, c.type, metadata={"description": c.meaning}) for c in columns])
+
+
+def markdown() -> str:
+    """The tables of docs/outputs.md."""
+    parts = []
+    for name, columns in TABLES.items():
+        rows = [f"| `{c.name}` | {c.type} | {c.meaning} |" for c in columns]
+        parts.append("\n".join([f"### `{name}.parquet`", "", "| column | type | meaning |", "|---|---|---|", *rows]))
+    return "\n\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
