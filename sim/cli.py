@@ -2,27 +2,36 @@
 deployments on their clusters; `simrun report DIR` re-renders a run."""
 from __future__ import annotations
 
+import shutil
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from tqdm import tqdm
 
 from sim import __version__, config, fidelity, plots
 from sim.deployment import build
 from sim.describe import describe, graph_path, write_graph
-from sim.errors import ConfigError
+from sim.errors import ConfigError, Interrupted
 from sim.output import output_problem, read, write
 from sim.run import default_output, render, run_experiment
 
 
 class _RunByDefault(click.Group):
-    """`simrun [OPTIONS] FILE` means `simrun run [OPTIONS] FILE`."""
+    """`simrun [OPTIONS] FILE` means `simrun run [OPTIONS] FILE`, and a subcommand's options may come
+    before its name: `simrun --output DIR report RUN` is `simrun report --output DIR RUN`."""
 
     def parse_args(self, ctx, args):
-        first = next((a for a in args if not a.startswith("-")), None)
-        if first is not None and first not in self.commands:
-            args = ["run", *args]
+        takes_value = {opt for cmd in self.commands.values() for p in cmd.params
+                       if isinstance(p, click.Option) and not p.is_flag and not p.count for opt in p.opts}
+        i = 0
+        while i < len(args) and args[i].startswith("-") and args[i] != "--":
+            i += 2 if args[i] in takes_value else 1
+        if i < len(args) and args[i] != "--":
+            name = args[i]
+            args = [name, *args[:i], *args[i + 1:]] if name in self.commands else ["run", *args]
         return super().parse_args(ctx, args)
 
 
@@ -30,16 +39,26 @@ USAGE = ("simrun EXPERIMENT.toml | simrun describe EXPERIMENT.toml | simrun repo
          "simrun plot RESULTS_DIR | simrun validate (simrun --help)")
 
 
+def _interrupt(signum, frame) -> None:
+    raise Interrupted()
+
+
 def main() -> None:
-    """Console entry point: every usage error is one line on stderr with exit code 2."""
+    """Console entry point: every usage error is one line on stderr with exit code 2; Ctrl-C one line
+    and exit code 130, with nothing half-written (sim.output writes a folder whole or not at all)."""
     if len(sys.argv) < 2:
         _fail(f"no experiment given; usage: {USAGE}")
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # not where the shell ignores it
+        signal.signal(signal.SIGINT, _interrupt)
     try:
-        code = cli.main(standalone_mode=False)
+        code = cli.main(prog_name="simrun", standalone_mode=False)
     except click.ClickException as e:
-        click.echo(f"error: {e.format_message()}", err=True)
+        ctx = getattr(e, "ctx", None)   # a usage error names the subcommand it was for
+        where = f"{ctx.command_path}: " if ctx is not None and ctx.parent is not None else ""
+        click.echo(f"error: {where}{e.format_message()}", err=True)
         sys.exit(2)
-    except click.Abort:
+    except (click.Abort, Interrupted):
+        click.echo("interrupted: no results written (earlier results, if any, are as they were)", err=True)
         sys.exit(130)
     sys.exit(code or 0)
 
@@ -73,7 +92,29 @@ def _results_folder(run_dir: str):
         _fail(f"{run_dir}: not a simrun results folder ({type(e).__name__}: {e}); valid: a folder `simrun` wrote")
 
 
+@contextmanager
+def _simulating(name: str):
+    """A line on stderr as a deployment starts, and on runs longer than a few seconds a progress bar:
+    simulated hours against the horizon (a benchmark: requests ended against all of them)."""
+    click.echo(f"simulating {name} ...", err=True)
+    terminal = sys.stderr.isatty()
+    # The size from shutil, which falls back to 80 x 24 where a terminal reports none (tqdm draws nothing then)
+    columns, rows = shutil.get_terminal_size()
+    with tqdm(desc=f"  {name}", total=1, file=sys.stderr, delay=3, leave=False, mininterval=0.5 if terminal else 30,
+              ncols=columns, nrows=rows) as bar:
+        def tick(done: float, total: float, unit: str) -> None:
+            if bar.unit != unit:
+                number = ".1f" if unit.startswith("h") else ",.0f"
+                bar.bar_format = (f"{{desc}}: {{percentage:3.0f}}%|{{bar:24}}| {{n:{number}}} of {{total:{number}}} "
+                                  f"{unit} [{{elapsed}}<{{remaining}}]")
+                bar.unit = unit
+            bar.total = total
+            bar.update(done - bar.n)
+        yield tick
+
+
 @click.group(cls=_RunByDefault, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="simrun", message="%(prog)s %(version)s")
 def cli() -> None:
     """Simulate long LLM conversations on GPU clusters: latency, failures and energy per phrase.
 
@@ -92,11 +133,10 @@ def cli() -> None:
 def run_command(experiment: str, output_dir: str | None, mode: str | None, no_plots: bool, quiet: bool) -> None:
     """Simulate EXPERIMENT on its deployments; print the minute-mark table (or a benchmark workload's
     metrics); write tables and plots."""
-    progress = None if quiet else (lambda msg: click.echo(msg, err=True))
     out_dir = Path(output_dir) if output_dir is not None else default_output(experiment)
     _check_output(out_dir)
     try:
-        result = run_experiment(experiment, mode, progress)
+        result = run_experiment(experiment, mode, None if quiet else _simulating)
     except ConfigError as e:
         _fail(str(e))
     extras = None if no_plots else (

@@ -9,6 +9,11 @@ class ConfigError(Exception):
         super().__init__(f"{path}: {where}: {message}")
 
 
+class Interrupted(BaseException):
+    """Ctrl-C, raised by the command line's SIGINT handler. Not a KeyboardInterrupt, which click catches
+    and answers with a blank line of its own; like it, not an Exception, so no handler swallows it."""
+
+
 def pydantic_message(err: dict) -> str:
     """One of pydantic's errors as the part of the line after the key: what is wrong, and what was given."""
     if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):

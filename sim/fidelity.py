@@ -10,6 +10,7 @@ the whole set.
 from __future__ import annotations
 
 import os
+import signal
 import statistics
 import time
 import zlib
@@ -105,13 +106,18 @@ def run_all(paths: list[str], jobs: int, progress=None) -> list[dict]:
             if progress:
                 progress(f"[{i}/{len(paths)}] {Path(path).stem} ({wall:.1f} s)")
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_die_on_interrupt) as pool:
             futures = {pool.submit(run_case, p): p for p in paths}
             for i, future in enumerate(as_completed(futures), 1):
                 results[futures[future]], wall = future.result()
                 if progress:
                     progress(f"[{i}/{len(paths)}] {Path(futures[future]).stem} ({wall:.1f} s)")
     return [row for p in paths for row in results[p]]
+
+
+def _die_on_interrupt() -> None:
+    """A worker ends at once on Ctrl-C, without a traceback: the command line answers for the run."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def default_jobs() -> int:

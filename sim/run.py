@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def memory_per_token(arch, kv_dtype_bytes: float) -> dict:
 
 
 def run_experiment(path: str, mode: str | None = None, progress=None) -> RunResult:
+    """Load, build, simulate every deployment in turn and make the tables. `progress(name)`, when given,
+    is a context manager around each deployment's simulation yielding the callback simulate reports to."""
     started = time.perf_counter()
     experiment = config.load(path)
     if mode:
@@ -47,9 +50,8 @@ def run_experiment(path: str, mode: str | None = None, progress=None) -> RunResu
     built = [build(path, name, spec) for name, spec in experiment.deployments.items()]
     results = []
     for b in built:
-        if progress:
-            progress(f"simulating {b.name} ...")
-        results.append(simulate(experiment, b))
+        with progress(b.name) if progress else nullcontext() as tick:
+            results.append(simulate(experiment, b, progress=tick))
     tables = {"turns": output.turns_table(results), "steps": output.steps_table(results),
               "gpus": output.gpus_table(results)}
     info = {

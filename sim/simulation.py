@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import simpy
 
@@ -32,7 +33,14 @@ def _ns(seconds: float) -> int:
     return int(round(seconds * NS_PER_S))
 
 
-def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None = None) -> DeploymentResult:
+# progress(done, total, unit): the conversations' simulated hours against the podcast's horizon, or the
+# benchmark requests that have ended against all of them.
+Progress = Callable[[float, float, str], None]
+PROGRESS_SLICES = 200   # the run advances in this many slices of simulated time when progress is shown
+
+
+def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None = None,
+             progress: Progress | None = None) -> DeploymentResult:
     spec, workload = built.spec, experiment.workload
     bulk = experiment.run.mode == "bulk" if bulk is None else bulk
     env = simpy.Environment()
@@ -46,6 +54,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         for r, rep in enumerate(built.replicas)]
     turns: list[TurnRecord] = []
     podcast = workload.podcast_spec()
+    ended = [0]   # sessions (or benchmark requests) that have ended
 
     def settle_idle():
         """Charge every replica's idle time up to now before a new request takes its share of it."""
@@ -119,6 +128,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         if summary is not None:
             yield summary
         state.ended, state.ended_ns = True, env.now
+        ended[0] += 1
 
     def request(req):
         """One benchmark request: its own session (no shared history), its prompt the input tokens."""
@@ -132,6 +142,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         yield from ask(engine, record, Prompt((Segment(("request", index), req.input_tokens),), 0, 0, 0),
                        req.output_tokens)
         states[index].ended, states[index].ended_ns = True, env.now
+        ended[0] += 1
 
     def arrive(req):
         yield env.timeout(_ns(req.arrival_s))
@@ -159,7 +170,14 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             engine.sessions = states
     for p in processes:
         env.process(p)
-    env.run()
+    if workload.kind == "podcast":
+        horizon_ns = _ns((sessions - 1) * workload.session_stagger_s + podcast.duration_s)
+        report = (lambda: progress(min(env.now, horizon_ns) / NS_PER_S / 3600, horizon_ns / NS_PER_S / 3600,
+                                   "h simulated")) if progress else None
+    else:
+        horizon_ns = _ns(reqs[-1].arrival_s) if workload.kind == "poisson" else 0
+        report = (lambda: progress(ended[0], sessions, "requests")) if progress else None
+    _run(env, report, horizon_ns)
     # The run ends when the last session has ended and the last step has run. Not env.now: a bulk run cut
     # short by an arrival leaves its planned timeout in the queue, firing after the work is done.
     end_ns = max([s.ended_ns for s in states.values()] + [e.last_end_ns for e in engines])
@@ -169,3 +187,22 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         state.last_turn.energy_idle_j += state.pending_idle_j
         state.pending_idle_j = 0.0
     return DeploymentResult(built, turns, steps, engines, end_ns)
+
+
+def _run(env: simpy.Environment, report: Callable[[], None] | None, horizon_ns: int) -> None:
+    """Run every event; with `report`, event by event as env.run does, calling it each time the clock
+    passes another PROGRESS_SLICES-th of the horizon (at least a second): the events and their order are
+    the same either way."""
+    if report is None:
+        env.run()
+        return
+    slice_ns = max(horizon_ns // PROGRESS_SLICES, NS_PER_S)
+    next_ns = slice_ns
+    try:
+        while True:
+            env.step()
+            if env.now >= next_ns:
+                report()
+                next_ns = env.now + slice_ns
+    except simpy.core.EmptySchedule:
+        report()
