@@ -1,3 +1,3 @@
 """simrun's engine: experiment config -> hardware + models + workloads -> SimPy run -> tables."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"   # 0.2: the output contract of docs/outputs.md

@@ -15,7 +15,7 @@ from sim import __version__, config, fidelity, plots
 from sim.deployment import build
 from sim.describe import describe, graph_path, write_graph
 from sim.errors import ConfigError, Interrupted
-from sim.output import output_problem, read, write
+from sim.output import ResultsError, output_problem, read, write
 from sim.run import default_output, render, run_experiment
 
 
@@ -88,6 +88,8 @@ def _results_folder(run_dir: str):
     """Whatever a malformed or foreign results folder raises while it is read becomes one line, exit 2."""
     try:
         yield
+    except ResultsError as e:
+        _fail(f"{run_dir}: {e}")
     except (OSError, KeyError, TypeError, ValueError, AttributeError) as e:
         _fail(f"{run_dir}: not a simrun results folder ({type(e).__name__}: {e}); valid: a folder `simrun` wrote")
 

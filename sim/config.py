@@ -15,7 +15,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
                       field_validator, model_validator)
 
 from hardware import catalog as hw
-from sim.errors import ConfigError, pydantic_message
+from sim.errors import NAME_LIMIT, ConfigError, printable, pydantic_message
 from sim.metrics import KEYS as MEASURED_KEYS
 from sim.models import Architecture, ModelKeyError
 from sim.models import build as build_model
@@ -29,7 +29,7 @@ class _Strict(BaseModel):
 
 def _one_of(kind: str, name: str, valid) -> str:
     if name not in valid:
-        raise ValueError(f"unknown {kind} '{name}'; valid: {', '.join(sorted(valid))}")
+        raise ValueError(f"unknown {kind} '{printable(name, NAME_LIMIT)}'; valid: {', '.join(sorted(valid))}")
     return name
 
 
@@ -248,11 +248,12 @@ class DeploymentSpec(_ClusterKeys):
     @classmethod
     def _from_cluster(cls, data, info: ValidationInfo):
         """`cluster = NAME` fills gpu, node, nodes, fabric and rail_optimized from the named cluster."""
-        if not isinstance(data, dict) or not data.get("cluster"):
-            return data
+        if not isinstance(data, dict) or not data.get("cluster") or not isinstance(data["cluster"], str):
+            return data   # no cluster named (a name of the wrong type is refused by the field's own check)
         given = [k for k in CLUSTER_KEYS if k in data]
         if given:
-            raise ValueError(f"set either cluster = '{data['cluster']}' or {', '.join(given)}, not both")
+            raise ValueError(f"set either cluster = '{printable(data['cluster'], NAME_LIMIT)}' or {', '.join(given)}, "
+                             f"not both")
         clusters = {**{n: vars(c) for n, c in hw.clusters().items()}, **((info.context or {}).get("clusters", {}))}
         found = clusters.get(data["cluster"])
         return {**data, **{k: found[k] for k in CLUSTER_KEYS if k in found}} if isinstance(found, dict) else data

@@ -2,11 +2,20 @@
 from __future__ import annotations
 
 
+NAME_LIMIT = 80   # characters of a table or key name shown: a fuzzed 10,000-character name stays readable
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """Text as part of one line: control characters escaped (a newline shows as \\n), cut to `limit`."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return text if limit is None or len(text) <= limit else f"{text[:limit - 3]}..."
+
+
 class ConfigError(Exception):
     def __init__(self, path: str, table: str, key: str | None, message: str):
         self.path, self.table, self.key, self.message = path, table, key, message
-        where = f"[{table}]" + (f" key '{key}'" if key else "")
-        super().__init__(f"{path}: {where}: {message}")
+        where = f"[{printable(table, NAME_LIMIT)}]" + (f" key '{printable(key, NAME_LIMIT)}'" if key else "")
+        super().__init__(f"{printable(path)}: {where}: {printable(message)}")
 
 
 class Interrupted(BaseException):

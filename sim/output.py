@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sim import contract
+from sim import __version__, contract
 from sim.cost import BOUND_NAMES
 from sim.simulation import DeploymentResult
 
@@ -95,10 +95,23 @@ def output_problem(out_dir: Path) -> str | None:
     return None
 
 
+class ResultsError(ValueError):
+    """A results folder this simrun cannot read, and why."""
+
+
 def read(run_dir: str | Path) -> tuple[pa.Table, dict]:
-    """A written run's turns table and run.json."""
+    """A written run's turns table and run.json; a run an other simrun version wrote is refused, since
+    its tables may follow another contract."""
     run_dir = Path(run_dir)
-    return pq.read_table(run_dir / "turns.parquet"), json.loads((run_dir / "run.json").read_text())
+    info = json.loads((run_dir / "run.json").read_text())
+    version = info.get("simrun_version") if isinstance(info, dict) else None
+    if version is None:
+        raise ResultsError("not a simrun results folder (its run.json names no simrun version); valid: a folder "
+                           "`simrun` wrote")
+    if version != __version__:
+        raise ResultsError(f"written by simrun {version}, whose tables differ from simrun {__version__}'s; "
+                           f"valid: run the experiment again")
+    return pq.read_table(run_dir / "turns.parquet"), info
 
 
 TEMPORARY = re.compile(r"^\..+\.simrun-(\d+)-")   # .NAME.simrun-PID-... : a folder a run is writing

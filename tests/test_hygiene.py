@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import LLAMA8B_H100, experiment
-from sim import output
+from sim import __version__, output
 from sim.cli import cli as main
 from sim.deployment import build
 from sim.output import steps_table, turns_table
@@ -61,7 +61,7 @@ def test_kill_9_while_writing_then_a_new_run_leaves_no_hidden_folder(tmp_path):
     marker = tmp_path / "writing"
     script = textwrap.dedent(f"""
         import time, pathlib, pyarrow as pa
-        from sim import output
+        from sim import __version__, output
         def plots(folder):
             pathlib.Path({str(marker)!r}).write_text(str(folder))
             time.sleep(60)
@@ -108,7 +108,7 @@ def test_ctrl_c_exits_130_in_one_line_with_nothing_written(tmp_path):
 
 def test_version_and_options_before_the_subcommand(tmp_path):
     version = subprocess.run([sys.executable, "-m", "sim", "--version"], capture_output=True, text=True)
-    assert version.returncode == 0 and version.stdout == "simrun 0.1.0\n"
+    assert version.returncode == 0 and version.stdout == f"simrun {__version__}\n" == "simrun 0.2.0\n"
     exp = tmp_path / "exp.toml"
     exp.write_text(LONG.replace("duration_h = 10", "duration_h = 0.05").replace("sessions = 12", "sessions = 1"))
     run = CliRunner().invoke(main, ["-q", "--output", str(tmp_path / "out"), "--no-plots", str(exp)])

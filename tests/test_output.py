@@ -42,6 +42,6 @@ def test_failed_write_leaves_no_folder_it_made(tmp_path):
 
 def test_metadata_carries_the_run(tmp_path):
     import pyarrow.parquet as pq
-    output.write(tmp_path / "r", {"a": pa.table({"x": [1]})}, {"seed": 5, "simrun_version": "0.1.0"})
+    output.write(tmp_path / "r", {"a": pa.table({"x": [1]})}, {"seed": 5, "simrun_version": "0.2.0"})
     meta = pq.read_schema(tmp_path / "r" / "a.parquet").metadata
     assert json.loads(meta[b"simrun"])["seed"] == 5

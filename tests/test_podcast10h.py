@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from conftest import REPO_EXPERIMENT
 from sim.cli import cli as main
+from sim.output import write
 from test_engine import check_invariants
 from workloads.podcast import exchanges
 
@@ -81,10 +82,14 @@ def test_prefill_grows_without_caching_and_barely_with_it(podcast10h):
     assert full_last > 20 * cached_last
 
 
-def test_cli_prints_the_minute_table_and_tables_read_everywhere(tmp_path):
+def test_cli_prints_the_minute_table_and_tables_read_everywhere(tmp_path, podcast10h):
     out = tmp_path / "results"
     result = CliRunner().invoke(main, [REPO_EXPERIMENT, "--output", str(out), "-q"])
     assert result.exit_code == 0, result.output
+    # Two runs of the same file and seed (the fixture's, written here, and the command's): identical bytes.
+    again = write(tmp_path / "again", podcast10h.tables, podcast10h.info, timing=podcast10h.timing)
+    for name in ("turns.parquet", "steps.parquet", "gpus.parquet", "run.json"):
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
     for name in ("kimi_k2_h200", "ling_1t_h200", "megatron_1t_h100", "kimi_k2_h200_nocache"):
         assert f"{name}:" in result.output
     assert "kv_oom" in result.output and "brain Wh" in result.output
