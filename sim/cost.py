@@ -96,6 +96,17 @@ def roofline_s(compute_s, memory_s):
     return longer * ((compute_s / scale) ** k + (memory_s / scale) ** k) ** (1.0 / k)
 
 
+def _log_binomial_pmf(n: int, q: float) -> np.ndarray:
+    """log P(m) of Binomial(n, q) for m = 0..n, 0 <= q < 1: ln C(n, m) + m ln q + (n - m) ln(1 - q), with
+    ln C(n, m) from lgamma, so that no term overflows however many experts a GPU holds (C(8192, 4096)
+    alone is ~10^2464)."""
+    m = np.arange(n + 1)
+    log_choose = math.lgamma(n + 1) - np.array([math.lgamma(k + 1) + math.lgamma(n - k + 1) for k in range(n + 1)])
+    with np.errstate(divide="ignore", invalid="ignore"):   # q = 0: ln q = -inf; only m = 0 is possible
+        log_q = np.where(m > 0, m * np.log(q), 0.0)
+    return log_choose + log_q + (n - m) * np.log1p(-q)
+
+
 @dataclass
 class StepCost:
     """Cost of a run of steps sharing one batch shape: every field an array over steps."""
@@ -240,7 +251,9 @@ class ReplicaCostModel:
             return self.experts_hit(tokens) / self.tp
         g = moe.n_experts // self.ep
         q = 1.0 - (1.0 - moe.top_k / moe.n_experts) ** tokens
-        pmf = np.array([math.comb(g, m) * q**m * (1 - q) ** (g - m) for m in range(g + 1)])
+        if q >= 1.0:
+            return float(g)
+        pmf = np.exp(_log_binomial_pmf(g, q))
         cdf = np.cumsum(pmf)[:-1]
         return float(np.sum(1.0 - np.minimum(cdf, 1.0) ** self.ep))
 

@@ -181,6 +181,17 @@ def test_moe_experts_touched_grow_with_tokens():
     assert float(many.hbm_bytes[0] - one.hbm_bytes[0]) == pytest.approx(extra_experts + extra_kv, rel=1e-9)
 
 
+def test_binomial_in_log_space_by_hand_and_for_many_experts():
+    """Binomial(4, 0.25): C(4, m) 0.25^m 0.75^(4-m) = 81/256, 108/256, 54/256, 12/256, 1/256. With 8,192
+    experts a GPU (65,536 over ep 8), C(8192, 4096) ~ 10^2464 overflows a float: the log form does not,
+    and its probabilities still sum to one."""
+    from sim.cost import _log_binomial_pmf
+    by_hand = np.array([81, 108, 54, 12, 1]) / 256
+    assert np.exp(_log_binomial_pmf(4, 0.25)) == pytest.approx(by_hand, rel=1e-12)
+    assert np.exp(_log_binomial_pmf(3, 0.0)) == pytest.approx([1, 0, 0, 0])
+    assert np.exp(_log_binomial_pmf(8192, 8 / 65536)).sum() == pytest.approx(1.0, rel=1e-9)
+
+
 @pytest.mark.parametrize("tokens", [1, 4, 32])
 def test_expert_parallel_busiest_gpu_against_monte_carlo(tokens):
     """Route tokens to 8 of 384 experts at random, 48 experts on each of 8 GPUs; the mean over trials of
