@@ -64,11 +64,15 @@ def model_tables(draw):
     return table
 
 
-def experiment_with(table: dict) -> dict:
+# Layouts a model is served in: one GPU; tensor x pipeline parallel; tensor x expert parallel.
+LAYOUTS = ({"tp": 1, "replicas": 1}, {"tp": 2, "pp": 2, "replicas": 1}, {"tp": 8, "ep": 8})
+
+
+def experiment_with(table: dict, layout: dict = LAYOUTS[0]) -> dict:
     return {"run": {"name": "fuzz"}, "workload": {"duration_h": 0.02},
             "models": {"m": table},
-            "deployments": {"d": {"model": "m", "gpu": "b200", "nodes": 1, "tp": 1, "replicas": 1, "weights": "fp8",
-                                  "max_batched_tokens": 2048, "max_seqs": 16}}}
+            "deployments": {"d": {"model": "m", "gpu": "b200", "nodes": 1, "weights": "fp8",
+                                  "max_batched_tokens": 2048, "max_seqs": 16, **layout}}}
 
 
 def finite_positive(*values) -> bool:
@@ -76,10 +80,10 @@ def finite_positive(*values) -> bool:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(model_tables())
-def test_a_model_table_is_refused_in_one_line_or_costs_finite_positive_amounts(table):
+@given(model_tables(), st.sampled_from(LAYOUTS))
+def test_a_model_table_is_refused_in_one_line_or_costs_finite_positive_amounts(table, layout):
     try:
-        exp = parse("fuzz.toml", experiment_with(table))
+        exp = parse("fuzz.toml", experiment_with(table, layout))
         built = build("fuzz.toml", "d", exp.deployments["d"])
     except ConfigError as e:
         assert "\n" not in str(e) and e.table in ("models.m", "deployments.d"), str(e)
