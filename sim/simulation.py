@@ -36,7 +36,8 @@ def _ns(seconds: float) -> int:
 # progress(done, total, unit): the conversations' simulated hours against the podcast's horizon, or the
 # benchmark requests that have ended against all of them.
 Progress = Callable[[float, float, str], None]
-PROGRESS_SLICES = 200   # the run advances in this many slices of simulated time when progress is shown
+PROGRESS_SLICES = 200    # progress is reported as the clock passes each of this many slices of the horizon ...
+PROGRESS_EVENTS = 20_000  # ... and every this many events
 
 
 def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None = None,
@@ -191,18 +192,22 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
 
 def _run(env: simpy.Environment, report: Callable[[], None] | None, horizon_ns: int) -> None:
     """Run every event; with `report`, event by event as env.run does, calling it each time the clock
-    passes another PROGRESS_SLICES-th of the horizon (at least a second): the events and their order are
-    the same either way."""
+    passes another PROGRESS_SLICES-th of the horizon (at least a second), and every PROGRESS_EVENTS
+    events besides, for runs so crowded that a slice takes long: the events and their order are the
+    same either way."""
     if report is None:
         env.run()
         return
     slice_ns = max(horizon_ns // PROGRESS_SLICES, NS_PER_S)
-    next_ns = slice_ns
+    next_ns, events = slice_ns, 0
     try:
         while True:
             env.step()
+            events += 1
             if env.now >= next_ns:
                 report()
                 next_ns = env.now + slice_ns
+            elif events % PROGRESS_EVENTS == 0:
+                report()
     except simpy.core.EmptySchedule:
         report()
