@@ -48,7 +48,7 @@ SHIPPED = ["experiments/podcast10h.toml", "experiments/architectures.toml", "exp
            "experiments/validation/mlperf/mlperf41_llama2_70b_h200_server.toml",
            "experiments/validation/nim/nim_llama33_70b_h100_tp2_c050_5000_500.toml",
            "experiments/validation/mlenergy/mlenergy_llama31_8b_h100_batch64.toml"]
-NUMBERS = [0, -1, -1e9, 1e300, 10**12, 2**63, math.nan, math.inf, -math.inf, 0.5]
+NUMBERS = [0, -1, -1e9, 1e300, 10**12, 2**63, math.nan, math.inf, -math.inf, 0.5, 1]
 WRONG_TYPES = ["x", True, [1, 2], {"k": 1}, 7, 7.5]
 NAMES = ["bogus", "h900", "", "kimi_k3", "NONE"]
 STRINGS = ["x" * 10_000, "模型 é ü 😀", "\x00\x01", "a\nb", "'\"[]"]

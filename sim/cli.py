@@ -21,7 +21,7 @@ from sim.run import default_output, render, run_experiment
 
 class _RunByDefault(click.Group):
     """`simrun [OPTIONS] FILE` means `simrun run [OPTIONS] FILE`, and a subcommand's options may come
-    before its name: `simrun --output DIR report RUN` is `simrun report --output DIR RUN`."""
+    before its name: `simrun --no-plots report RUN` is `simrun report --no-plots RUN`."""
 
     def parse_args(self, ctx, args):
         takes_value = {opt for cmd in self.commands.values() for p in cmd.params
@@ -29,9 +29,10 @@ class _RunByDefault(click.Group):
         i = 0
         while i < len(args) and args[i].startswith("-") and args[i] != "--":
             i += 2 if args[i] in takes_value else 1
-        if i < len(args) and args[i] != "--":
-            name = args[i]
-            args = [name, *args[:i], *args[i + 1:]] if name in self.commands else ["run", *args]
+        if i < len(args) and args[i] in self.commands:
+            args = [args[i], *args[:i], *args[i + 1:]]
+        elif i < len(args) or not {"-h", "--help", "--version"} & set(args):
+            args = ["run", *args]     # a file (or `-- FILE`), or run's options with the file missing
         return super().parse_args(ctx, args)
 
 
@@ -58,7 +59,7 @@ def main() -> None:
         click.echo(f"error: {where}{e.format_message()}", err=True)
         sys.exit(2)
     except (click.Abort, Interrupted):
-        click.echo("interrupted: no results written (earlier results, if any, are as they were)", err=True)
+        click.echo("interrupted: nothing half-written (a results folder is replaced only once complete)", err=True)
         sys.exit(130)
     sys.exit(code or 0)
 

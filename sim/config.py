@@ -414,12 +414,14 @@ class Experiment(_Strict):
         if self.case is None and self.measured is None:
             return self
         if self.case is None:
-            raise CaseError("case", "name", "a case needs a [case] table with name and source beside [measured]")
+            raise CaseError("case", None, "a case needs a [case] table with name and source beside [measured]")
         if not self.measured or not self.measured.model_fields_set:
             raise CaseError("measured", None, f"no measured keys; valid: {', '.join(MEASURED_KEYS)}")
-        if len(self.deployments) != 1 or self.workload.kind == "podcast":
-            raise CaseError("deployments", None, "a case has one deployment and a benchmark workload "
-                            "(kind offline, poisson or concurrency)")
+        if self.workload.kind == "podcast":
+            raise CaseError("workload", "kind", "a case has a benchmark workload; valid: offline, poisson, "
+                            "concurrency")
+        if len(self.deployments) != 1:
+            raise CaseError("deployments", None, f"a case has one deployment (got {len(self.deployments)})")
         return self
 
     @property

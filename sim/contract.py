@@ -6,8 +6,9 @@ tables there; a test keeps the two the same). Rules every column follows:
 - units in the name: `_s` seconds of simulated time, `_j` joules, `_w` watts, `_bytes`, `_tokens`;
 - null where what the column measures did not happen (no first token: `first_token_s` and `ttft_s`
   null); a count or an energy is never null, 0 where nothing was counted;
-- whole-replica figures are named `replica_...`, per-GPU ones `..._gpu_...` or stand in the gpus table,
-  which has one row per GPU.
+- what the GPUs did is named for whose it is: a step's FLOPs, bytes, power and energy summed over the
+  replica's GPUs are `replica_...`, the mean GPU's `mean_gpu_...`; the gpus table has one row per GPU.
+  A step's token and sequence counts are the replica's batch.
 """
 from __future__ import annotations
 
@@ -61,8 +62,8 @@ TURNS = (
            "retrieve); not in energy_j"),
     Column("replica", I64, "the replica it was sent to (steps.replica)"),
     Column("first_step", I64, "the first step of its replica it took part in (steps.step); null if none"),
-    Column("last_step", I64, "the last step of its replica it took part in; null if none. It took part in "
-           "the steps between unless preempted"),
+    Column("last_step", I64, "the last step of its replica it took part in; null if none. Of the steps "
+           "between, it sat out those where its prompt waited for the step's token budget or it was preempted"),
     Column("status", STR, "`ok`, `context_overflow`, `kv_oom` or `timeout`"),
     Column("reason", STR, "what went wrong, in words; null when ok"),
 )

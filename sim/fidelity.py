@@ -9,12 +9,13 @@ the whole set.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import statistics
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,14 +38,6 @@ class Case:
     @property
     def name(self) -> str:
         return self.experiment.case.name
-
-    @property
-    def source(self) -> str:
-        return self.experiment.case.source
-
-    @property
-    def trust(self) -> str:
-        return self.experiment.case.trust
 
     @property
     def measured(self) -> dict[str, tuple[float, float]]:
@@ -89,30 +82,31 @@ def run_case(path: str) -> tuple[list[dict], float]:
                                   case.experiment.workload.warmup_requests, case.experiment.workload.cooldown_requests)
     rows = []
     for key, (measured, tolerance) in case.measured.items():
-        value = predicted.get(key, float("nan"))
-        error = (value - measured) / measured * 100.0
+        value = predicted.get(key)   # None: the run had nothing to measure it by (no request succeeded)
+        error = None if value is None else (value - measured) / measured * 100.0
         rows.append({"case": case.name, "key": key, "family": family(key), "measured": measured, "predicted": value,
-                     "error_pct": error, "tolerance_pct": tolerance * 100.0, "within": abs(error) <= tolerance * 100,
-                     "split": case.split, "trust": case.trust, "source": case.source})
+                     "error_pct": error, "tolerance_pct": tolerance * 100.0,
+                     "within": error is not None and abs(error) <= tolerance * 100,
+                     "split": case.split, "trust": case.experiment.case.trust,
+                     "source": case.experiment.case.source})
     return rows, time.perf_counter() - started
 
 
 def run_all(paths: list[str], jobs: int, progress=None) -> list[dict]:
-    """Every case, in parallel over `jobs` processes; rows in the order of `paths`."""
+    """Every case, in parallel over `jobs` processes; rows in the order of `paths`. Interrupted, the
+    pool's exit terminates its workers, whichever process the signal reached."""
     results: dict[str, list[dict]] = {}
-    if jobs <= 1:
-        for i, path in enumerate(paths, 1):
-            results[path], wall = run_case(path)
+    with multiprocessing.Pool(jobs, initializer=_die_on_interrupt) if jobs > 1 else nullcontext() as pool:
+        done = pool.imap_unordered(_run_case_of, paths) if pool else map(_run_case_of, paths)
+        for i, (path, rows, wall) in enumerate(done, 1):
+            results[path] = rows
             if progress:
                 progress(f"[{i}/{len(paths)}] {Path(path).stem} ({wall:.1f} s)")
-    else:
-        with ProcessPoolExecutor(max_workers=jobs, initializer=_die_on_interrupt) as pool:
-            futures = {pool.submit(run_case, p): p for p in paths}
-            for i, future in enumerate(as_completed(futures), 1):
-                results[futures[future]], wall = future.result()
-                if progress:
-                    progress(f"[{i}/{len(paths)}] {Path(futures[future]).stem} ({wall:.1f} s)")
     return [row for p in paths for row in results[p]]
+
+
+def _run_case_of(path: str) -> tuple[str, list[dict], float]:
+    return path, *run_case(path)
 
 
 def _die_on_interrupt() -> None:
@@ -125,12 +119,13 @@ def default_jobs() -> int:
 
 
 def summary(rows: list[dict]) -> list[dict]:
-    """Median and maximum |error| per key family and split (held_out, fit, all)."""
+    """Median and maximum |error| per key family and split (held_out, fit, all), over the keys predicted."""
     out = []
     for split in ("held_out", "fit", "all"):
         chosen = [r for r in rows if split == "all" or r["split"] == split]
         for fam in ("throughput", "ttft", "tpot_itl", "energy", "all"):
-            errors = [abs(r["error_pct"]) for r in chosen if fam == "all" or r["family"] == fam]
+            errors = [abs(r["error_pct"]) for r in chosen
+                      if (fam == "all" or r["family"] == fam) and r["error_pct"] is not None]
             if errors:
                 out.append({"split": split, "family": fam, "keys": len(errors), "median_abs_error_pct":
                             statistics.median(errors), "max_abs_error_pct": max(errors)})
@@ -141,8 +136,10 @@ def render(rows: list[dict], sums: list[dict]) -> str:
     lines = [f"{'case':<48} {'key':<26} {'measured':>11} {'predicted':>11} {'error':>8}  split"]
     for r in rows:
         flag = "" if r["within"] else "  !"
-        lines.append(f"{r['case']:<48} {r['key']:<26} {r['measured']:>11.4g} {r['predicted']:>11.4g} "
-                     f"{r['error_pct']:>+7.1f}%  {r['split']}{flag}")
+        predicted = "-" if r["predicted"] is None else f"{r['predicted']:.4g}"
+        error = "-" if r["error_pct"] is None else f"{r['error_pct']:+.1f}%"
+        lines.append(f"{r['case']:<48} {r['key']:<26} {r['measured']:>11.4g} {predicted:>11} {error:>8}  "
+                     f"{r['split']}{flag}")
     outside = sum(not r["within"] for r in rows)
     lines += ["", f"{outside} of {len(rows)} measured keys outside their tolerance (marked !)",
               "", f"{'split':<9} {'family':<11} {'keys':>5} {'median |error|':>15} {'max |error|':>12}"]

@@ -11,7 +11,8 @@ measured arrival to the last finish:
   output tokens of those that succeeded; warm-up and cool-down requests' energy stays out as their
   tokens do;
 - in_flight_mean: requests in the system on average, sum of E2E / span (Little's law).
-Percentiles are numpy's linear interpolation.
+Percentiles are numpy's linear interpolation. A key with nothing to measure is left out: no request
+succeeded (all of them), or none had a second token (TPOT and ITL).
 """
 from __future__ import annotations
 
@@ -74,16 +75,15 @@ def metrics_of(turns: dict[str, np.ndarray], warmup_requests: int, cooldown_requ
     ttft, e2e = first - arrival, finish - arrival
     multi = out > 1
     tpot = (finish - first)[multi] / (out[multi] - 1)
+    per_token = {"tpot_p50_s": float(np.percentile(tpot, 50)), "tpot_p99_s": float(np.percentile(tpot, 99)),
+                 "tpot_mean_s": float(tpot.mean()), "itl_mean_s": float(tpot.mean())} if len(tpot) else {}
     return {
         "output_tokens_per_s": out.sum() / span,
         "input_tokens_per_s": turns["new_tokens"][ok].sum() / span,
         "requests_per_s": ok.sum() / span,
         "ttft_p50_s": float(np.percentile(ttft, 50)), "ttft_p90_s": float(np.percentile(ttft, 90)),
         "ttft_p99_s": float(np.percentile(ttft, 99)), "ttft_mean_s": float(ttft.mean()),
-        "tpot_p50_s": float(np.percentile(tpot, 50)) if len(tpot) else float("nan"),
-        "tpot_p99_s": float(np.percentile(tpot, 99)) if len(tpot) else float("nan"),
-        "tpot_mean_s": float(tpot.mean()) if len(tpot) else float("nan"),
-        "itl_mean_s": float(tpot.mean()) if len(tpot) else float("nan"),
+        **per_token,
         "e2e_mean_s": float(e2e.mean()),
         "energy_per_output_token_j": turns["energy_j"][measured].sum() / out.sum(),
         "in_flight_mean": float(e2e.sum() / span),

@@ -33,7 +33,8 @@ from sim.layers import (ATTENTION, CONV_STATE_BYTES, DSA, GDN, KDA, MLA, RECURRE
                         Heads, LayerKind, Mamba1, Mamba2, ModelKeyError, Tokens, Width, positions_attended)
 
 Flag = Annotated[bool, Strict()]
-Layers = Annotated[int, Strict(), Field(ge=0, le=10_000)]       # a layer count or index (10,000: far beyond)
+MAX_LAYERS = 10_000    # far beyond any published model (Megatron 1T: 128)
+Layers = Annotated[int, Strict(), Field(ge=0, le=MAX_LAYERS)]    # a layer count or index
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class MoE:
     expert_ffn_dim: Width
     first_dense_layers: Layers
     router_bias: Flag
-    every: Annotated[int, Strict(), Field(ge=1, le=10_000)] = 1   # MoE on every `every`-th layer ...
+    every: Annotated[int, Strict(), Field(ge=1, le=MAX_LAYERS)] = 1   # MoE on every `every`-th layer ...
     offset: Layers = 0       # ... starting at this one (Jamba: every 2nd from layer 1)
     shared_gate: Flag = False
 
@@ -71,14 +72,14 @@ class Architecture:
     display_name: Annotated[str, Field(min_length=1, max_length=200)]
     # The model's mixer: attention (MHA / GQA / MLA / MLA with DSA), Mamba-2, RWKV-7, or a layer pattern.
     attention: Literal["mha", "gqa", "mla", "mla_dsa", "ssm", "linear", "hybrid"]
-    n_layers: Annotated[int, Strict(), Field(ge=1, le=10_000)]
+    n_layers: Annotated[int, Strict(), Field(ge=1, le=MAX_LAYERS)]
     d_model: Width
     n_heads: Heads
     ffn: Literal["swiglu", "geglu", "gelu", "relu2", "none"]
     ffn_dim: Annotated[int, Strict(), Field(ge=0, le=10_000_000)]   # 0 where no layer is dense
     norm: Literal["rmsnorm", "layernorm"]
     vocab: Annotated[int, Strict(), Field(ge=1, le=100_000_000)]
-    max_context: Annotated[int, Strict(), Field(ge=0, le=1_000_000_000)]   # 0: no architectural limit
+    max_context: Annotated[int, Strict(), Field(ge=0, le=1_000_000_000)]   # 0: no limit (no full attention)
     tie_embeddings: Flag
     source: Annotated[str, Field(min_length=1, max_length=4000)]
     n_kv_heads: Annotated[int, Strict(), Field(ge=0, le=100_000)] = 0
@@ -89,7 +90,7 @@ class Architecture:
     embedding_norm: Flag = False   # a norm right after the embedding (RWKV's ln0)
     vocab_padded: Annotated[int, Strict(), Field(ge=0, le=100_000_000)] = 0
     norms_per_layer: Annotated[int, Strict(), Field(ge=0, le=16)] = 2
-    layer_pattern: Annotated[str, Field(max_length=10_000)] = ""
+    layer_pattern: Annotated[str, Field(max_length=MAX_LAYERS)] = ""
     layer_kinds: dict[Annotated[str, Field(min_length=1, max_length=1)], LayerKind] = field(default_factory=dict)
     sliding_window: Annotated[int, Strict(), Field(ge=0, le=1_000_000_000)] = 0
     attn_output_gate: Flag = False
@@ -460,8 +461,9 @@ def _check_ffn(a: Architecture) -> None:
     if a.vocab_padded and a.vocab_padded < a.vocab:
         raise ModelKeyError("vocab_padded", f"vocab_padded {a.vocab_padded} < vocab {a.vocab}; valid: 0 or at "
                             f"least vocab")
-    if a.learned_positions and not a.max_context:
-        raise ModelKeyError("max_context", "learned_positions need max_context > 0 (the table's rows)")
+    if not a.max_context and (a.learned_positions or "attention" in a.kinds):
+        raise ModelKeyError("max_context", "a model with full-attention layers or learned positions needs "
+                            "max_context > 0 (0: no limit, for recurrent and sliding-window layers only)")
 
 
 def _check_recurrent(a: Architecture) -> None:
@@ -509,7 +511,7 @@ def build(name: str, entry: dict, models: dict[str, Architecture] | None = None)
         if base is None:
             raise ModelKeyError("base", f"unknown base model {entry['base']!r}; valid: {', '.join(sorted(models))}")
         n_layers = entry.get("n_layers")
-        if base.layer_pattern and "layer_pattern" not in entry and type(n_layers) is int and 0 < n_layers <= 10_000:
+        if base.layer_pattern and "layer_pattern" not in entry and type(n_layers) is int and 0 < n_layers <= MAX_LAYERS:
             table["layer_pattern"] = _tile(base.layer_pattern, n_layers)
         for key, value in entry.items():
             inherited = getattr(base, key)

@@ -130,6 +130,7 @@ def write(out_dir: str | Path, tables: dict[str, pa.Table], run_info: dict,
     """
     out_dir = Path(out_dir).resolve()
     made = next((p for p in reversed(out_dir.parents) if not p.exists()), None)  # the topmost folder made here
+    old = out_dir.with_name(f".{out_dir.name}.simrun-{os.getpid()}-old")
     tmp = None
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -146,13 +147,14 @@ def write(out_dir: str | Path, tables: dict[str, pa.Table], run_info: dict,
         if extras:
             extras(tmp)
         if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.simrun-{os.getpid()}-old")
             os.replace(out_dir, old)
             os.replace(tmp, out_dir)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out_dir)
     except BaseException:
+        if old.exists() and not out_dir.exists():
+            os.replace(old, out_dir)   # stopped between the two renames: the earlier results go back
         if made or tmp:
             shutil.rmtree(made or tmp, ignore_errors=True)  # `made`, when set, holds `tmp`
         raise

@@ -116,7 +116,8 @@ def render_benchmark(turns: pa.Table, deployments: dict[str, str], warmup_reques
     for name, description in deployments.items():
         lines += ["", f"{name}: {description}"]
         metrics = table_metrics(turns, name, warmup_requests, cooldown_requests)
-        lines += ([f"  {key:<26} {metrics[key]:>12.4g}" for key in KEYS] if metrics
+        lines += ([f"  {key:<26} {metrics[key]:>12.4g}" if key in metrics else f"  {key:<26} {'-':>12}"
+                   for key in KEYS] if metrics
                   else ["  no measured request succeeded"])
     lines += ["", f"benchmark metrics over the requests measured (the first {warmup_requests} and the last "
                   f"{cooldown_requests} sent left out); seconds, tokens, joules (sim/metrics.py)."]

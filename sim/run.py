@@ -21,7 +21,7 @@ class RunResult:
     results: list[DeploymentResult]
     tables: dict[str, pa.Table]
     info: dict       # what the config and seed determine: run.json and every table's schema metadata
-    timing: dict     # what they do not: timing.json
+    timing: dict     # what they do not (the path given, the wall time): timing.json
 
 
 def one_line(built) -> str:
@@ -55,7 +55,7 @@ def run_experiment(path: str, mode: str | None = None, progress=None) -> RunResu
     tables = {"turns": output.turns_table(results), "steps": output.steps_table(results),
               "gpus": output.gpus_table(results)}
     info = {
-        "simrun_version": __version__, "experiment_file": str(path), "seed": experiment.run.seed,
+        "simrun_version": __version__, "seed": experiment.run.seed,
         "mode": experiment.run.mode, "config": experiment.model_dump(mode="json"),
         "deployments": {b.name: {
             "description": one_line(b),
@@ -66,7 +66,9 @@ def run_experiment(path: str, mode: str | None = None, progress=None) -> RunResu
         "energy_j": {r.deployment.name: r.energy_j for r in results},
         "steps_table": "one row per engine step (not sampled or aggregated)",
     }
-    timing = {"wall_s": time.perf_counter() - started, "python": sys.version.split()[0]}
+    # How it was run, which the config and seed do not fix: the path it was given by, the time it took.
+    timing = {"experiment_file": str(path), "wall_s": time.perf_counter() - started,
+              "python": sys.version.split()[0]}
     return RunResult(experiment, results, tables, info, timing)
 
 

@@ -55,7 +55,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         for r, rep in enumerate(built.replicas)]
     turns: list[TurnRecord] = []
     podcast = workload.podcast_spec()
-    ended = [0]   # sessions (or benchmark requests) that have ended
+    ended = [0]   # benchmark requests that have ended (the progress bar's count)
 
     def settle_idle():
         """Charge every replica's idle time up to now before a new request takes its share of it."""
@@ -129,7 +129,6 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         if summary is not None:
             yield summary
         state.ended, state.ended_ns = True, env.now
-        ended[0] += 1
 
     def request(req):
         """One benchmark request: its own session (no shared history), its prompt the input tokens."""

@@ -119,11 +119,15 @@ def test_the_readme_join_averages_over_ok_turns(run_dir):
         assert mean_steps == pytest.approx(sum(counts) / len(counts), rel=1e-12)
 
 
-def test_same_config_and_seed_give_byte_identical_files(run_dir, tmp_path):
+def test_same_config_and_seed_give_byte_identical_files(run_dir, tmp_path, monkeypatch):
+    """The same file given by another path, from another folder: the same bytes (the path given goes to
+    timing.json with the wall time)."""
     again = tmp_path / "again"
-    exp = run_dir.parent / "exp.toml"
-    result = CliRunner().invoke(main, [str(exp), "-o", str(again), "-q", "--no-plots"])
+    (tmp_path / "copy.toml").write_text((run_dir.parent / "exp.toml").read_text())
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["copy.toml", "-o", str(again), "-q", "--no-plots"])
     assert result.exit_code == 0, result.output
+    assert json.loads((again / "timing.json").read_text())["experiment_file"] == "copy.toml"
     for name in ("turns.parquet", "steps.parquet", "gpus.parquet", "run.json"):
         assert (again / name).read_bytes() == (run_dir / name).read_bytes(), name
 

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from conftest import experiment, run_all, script
+from conftest import LLAMA8B_H100, experiment, run_all, script
 from sim import fidelity
 from sim.cli import cli as main
 from sim.errors import ConfigError
@@ -66,6 +66,22 @@ def test_metrics_by_hand_on_one_request():
     assert m["tpot_mean_s"] == m["itl_mean_s"] == pytest.approx(0.1)
     assert m["energy_per_output_token_j"] == pytest.approx(5.0)
     assert m["in_flight_mean"] == pytest.approx(1.0)
+
+
+def test_a_key_with_nothing_to_measure_is_left_out_not_nan():
+    """One-token replies have no TPOT: the keys are absent (the report prints -), and a case measuring one
+    gets no prediction, no error and no place in the summary, rather than NaN."""
+    exp = experiment({"d": {**LLAMA8B_H100, "tp": 8}}, kind="offline", requests=10, input_tokens=100,
+                     output_tokens=1)
+    m = benchmark_metrics(run_all(exp)[0])
+    assert not {"tpot_p50_s", "tpot_p99_s", "tpot_mean_s", "itl_mean_s"} & m.keys() and m["ttft_mean_s"] > 0
+    rows = [{"case": "c", "key": "tpot_p50_s", "family": "tpot_itl", "measured": 0.01, "predicted": None,
+             "error_pct": None, "within": False, "split": "fit"},
+            {"case": "c", "key": "ttft_p50_s", "family": "ttft", "measured": 0.1, "predicted": 0.11,
+             "error_pct": 10.0, "within": True, "split": "fit"}]
+    assert [(s["family"], s["keys"]) for s in fidelity.summary(rows) if s["split"] == "all"] == [("ttft", 1),
+                                                                                                  ("all", 1)]
+    assert f"{'tpot_p50_s':<26} {0.01:>11.4g} {'-':>11} {'-':>8}  fit  !" in fidelity.render(rows, [])
 
 
 def test_concurrency_keeps_that_many_requests_in_flight():
@@ -147,6 +163,13 @@ def test_bad_case_files_are_one_line(tmp_path):
     assert missing.exit_code == 2 and "no case named 'nope'" in missing.output
 
 
+def test_cases_run_alike_in_one_process_and_in_a_pool(tmp_path):
+    paths = [str(write_case(tmp_path, 1000))]
+    (tmp_path / "two.toml").write_text(TINY_CASE.format(measured=2000).replace('name = "tiny"', 'name = "two"'))
+    paths.append(str(tmp_path / "two.toml"))
+    assert fidelity.run_all(paths, jobs=2) == fidelity.run_all(paths, jobs=1)
+
+
 def test_config_loads_a_case_as_an_experiment_with_its_measurements(tmp_path):
     """One road: sim.config reads [case] and [measured] like any table; a plain number takes the default
     tolerance (40%), an inline table its own."""
@@ -168,9 +191,13 @@ def test_config_loads_a_case_as_an_experiment_with_its_measurements(tmp_path):
     ('source = "a test"\n', "", "case", "source", "required key is missing"),
     ('name = "tiny"\nsource', 'name = ""\nsource', "case", "name", "at least 1 character"),
     ("[case]", "[cases]", "top level", "cases", "unknown key; valid keys: run, workload"),
+    ('[case]\nname = "tiny"\nsource = "a test"\ntrust = "T4"\n', "", "case", None,
+     "a case needs a [case] table with name and source beside [measured]"),
     ("[measured]\noutput_tokens_per_s = 5\nttft_mean_s = { value = 0.05, tolerance = 10.0 }", "[measured]",
      "measured", None, "no measured keys; valid: output_tokens_per_s"),
-    ('kind = "offline"', 'kind = "podcast"', "deployments", None, "a case has one deployment and a benchmark"),
+    ('kind = "offline"', 'kind = "podcast"', "workload", "kind", "a case has a benchmark workload; valid: offline"),
+    ("[deployments.d]", '[deployments.e]\nmodel = "llama31_8b"\ncluster = "hgx_h200_x2"\n[deployments.d]',
+     "deployments", None, "a case has one deployment (got 2)"),
 ])
 def test_case_table_mistakes_are_one_line(tmp_path, old, new, table, key, expect):
     from sim import config

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -19,6 +20,7 @@ from sim.deployment import build
 from sim.output import steps_table, turns_table
 from sim.simulation import simulate
 
+ROOT = Path(__file__).resolve().parent.parent
 LONG = """
 [run]
 name = "long"
@@ -82,6 +84,27 @@ def test_kill_9_while_writing_then_a_new_run_leaves_no_hidden_folder(tmp_path):
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_stopped_between_the_two_renames_the_earlier_results_stay(tmp_path, monkeypatch):
+    """Ctrl-C after the earlier results were moved aside and before the new ones took their place: the
+    earlier ones go back, and nothing is left beside them."""
+    from sim.errors import Interrupted
+    out = output.write(tmp_path / "out", {"a": pa.table({"x": [1]})}, {"seed": 1})
+    renames = []
+
+    def interrupted_second(src, dst):
+        renames.append(dst)
+        if len(renames) == 2:
+            raise Interrupted()
+        os.rename(src, dst)
+
+    monkeypatch.setattr(output.os, "replace", interrupted_second)
+    with pytest.raises(Interrupted):
+        output.write(out, {"a": pa.table({"x": [2]})}, {"seed": 2})
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert output.pq.read_table(out / "a.parquet")["x"].to_pylist() == [1]
+
+
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o077, 0o700), (0o002, 0o775)])
 def test_results_folders_follow_the_umask(tmp_path, umask, mode):
     old = os.umask(umask)
@@ -102,8 +125,21 @@ def test_ctrl_c_exits_130_in_one_line_with_nothing_written(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and out == ""
-    assert err == "interrupted: no results written (earlier results, if any, are as they were)\n"
+    assert err == "interrupted: nothing half-written (a results folder is replaced only once complete)\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.toml"]
+
+
+def test_validate_stops_its_workers_when_only_it_is_interrupted(tmp_path):
+    """SIGINT to the main process alone (a supervisor, `timeout -s INT`): the pool's workers are
+    terminated, not waited for through two 60,000-request cases."""
+    cases = [f"experiments/validation/mlperf/mlperf41_llama2_70b_{gpu}_server.toml" for gpu in ("h200", "h100")]
+    proc = subprocess.Popen([sys.executable, "-m", "sim", "validate", *cases, "-j", "2", "-o", str(tmp_path / "v")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    time.sleep(6)   # the cases are loaded and running
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.count("\n") == 1 and err.startswith("interrupted:")
+    assert not (tmp_path / "v").exists()
 
 
 def test_version_and_options_before_the_subcommand(tmp_path):

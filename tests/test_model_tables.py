@@ -126,6 +126,7 @@ def test_a_model_table_is_refused_in_one_line_or_costs_finite_positive_amounts(t
     ("llama31_8b", "vocab_padded", 5, "vocab_padded", "vocab_padded 5 < vocab 128256"),
     ("llama31_8b", "ffn_dim", 0, "ffn_dim", "32 dense layers need ffn_dim > 0"),
     ("llama31_8b", "ffn", "none", "ffn", None),   # a model without FFNs (Mamba-2's kind) is valid
+    ("llama31_8b", "max_context", 0, "max_context", "full-attention layers or learned positions needs max_context"),
     ("deepseek_v3", "attention", "gqa", "attention", "an mla table needs attention 'mla', 'mla_dsa' or 'hybrid'"),
     ("deepseek_v3", "attention", "mla_dsa", "dsa", "attention 'mla_dsa' and a dsa table (its indexer) go together"),
     ("llama31_8b", "display_name", "x" * 10_000, "display_name", "at most 200 characters"),
