@@ -3,13 +3,13 @@
     python scripts/calibrate.py [--passes 2] [--jobs N]
     python scripts/calibrate.py --try STREAM_TOKEN_HOST_S=15e-6 [--try NAME=VALUE ...]
 
-Fits sim.calibration's COMPUTE_EFFICIENCY, HBM_EFFICIENCY, STEP_OVERHEAD_S, STREAM_TOKEN_HOST_S,
+Fits sim.cost.calibration's COMPUTE_EFFICIENCY, HBM_EFFICIENCY, STEP_OVERHEAD_S, STREAM_TOKEN_HOST_S,
 FP4_MATMUL_EFFICIENCY, ROOFLINE_SHARPNESS and POWER_CLOCK_EXPONENT by coordinate descent:
 each constant in turn is tried at a few values around its current one, every fit-split case is run,
 and the value with the lowest objective (median |error| + 0.25 x mean |error| over all measured keys
 of the fit split) is kept. The held-out third (crc32 of the case name mod 3 == 0) is never run during
 the search; it is reported at the end, beside the fit split, for the constants found. Paste the values
-printed into sim/calibration.py together with the date and the case count it prints. With --try it
+printed into sim/cost/calibration.py together with the date and the case count it prints. With --try it
 only prints the fit-split objective at the current constants with the given ones changed (one point of
 a hand grid), and runs no search and no held-out case.
 """
@@ -19,7 +19,8 @@ import argparse
 import statistics
 from concurrent.futures import ProcessPoolExecutor
 
-from sim import calibration, fidelity
+from sim import fidelity
+from sim.cost import calibration
 
 SEARCH = {  # constant -> (lowest, highest) values tried
     "COMPUTE_EFFICIENCY": (0.6, 1.0),

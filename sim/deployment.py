@@ -9,7 +9,7 @@ from hardware.cluster import Cluster
 from hardware.deployment import (DoesNotFit, Layout, MemoryPlan, Replica, comm_groups, place_replicas,
                                  placement_warnings, plan_memory, price_replica)
 from sim.config import DeploymentSpec
-from sim.cost import ReplicaCostModel
+from sim.cost.step import ReplicaCostModel
 from sim.errors import ConfigError
 from sim.kv import Footprint
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import networkx as nx
 
 from hardware.collectives import CollectivePrice
-from sim import calibration
+from sim.cost import calibration
 from sim.deployment import BuiltDeployment
 
 ALLOCATION = {"reserve": "for prompt + reply at admission", "on_demand": "on demand, preempting when full"}

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from sim.cost import ReplicaCostModel
+from sim.cost.step import ReplicaCostModel
 from sim.kv import KVPool
 from sim.records import NS_PER_S, StepLog, TurnRecord, accumulate
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sim import __version__, contract
-from sim.cost import BOUND_NAMES
+from sim.cost.step import BOUND_NAMES
 from sim.simulation import DeploymentResult
 
 def turns_table(results: list[DeploymentResult]) -> pa.Table:

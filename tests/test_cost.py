@@ -9,8 +9,8 @@ from hardware import catalog as hw
 from hardware.cluster import Cluster
 from hardware.collectives import FREE
 from hardware.deployment import Layout, place_replicas, price_replica
-from sim import calibration
-from sim.cost import ReplicaCostModel, split_layers
+from sim.cost import calibration
+from sim.cost.step import ReplicaCostModel, split_layers
 from sim.models import catalog
 
 EFF_BW = 3.35e12 * calibration.HBM_EFFICIENCY      # H100 HBM, achieved
@@ -29,7 +29,7 @@ def test_roofline_by_hand(monkeypatch):
     """k = 2: 3 ms of math and 4 ms of HBM traffic take sqrt(9 + 16) = 5 ms, not max = 4 ms; k = 1 adds
     them (7 ms); far from the ridge (1 vs 10 ms) k = 2 gives sqrt(101) = 10.05 ms, within 0.5% of max;
     nothing takes nothing; a very sharp k is the max without underflowing."""
-    from sim.cost import roofline_s
+    from sim.cost.step import roofline_s
     monkeypatch.setattr(calibration, "ROOFLINE_SHARPNESS", 2.0)
     assert roofline_s(3e-3, 4e-3) == pytest.approx(5e-3)
     assert roofline_s(1e-3, 10e-3) == pytest.approx(10.0499e-3, rel=1e-4)
@@ -185,7 +185,7 @@ def test_binomial_in_log_space_by_hand_and_for_many_experts():
     """Binomial(4, 0.25): C(4, m) 0.25^m 0.75^(4-m) = 81/256, 108/256, 54/256, 12/256, 1/256. With 8,192
     experts a GPU (65,536 over ep 8), C(8192, 4096) ~ 10^2464 overflows a float: the log form does not,
     and its probabilities still sum to one."""
-    from sim.cost import _log_binomial_pmf
+    from sim.cost.step import _log_binomial_pmf
     by_hand = np.array([81, 108, 54, 12, 1]) / 256
     assert np.exp(_log_binomial_pmf(4, 0.25)) == pytest.approx(by_hand, rel=1e-12)
     assert np.exp(_log_binomial_pmf(3, 0.0)) == pytest.approx([1, 0, 0, 0])

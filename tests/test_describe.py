@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from conftest import experiment, run_all
 from hardware import catalog as hw
-from sim import calibration
+from sim.cost import calibration
 from sim.cli import cli as main
 from sim.config import load
 from sim.deployment import build

@@ -49,7 +49,7 @@ import numpy as np
 
 from hardware.catalog import PRECISION_BYTES, Accelerator
 from hardware.deployment import Layout, ReplicaComm
-from sim import calibration
+from sim.cost import calibration
 from sim.kv import Footprint
 from sim.layers import ATTENTION
 from sim.models import Architecture
