@@ -33,6 +33,12 @@ NCCL's per-byte rate: no profile of those kernels is in our sources.
       time = max_link(pairs crossing / bandwidth) * size/n + (n-1) * max pair latency.
   Its bottleneck is the bisection the group actually has: NVLink inside a node, NICs across nodes.
 - Point-to-point: size / bottleneck bandwidth + path latency.
+- Custom all-reduce inside one scale-up domain (the engines' own NVLink kernels, used instead of NCCL for
+  small messages; sgl-project/sglang PR #2904, vLLM PR #24111): one-shot, every rank reads all n - 1
+  peers' whole buffers and reduces locally, time = floor + (n-1) * size / link bandwidth; two-shot,
+  reduce-scatter then all-gather through peer memory, time = 2 * floor + 2(n-1)/n * size / link bandwidth.
+  The floor (a tiny message's latency: barrier, kernel launch) is the engine's, measured; vLLM PR #24111's
+  TP6 H100 row checks the two forms (one-stage / two-stage 13 / 15 us at 0.5 MB, 70 / 37 us at 4 MB).
 """
 from __future__ import annotations
 
@@ -121,6 +127,19 @@ def all_reduce(cluster: Cluster, group: list[str]) -> CollectivePrice:
         return FREE
     return CollectivePrice((_ring(cluster, group, 2 * (n - 1), "ring"),
                             _pairwise(cluster, group, 2, "direct")))
+
+
+def custom_all_reduce(cluster: Cluster, group: list[str], floor_s: float) -> CollectivePrice:
+    """An engine's one-shot and two-shot NVLink all-reduce over `group` (inside one scale-up domain), with
+    `floor_s` its measured latency on a tiny message; bytes cross the GPU's busiest peer route at NCCL's
+    achieved share of it (no measurement of the custom kernels' share is in our sources)."""
+    n = len(group)
+    if n == 1:
+        return FREE
+    worst, _, bottleneck = _load(cluster, [(cluster.path(group[0], b), 1.0) for b in group[1:]])
+    per_byte = worst / (n - 1)    # seconds per byte over one GPU's scale-up link, all peers' reads shared
+    return CollectivePrice((Algorithm("one-shot", (n - 1) * per_byte, floor_s, bottleneck),
+                            Algorithm("two-shot", 2 * (n - 1) / n * per_byte, 2 * floor_s, bottleneck)))
 
 
 def all_gather(cluster: Cluster, group: list[str]) -> CollectivePrice:

@@ -1,4 +1,6 @@
 """Hardware catalog, cluster graphs and graph-priced collectives, each against a hand computation."""
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -311,3 +313,35 @@ def test_collective_prices_respect_link_bounds(node, n_nodes, rail, data, size):
     assert a2a.time_s(size) >= (n - 1) / n * size / egress
     for price in (ar, a2a, all_gather(c, group)):
         assert price.time_s(size) < price.time_s(2 * size) <= 2 * price.time_s(size)
+
+
+def test_custom_all_reduce_by_hand_and_against_vllm_pr_24111():
+    """An engine's NVLink all-reduce on 8 H100s: one-shot = floor + 7 peers' buffers over one GPU's link at
+    NCCL's 0.786 of 450 GB/s; two-shot = 2 floors + 2 x 7/8 of the bytes. A 14,336-byte token (DeepSeek's
+    batch-1 activation) takes the one-shot 5.9 + 0.28 = 6.18 us; 4 MB the two-shot. Against vLLM PR #24111's
+    TP6 H100 rows (one-stage / two-stage 13 / 15 us at 0.5 MB, 70 / 37 us at 4 MB) with SGLang's one-shot floor
+    interpolated to 6 ranks: within 25%."""
+    from hardware.deployment import tp_all_reduce
+    from sim.cost.engines import engines
+    cluster = Cluster(hw.accelerators()["h100_sxm"], hw.node_types()["hgx_8gpu"], 1, None)
+    link = 0.786 * 450e9
+    group = [f"n0/gpu{i}" for i in range(8)]
+    price = tp_all_reduce(cluster, group, lambda n: 5.9e-6)
+    assert float(price.time_s(14336)) == pytest.approx(5.9e-6 + 7 * 14336 / link, rel=1e-9)
+    assert price.best(14336).name == "one-shot"
+    assert float(price.time_s(4e6)) == pytest.approx(2 * 5.9e-6 + 2 * 7 / 8 * 4e6 / link, rel=1e-9)
+    floor = engines()["sglang"].allreduce_floor(6)
+    assert floor == pytest.approx(4.8e-6 + (math.log2(6) - 2) * 1.1e-6, rel=1e-9)   # 5.44 us
+    six = {a.name: a for a in tp_all_reduce(cluster, group[:6], lambda n: floor).algorithms}
+    for name, size, measured_us in (("one-shot", 0.5e6, 13), ("two-shot", 0.5e6, 15), ("one-shot", 4e6, 70),
+                                    ("two-shot", 4e6, 37)):
+        assert float(six[name].time_s(size)) * 1e6 == pytest.approx(measured_us, rel=0.25)
+
+
+def test_custom_all_reduce_stays_inside_one_scale_up_domain():
+    """A tp group over two nodes has only NCCL's algorithms: the engines' kernels read peers' memory over NVLink."""
+    from hardware.deployment import tp_all_reduce
+    cluster = Cluster(hw.accelerators()["h100_sxm"], hw.node_types()["hgx_8gpu"], 2, hw.fabrics()["ib_ndr"])
+    group = [f"n{n}/gpu{g}" for n in (0, 1) for g in range(4)]
+    names = {a.name for a in tp_all_reduce(cluster, group, lambda n: 5.9e-6).algorithms}
+    assert names == {"ring", "direct"}
