@@ -190,6 +190,10 @@ class ContextSpec(_Strict):
         return self
 
 
+# Mean tokens per verify step by MTP draft tokens, DeepSeek-R1 at batch 1 (TensorRT-LLM tech blog 1, B200).
+MTP_ACCEPT_LENGTH = {1: 1.92, 2: 2.58, 3: 2.82, 4: 2.99, 5: 3.01}
+
+
 class DeploymentSpec(_ClusterKeys):
     """[deployments.NAME]: a model on a cluster (named by `cluster`, or by the cluster keys here)."""
 
@@ -200,8 +204,17 @@ class DeploymentSpec(_ClusterKeys):
     # Parallel layout; 1,024 per dimension is far beyond any published deployment.
     tp: int = Field(1, ge=1, le=1024)
     pp: int = Field(1, ge=1, le=1024)
-    # Expert parallelism: 1 slices every expert over the tp group; tp x dp spreads whole experts.
+    # Expert parallelism: ep groups of (tp x dp) / ep GPUs each hold their share of the experts, each
+    # expert sliced over its group's GPUs; 1 slices every expert over the tp group, tp x dp spreads whole
+    # experts one group per GPU.
     ep: int = Field(1, ge=1, le=1024)
+    # Redundant copies of hot experts (EPLB) added to the expert slots, so that ep need only divide the
+    # experts plus these: DeepSeek's prefill deployment adds 32 to 256 over EP32 (arXiv 2412.19437 s3.4.1).
+    redundant_experts: int = Field(0, ge=0, le=100_000)
+    # Routed tokens of the busiest ep group over the mean (ep > 1): 1 is uniform routing. Measured on
+    # DeepSeek-R1 over EP32 with real traffic: 2.56 without redundant experts, 1.11 with 32 (TensorRT-LLM
+    # tech blog 'Scaling Expert Parallelism in TensorRT-LLM'); benchmarks of random tokens route near-uniformly.
+    expert_imbalance: float = Field(1.0, ge=1.0, le=1000.0)
     # Data-parallel attention groups per stage (MoE models): each attends its own sessions' tokens.
     dp: int = Field(1, ge=1, le=1024)
     # Replicas of tp x dp x pp GPUs; 0 fills every GPU of the nodes. GPUs left over are not simulated.
@@ -209,6 +222,23 @@ class DeploymentSpec(_ClusterKeys):
     # Explicit placement: every replica's GPUs in rank order (stage by stage, tp group by tp group),
     # named like "n0/gpu3"; empty places them packed.
     gpus: list[str] = []
+    # The serving engine (sim/data/engines.toml): its host work, CUDA graphs, all-reduce and attention kernels.
+    engine: Literal["vllm", "sglang", "trtllm", "trtllm_0_21", "trtllm_cpp"] = "vllm"
+    # Overrides the engine's overlap scheduler (CPU work of the next step under this step's kernels).
+    overlap_scheduler: bool | None = None
+    # Overrides whether the engine's MoE kernels walk every local expert: true for CUTLASS grouped GEMMs
+    # (TensorRT-LLM's default MoE backend), false for kernels that tile tokens (trtllm-gen, Triton, DeepGEMM).
+    moe_kernels_visit_experts: bool | None = None
+    # Multi-token prediction (DeepSeek's MTP module used as a draft, or any speculative decoder of one layer):
+    # draft tokens per step, and the mean tokens a verify step emits per sequence. 0 drafts: plain decoding.
+    mtp_draft_tokens: int = Field(0, ge=0, le=16)
+    # Default by draft tokens: 1.92, 2.58, 2.82, 2.99, 3.01 for 1-5 drafts, measured at batch 1 for DeepSeek-R1
+    # on 8x B200 (TensorRT-LLM tech blog 'Pushing Latency Boundaries ... B200'); past 5, 3.01.
+    mtp_accept_length: float = Field(0.0, ge=0.0, le=17.0)
+    # Overrides whether the engine replays CUDA graphs for decode-only batches (false: every kernel launched
+    # by the CPU; TensorRT-LLM's PyTorch backend had them off by default until its CudaGraphConfig,
+    # TorchLlmArgs.use_cuda_graph = False).
+    cuda_graphs: bool | None = None
     weights: Literal["bf16", "fp8", "fp4"] = "bf16"
     kv_cache: Literal["bf16", "fp8"] = "bf16"
     prefix_caching: bool = True
@@ -281,25 +311,39 @@ class DeploymentSpec(_ClusterKeys):
     def _layout(self, info: ValidationInfo):
         self._architecture = _models(info)[self.model]
         moe = self.architecture.moe
-        if self.ep not in (1, self.tp * self.dp):
-            raise ValueError(f"ep must be 1 (experts sliced over tp) or tp x dp = {self.tp * self.dp} (whole "
-                             f"experts spread over the stage); got {self.ep}")
-        if (self.ep > 1 or self.dp > 1) and not moe:
+        if (self.tp * self.dp) % self.ep:
+            raise ValueError(f"ep {self.ep} does not divide the stage's tp x dp = {self.tp * self.dp} GPUs; valid: "
+                             f"a divisor of {self.tp * self.dp}")
+        if (self.ep > 1 or self.dp > 1 or self.redundant_experts) and not moe:
             raise ValueError(f"ep and dp share experts; {self.model} has none: valid: ep = 1, dp = 1 "
                              f"(use replicas for data parallelism)")
         if self.dp > 1 and self.ep == 1:
             raise ValueError(f"dp {self.dp} needs expert parallelism across the attention groups; valid: "
                              f"ep = tp x dp = {self.tp * self.dp}")
-        if moe and moe.n_experts % self.ep:
-            raise ValueError(f"{moe.n_experts} experts of {self.model} do not split over ep {self.ep}")
+        if moe and (moe.n_experts + self.redundant_experts) % self.ep:
+            raise ValueError(f"{moe.n_experts} experts of {self.model} + {self.redundant_experts} redundant do not "
+                             f"split over ep {self.ep}; valid: redundant_experts that make the sum a multiple of "
+                             f"{self.ep}")
         idle_w = hw.accelerators()[self.gpu].idle_w
         if self.power_cap_w and self.power_cap_w <= idle_w:
             raise ValueError(f"power_cap_w {self.power_cap_w:g} W is at or below {self.gpu}'s idle power "
                              f"({idle_w:g} W); valid: 0 (no cap) or a cap above it")
-        if not hw.accelerators()[self.gpu].supports(self.weights):
-            raise ValueError(f"gpu '{self.gpu}' has no {self.weights} tensor cores; valid weights: bf16"
-                             + (", fp8" if hw.accelerators()[self.gpu].supports("fp8") else ""))
         return self
+
+    @model_validator(mode="after")
+    def _mtp(self):
+        if self.mtp_accept_length and not 1.0 <= self.mtp_accept_length <= self.mtp_draft_tokens + 1:
+            raise ValueError(f"mtp_accept_length {self.mtp_accept_length:g} is outside 1 .. mtp_draft_tokens + 1 = "
+                             f"{self.mtp_draft_tokens + 1}: a verify step emits its own token and at most every draft")
+        return self
+
+    @property
+    def tokens_per_verify_step(self) -> float:
+        """Mean tokens a decode step emits per sequence: 1 without MTP; mtp_accept_length, or the measured
+        default for the draft count."""
+        if not self.mtp_draft_tokens:
+            return 1.0
+        return self.mtp_accept_length or MTP_ACCEPT_LENGTH[min(self.mtp_draft_tokens, max(MTP_ACCEPT_LENGTH))]
 
     @property
     def architecture(self) -> Architecture:

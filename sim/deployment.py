@@ -9,6 +9,7 @@ from hardware.cluster import Cluster
 from hardware.deployment import (DoesNotFit, Layout, MemoryPlan, Replica, comm_groups, place_replicas,
                                  placement_warnings, plan_memory, price_replica)
 from sim.config import DeploymentSpec
+from sim.cost.engines import engines
 from sim.cost.step import ReplicaCostModel
 from sim.errors import ConfigError
 from sim.kv import Footprint
@@ -47,6 +48,17 @@ def cluster_of(spec: DeploymentSpec) -> Cluster:
                    hw.fabrics()[spec.fabric] if spec.nodes > 1 else None, spec.rail_optimized)
 
 
+def cost_model(spec: DeploymentSpec, cluster: Cluster, replica: Replica, layout: Layout) -> ReplicaCostModel:
+    """The step cost model of one placed replica, with its engine's profile and its collectives priced."""
+    engine = engines()[spec.engine]
+    return ReplicaCostModel(spec.architecture, cluster.accelerator, price_replica(cluster, replica, engine.allreduce_floor),
+                            layout, spec.weights, PRECISION_BYTES[spec.kv_cache], power_cap_w=spec.power_cap_w,
+                            streaming=spec.streaming, engine=engine, overlap=spec.overlap_scheduler, cuda_graphs=spec.cuda_graphs,
+                            moe_kernels_visit_experts=spec.moe_kernels_visit_experts,
+                            mtp_draft_tokens=spec.mtp_draft_tokens, mtp_accept_length=spec.tokens_per_verify_step,
+                            redundant_experts=spec.redundant_experts, expert_imbalance=spec.expert_imbalance)
+
+
 def _memory_plan(spec: DeploymentSpec, cost: ReplicaCostModel, layout: Layout) -> MemoryPlan:
     accel = cost.accel
     return plan_memory(accel.hbm_bytes, spec.gpu_memory_utilization, cost.weights_bytes_per_gpu(),
@@ -59,8 +71,7 @@ def _fits(spec: DeploymentSpec, cluster: Cluster, layout: Layout) -> bool:
     if layout.gpus > len(cluster.gpus):
         return False
     (replica,) = place_replicas(cluster, 1, layout)
-    cost = ReplicaCostModel(spec.architecture, cluster.accelerator, price_replica(cluster, replica), layout,
-                            spec.weights, PRECISION_BYTES[spec.kv_cache])
+    cost = cost_model(spec, cluster, replica, layout)
     try:
         _memory_plan(spec, cost, layout)
     except DoesNotFit:
@@ -77,7 +88,7 @@ def smallest_fitting(spec: DeploymentSpec, cluster: Cluster) -> Layout | None:
                          if tp * spec.dp * pp <= len(cluster.gpus)))
     for _, pp, tp in candidates:
         layout = Layout(tp, pp, tp * spec.dp if spec.ep > 1 else 1, spec.dp)
-        if arch.moe and arch.moe.n_experts % layout.ep:
+        if arch.moe and (arch.moe.n_experts + spec.redundant_experts) % layout.ep:
             continue
         if _fits(spec, cluster, layout):
             return layout
@@ -127,9 +138,7 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
             else f"at most {n_gpus // layout.gpus} replicas")) from None
     built, warnings = [], []
     for placement in placements:
-        cost = ReplicaCostModel(arch, cluster.accelerator, price_replica(cluster, placement), layout,
-                                spec.weights, PRECISION_BYTES[spec.kv_cache], power_cap_w=spec.power_cap_w,
-                                streaming=spec.streaming)
+        cost = cost_model(spec, cluster, placement, layout)
         try:
             memory = _memory_plan(spec, cost, layout)
         except DoesNotFit as e:

@@ -8,6 +8,7 @@ import networkx as nx
 
 from hardware.collectives import CollectivePrice
 from sim.cost import calibration
+from sim.cost.step import PARTS
 from sim.deployment import BuiltDeployment
 
 ALLOCATION = {"reserve": "for prompt + reply at admission", "on_demand": "on demand, preempting when full"}
@@ -73,7 +74,14 @@ def describe(built: BuiltDeployment) -> str:
         per_sequence += f" + {fp.state_bytes / 1e6:,.1f} MB of recurrent state"
     lines.append(f"  KV capacity: {rep.kv_capacity_text()} per attention group ({per_sequence} per sequence per GPU)"
                  f" x {layout.dp} group(s); allocated {ALLOCATION[spec.kv_allocation]}")
-    lines.append(f"  engine: up to {spec.max_seqs:,} sequences and {spec.max_batched_tokens:,} tokens a step, prompts "
+    cost = rep.cost
+    lines.append(f"  engine: {cost.engine.display_name}; "
+                 + ("overlap scheduler (host work under the kernels)" if cost.overlap else "host work between steps")
+                 + (f"; CUDA graphs for decode batches up to {cost.graph_max_batch:,}" if cost.graph_max_batch
+                    else "; no CUDA graphs (every kernel launched by the CPU)")
+                 + ("; FP8 attention in decode" if cost.decode_attention_flops_per_s > cost.attention_flops_per_s
+                    else ""))
+    lines.append(f"  scheduler: up to {spec.max_seqs:,} sequences and {spec.max_batched_tokens:,} tokens a step, prompts "
                  f"{'chunked' if spec.chunked_prefill else 'whole'}; "
                  + (f"tokens streamed ({rep.cost.stream_token_s * 1e6:g} us of host time each)" if spec.streaming
                     else "replies returned whole")
@@ -91,12 +99,31 @@ def describe(built: BuiltDeployment) -> str:
                                 [(label, size * k / layout.tp) for label, size in sizes]))
     for s, price in enumerate(comm.pp_send):
         lines.append(_price(f"stage {s} -> {s + 1} pp send", price, sizes))
+    lines += where_the_time_goes(built)
     dram, path = cluster.host_memory_of(rep.placement.gpus[0])
     lines.append(f"  host: {node.cpus} CPUs x {node.dram_gb_per_cpu:g} GB DRAM per node, reached over "
                  f"{node.host_link} at {path.bandwidth_bytes_per_s / gb:g} GB/s per GPU; {node.nvme_drives} NVMe "
                  f"x {node.nvme_tb_per_drive:g} TB at {node.nvme_gb_s_per_drive:g} GB/s each")
     lines += [f"  warning: {w}" for w in built.warnings]
     return "\n".join(lines)
+
+
+def where_the_time_goes(built: BuiltDeployment, context_tokens: int = 8192, prefill_tokens: int = 8192) -> list[str]:
+    """Lines splitting three steps of replica 0 into their parts (sim.cost.step.PARTS): a decode step at batch
+    1 and at a large batch (the scheduler's cap, at most 256), each sequence attending `context_tokens`, and
+    one prefill of `prefill_tokens`."""
+    spec, cost = built.spec, built.replicas[0].cost
+    batch = min(spec.max_seqs, 256)
+    steps = [("decode, batch 1", cost.step([], [], [], [context_tokens])),
+             (f"decode, batch {batch}", cost.step([], [], [], [context_tokens] * batch)),
+             (f"prefill of {prefill_tokens:,}", cost.step([prefill_tokens], [0], [1], []))]
+    lines = [f"  where the time goes (replica 0, ms; decode at {context_tokens:,} tokens of context; parts overlap, "
+             "so they add up to more than the step):",
+             f"    {'step':20s} {'total':>8s} " + " ".join(f"{p:>11s}" for p in PARTS)]
+    for label, step in steps:
+        lines.append(f"    {label:20s} {step.duration_s[0] * 1e3:8.2f} "
+                     + " ".join(f"{step.parts_s[p][0] * 1e3:11.2f}" for p in PARTS))
+    return lines
 
 
 def graph_path(path: Path, name: str, count: int) -> Path:

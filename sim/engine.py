@@ -342,9 +342,14 @@ class ReplicaEngine:
             if complete:
                 seq.decoded += 1
                 seq.decoding = True
-                if seq.record.status == "pending" and seq.record.first_token_ns is None:  # not aborted meanwhile
+                # With an overlap scheduler the token sampled in this step is handed out while the next step
+                # runs: a reply's first token reaches its client one step later (TensorRT-LLM PR #4174).
+                if (seq.record.status == "pending" and seq.record.first_token_ns is None   # not aborted meanwhile
+                        and not self.cost.overlap):
                     seq.record.first_token_ns = end_ns
         for seq in decode:
+            if seq.record.status == "pending" and seq.record.first_token_ns is None:
+                seq.record.first_token_ns = int(ends[0])
             seq.decoded += done
         first, last = self.steps_run, self.steps_run + done - 1
         for seq in [s for s, _ in chunks] + decode:
@@ -370,6 +375,8 @@ class ReplicaEngine:
     def _finish(self, seq: Sequence, end_ns: int) -> None:
         rec = seq.record
         rec.finish_ns = rec.end_ns = end_ns
+        if rec.first_token_ns is None:   # a one-token reply under an overlap scheduler
+            rec.first_token_ns = end_ns
         rec.output_tokens, rec.status = seq.output_tokens, "ok"
         self.running.remove(seq)
         keep = seq.total_tokens - 1  # the last sampled token was never fed back

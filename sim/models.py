@@ -85,6 +85,7 @@ class Architecture:
     n_kv_heads: Annotated[int, Strict(), Field(ge=0, le=100_000)] = 0
     head_dim: Annotated[int, Strict(), Field(ge=0, le=1_000_000)] = 0
     qk_norm: Flag = False
+    fp8_block_scales: Flag = False   # its FP8 checkpoint scales weights per 128 x 128 block (DeepSeek's recipe)
     biases: Flag = False
     learned_positions: Flag = False
     embedding_norm: Flag = False   # a norm right after the embedding (RWKV's ln0)

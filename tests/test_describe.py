@@ -136,7 +136,31 @@ def test_describe_states_the_engine_settings(tmp_path):
     result = CliRunner().invoke(main, ["describe", str(path)])
     assert result.exit_code == 0, result.output
     default, custom = result.output.split("\nb: ")
-    assert (f"engine: up to 1,024 sequences and 8,192 tokens a step, prompts chunked; tokens streamed "
+    assert (f"scheduler: up to 1,024 sequences and 8,192 tokens a step, prompts chunked; tokens streamed "
             f"({calibration.STREAM_TOKEN_HOST_S * 1e6:g} us of host time each)") in default
-    assert ("engine: up to 64 sequences and 2,048 tokens a step, prompts whole; replies returned whole; "
+    assert ("scheduler: up to 64 sequences and 2,048 tokens a step, prompts whole; replies returned whole; "
             "power capped at 500 W per GPU") in custom
+
+
+def test_describe_says_which_engine_and_where_the_time_goes(tmp_path):
+    """The engine line (overlap, CUDA graphs, FP8 attention) and, for a decode step at batch 1 and at a large
+    batch and an 8,192-token prefill, the step and each part in ms: the numbers of sim.cost.step itself."""
+    from sim import config
+    from sim.cost.step import PARTS
+    from sim.deployment import build
+    path = tmp_path / "ds.toml"
+    path.write_text('[deployments.ds]\nmodel = "deepseek_v3"\ngpu = "h200"\nnodes = 1\ntp = 8\nep = 8\n'
+                    'weights = "fp8"\nkv_cache = "fp8"\nengine = "trtllm"\ncuda_graphs = false\nmax_seqs = 64\n')
+    result = CliRunner().invoke(main, ["describe", str(path)])
+    assert result.exit_code == 0, result.output
+    assert ("engine: TensorRT-LLM (1.x, PyTorch backend); overlap scheduler (host work under the kernels); no CUDA graphs (every kernel "
+            "launched by the CPU); FP8 attention in decode") in result.output
+    assert "    step                    total " + " ".join(f"{p:>11s}" for p in PARTS) in result.output
+    (name, spec), = config.load(str(path)).deployments.items()
+    cost = build(str(path), name, spec).replicas[0].cost
+    for label, step in (("decode, batch 1", cost.step([], [], [], [8192])),
+                        ("decode, batch 64", cost.step([], [], [], [8192] * 64)),
+                        ("prefill of 8,192", cost.step([8192], [0], [1], []))):
+        line = next(x for x in result.output.splitlines() if x.strip().startswith(label))
+        assert float(line.split()[-7]) == pytest.approx(step.duration_s[0] * 1e3, abs=0.006)
+        assert float(line.split()[-2]) == pytest.approx(step.parts_s["launches"][0] * 1e3, abs=0.006)

@@ -359,3 +359,25 @@ def test_on_demand_preemption_over_random_loads(requests, input_tokens, output_t
     check_invariants(bulk)
     assert all(t.status == "ok" for t in bulk[0].turns)
     assert_same_run(bulk, run_all(exp, bulk=False))
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_an_overlap_scheduler_hands_the_first_token_out_one_step_later(bulk):
+    """One client, one request at a time: with the overlap scheduler the token sampled by the prefill step
+    reaches the client when the next step ends (TensorRT-LLM PR #4174), so TTFT = prefill step + one decode
+    step; without it, the prefill step alone. The steps table holds both steps."""
+    from sim.output import steps_table
+    base = {"model": "llama31_8b", "gpu": "h100_sxm", "nodes": 1, "tp": 1, "replicas": 1, "engine": "trtllm"}
+    runs = {}
+    for overlap in (True, False):
+        exp = experiment({"d": {**base, "overlap_scheduler": overlap}}, kind="concurrency", clients=1, requests=2,
+                         input_tokens=500, output_tokens=20)
+        r, = run_all(exp, bulk=bulk)
+        check_invariants([r])
+        runs[overlap] = r
+    for overlap, r in runs.items():
+        steps = steps_table([r]).to_pydict()
+        turn = r.turns[0]
+        first, second = steps["duration_s"][turn.first_step], steps["duration_s"][turn.first_step + 1]
+        ttft_s = (turn.first_token_ns - turn.arrival_ns) / 1e9
+        assert ttft_s == pytest.approx(first + second if overlap else first, abs=2e-9)

@@ -290,4 +290,4 @@ def test_calibrate_try_takes_only_fitted_constants():
     with pytest.raises(argparse.ArgumentTypeError, match="one of COMPUTE_EFFICIENCY"):
         calibrate._override("HBM=0.9")
     with pytest.raises(argparse.ArgumentTypeError, match="needs a number"):
-        calibrate._override("STEP_OVERHEAD_S=fast")
+        calibrate._override("HOST_STEP_S=fast")

@@ -47,16 +47,44 @@ stand. One value per constant serves every model and GPU: a constant per case wo
 `simrun validate` reports both splits.
 """
 
+# GPU time per expert a GPU holds, per MoE layer, where the engine's MoE kernels walk every local expert
+# (sim/data/engines.toml moe_kernels_visit_experts): no kernel-level figure is published; fitted on the
+# TensorRT-LLM DeepSeek-R1 rows (NVIDIA/TensorRT-LLM issue #5929), whose batch-1 ITL falls from 13.8 ms
+# with every expert sliced over TP8 (256 per GPU) to 11.0 ms with EP8 (32 per GPU) though EP8 reads more
+# expert bytes. See the 2026-12-02 refit above.
+MOE_EXPERT_VISIT_S = 0.7e-6
+
 # Achieved share of datasheet HBM bandwidth for the weight and KV streams of a step. Fitted: 0.90.
 # It sits at the top of the measured range: weight loads on H100 reach 2.6-2.8 of 3.35 TB/s (78-84%, Nsight
 # Compute on a 70B TP8 server, mikamirai.com 'GPU Memory Bandwidth', 2026, T3); FlashMLA decode reaches
 # 3,000 GB/s on H800 SXM5 (90%, github deepseek-ai/FlashMLA README), the ceiling the fit may not pass.
 HBM_EFFICIENCY = 0.90
 
-# Fixed time per engine step outside the forward pass's kernels (scheduling, sampling, launch gaps).
-# Fitted: 4.9 ms. Before the validation set existed it was fitted to NIM's two ITL rows at concurrency
-# 1 (also 4.9 ms); those rows are now checked, held out or not, by simrun validate and tests/test_cost.py.
-STEP_OVERHEAD_S = 4.9e-3
+# CPU time per engine step outside the GPU's kernels (scheduling, input preparation, sampling bookkeeping,
+# output processing), one value for every engine (sim/data/engines.toml holds what differs between them:
+# the per-sequence part, overlap, CUDA graphs). It replaces STEP_OVERHEAD_S (4.9 ms, which carried the
+# kernels' fixed costs too before they were counted). Fitted: see the 2026-12-02 refit above.
+HOST_STEP_S = 3.0e-3
+
+# GPU time every kernel costs beyond its roofline time: its launch gap, ramp-up and tail, paid inside a CUDA
+# graph too. Bounds from measurements: 1.75 us fits DeepGEMM's H800 FP8 table (scripts/fit_gemm_efficiency.py,
+# tests/data/deepgemm_h800_fp8.csv); a 7,168-wide RMSNorm of one token, nearly no work, takes 5.2-6.9 us in a
+# CUDA graph (vllm-project/vllm PR #36899), an FP8 quantisation kernel 2.0 us (neuralmagic/nm-vllm PR #332,
+# H100). Fitted within them: see the 2026-12-02 refit above.
+KERNEL_FLOOR_S = 2.0e-6
+
+# CPU time to launch one kernel outside a CUDA graph (PyTorch dispatch + cudaLaunchKernel): 6.3-7.5 us per
+# launch measured on a chain of kernels (github ahrefs/ocannl issue #488, T3), 9.1 us average
+# cudaLaunchKernel in an nsys trace of an eager MoE engine (JustVugg/colibri issue #431, T3); 7 us, between.
+EAGER_LAUNCH_S = 7.0e-6
+
+# How narrow GEMMs fall below the matmul rate: share w / (w + GEMM_HALF_WIDTH), w the narrower dimension of
+# the weight. Fitted to DeepGEMM's FP8 table on H800 with the soft roofline and KERNEL_FLOOR_S's 1.75 us
+# (scripts/fit_gemm_efficiency.py: 352, RMS log error 0.097 over 28 shapes; a rows term m / (m + m_half)
+# fits best at m_half = 0, the soft roofline carries small batches). Applied to routed experts, whose
+# tensor-parallel slices are narrow (DeepSeek-V3 over TP8: 256 wide, 42%); dense GEMMs, 3,584 wide or more,
+# keep COMPUTE_EFFICIENCY alone.
+GEMM_HALF_WIDTH = 352.0
 
 # Host time per token streamed to its client, on the engine's critical path between steps (building and
 # queueing one response per sequence per step). Streaming is known to cost throughput once batches are
@@ -80,6 +108,10 @@ FP4_MATMUL_EFFICIENCY = 0.39
 
 # Bytes per activation element exchanged by collectives and kept live during a step (BF16).
 ACTIVATION_BYTES = 2.0
+
+# Bytes per element of a token dispatched to its experts: FP8 with one FP32 scale per 128 elements
+# (DeepEP's message: 16 B header + 7,168 FP8 + 224 B scales per token, csrc/kernels/internode_ll.cu).
+DISPATCH_BYTES = 1.0 + 4.0 / 128
 
 # Bytes per element of the embedding table and LM head: FP8 checkpoints keep them in BF16
 # (DeepSeek-V3 / Kimi K2 'fp8_e4m3_block128' quantise linear layers only; models.md section 5).

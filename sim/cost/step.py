@@ -10,33 +10,45 @@ group g, with T_g its tokens and T all the stage's tokens:
                   FFNs, shared experts, router; norms, MLA down-projections and the router are held
                   whole on every rank, K/V heads copied when tp > KV, the rest split over tp
   attention FLOPs = per layer kind (sim.layers): a prefill chunk's attended positions or a decode
-                  token's L + 1 (capped by a window or DSA's top-k, plus DSA's indexer over all), or a
-                  recurrent layer's state update per token; over the group's sequences, / tp
-  weight bytes  = (always-on weights + experts read) on this GPU x bytes per weight; distinct experts
-                  hit per MoE layer = E x (1 - (1 - k/E)^T), read as 1/tp slices (ep = 1) or whole on
-                  the GPU that holds them (ep = tp x dp): the busiest GPU sets the step's time, the
-                  mean GPU (experts hit / (tp dp)) its HBM bytes and power
+                  token's L + 1 (capped by a window or DSA's top-k), or a recurrent layer's state update
+                  per token; over the group's sequences, / tp; DSA's indexer over every position is
+                  computed whole on every rank
+  weight bytes  = (always-on weights + experts read) on this GPU x bytes per weight; the experts (and
+                  redundant copies) sit in ep groups of etp = tp dp / ep GPUs, each expert sliced over
+                  its group; distinct experts hit per MoE layer = E x (1 - (1 - k/E)^T); the busiest
+                  group (E[max] of binomial hits) sets the step's time, the mean GPU its bytes and power
   cache bytes   = (positions read, capped likewise + tokens written) x KV bytes per token per layer per
                   GPU, or a recurrent layer's state read and written once per sequence
-  time_s        = max over groups of [max(linear FLOPs / (peak x eff), weight bytes / (BW x eff_hbm))
-                                      + max(attention FLOPs / (peak_bf16 x eff), KV bytes / (BW x eff_hbm))]
-                + TP all-reduces of the busiest group's T_g x d activations: 2 per layer
-                + with dp > 1, per MoE layer one all-reduce (after attention) instead of two, and an
-                  EP all-to-all dispatch and combine of T_g x top_k x d / tp activations per GPU
+  rates         = peak x measured matmul share x COMPUTE_EFFICIENCY (x the engine's share for
+                  block-scaled FP8 weights); routed experts x w / (w + GEMM_HALF_WIDTH), w = min(d,
+                  expert width / etp); attention in BF16, or FP8 in decode where the engine runs it;
+                  weights the GPU has no tensor cores for are multiplied in BF16
+  kernel time   = max over groups of [roofline(linear compute, weight bytes) + roofline(attention
+                  compute, KV bytes)] + kernels launched x KERNEL_FLOOR_S (sim.cost.kernels)
+                  + MoE layers x local experts x MOE_EXPERT_VISIT_S where the engine's kernels walk them,
+                  roofline the softened max (roofline_s)
+  collectives   = TP all-reduces of the busiest group's T_g x d activations, 2 per layer, at the fastest
+                  of NCCL's algorithms and the engine's one-shot / two-shot NVLink kernels (their floors
+                  measured); with dp > 1, per MoE layer one all-reduce (after attention) instead of two,
+                  and an all-to-all dispatch (FP8) and combine (BF16) of each token to the distinct ep
+                  groups of its top-k experts
 
-With attention tensor-parallel (dp = 1) every rank holds every token, so expert parallelism (ep = tp)
-combines the experts' outputs with the same all-reduce (vLLM's path); what ep changes is which expert
-bytes each GPU reads: at small batches the unluckiest GPU of an EP group reads several whole experts.
-Collectives are priced on the cluster graph (hardware.collectives).
+With attention tensor-parallel (dp = 1) every rank holds every token, so expert parallelism combines the
+experts' outputs with the same all-reduce (vLLM's and TensorRT-LLM's path); what ep changes is which
+expert bytes each GPU reads and how many experts its kernels walk. Collectives are priced on the cluster
+graph (hardware.collectives).
 
-Step time = sum over stages + PP sends between stages + STEP_OVERHEAD_S (a batch crosses the stages
-in turn: this prices latency, not pipelined throughput) + STREAM_TOKEN_HOST_S per token sampled when
-the deployment streams (the engine hands each sequence's token to its client before the next step).
+GPU time = sum over stages of (kernel time + collectives) + PP sends between stages (a batch crosses the
+stages in turn: this prices latency, not pipelined throughput); outside a CUDA graph (any step with a
+prefill chunk, decode batches past the engine's capture size) at least kernels x EAGER_LAUNCH_S, the
+CPU's launches. Host time = HOST_STEP_S + the engine's per-sequence time + STREAM_TOKEN_HOST_S per token
+streamed. Step time = GPU time + host time, or with an overlap scheduler max(GPU time, host time +
+launches). With multi-token prediction a decode sequence verifies 1 + k tokens after k draft passes of one
+layer and the LM head, and each row is one emitted token: the step over its mean accepted length.
 GPU power = P_idle + (P_max - P_idle) x activity (P_max = TDP, or a lower power cap, which also slows
 the matmuls to the clock share ((cap - P_idle) / (TDP - P_idle))^(1 / POWER_CLOCK_EXPONENT)), where
-activity is the step's achieved compute or memory throughput relative to the achievable ceiling (peak
-x measured efficiency), i.e. the share of the step the GPU's kernels run at that ceiling; communication
-and overhead count as idle.
+activity is the share of the step the GPU's kernels run (kernel time / step time);
+communication and host time count as idle.
 Step energy = sum over GPUs of power x step time.
 """
 from __future__ import annotations
@@ -50,8 +62,10 @@ import numpy as np
 from hardware.catalog import PRECISION_BYTES, Accelerator
 from hardware.deployment import Layout, ReplicaComm
 from sim.cost import calibration
+from sim.cost.engines import EngineProfile, engines
+from sim.cost.kernels import STEP_KERNELS, layer_kernels
 from sim.kv import Footprint
-from sim.layers import ATTENTION
+from sim.layers import ATTENTION, positions_attended
 from sim.models import Architecture
 
 
@@ -62,6 +76,7 @@ class Stage:
     kinds: tuple[tuple[str, int], ...]   # (mixer kind, layers of it) in this stage
     first: bool
     last: bool
+    kernels: int                         # kernels one GPU launches for this stage in a forward pass
 
     @property
     def n_layers(self) -> int:
@@ -79,7 +94,8 @@ def split_layers(arch: Architecture, pp: int) -> list[Stage]:
     for s in range(pp):
         layers = range(start, start + base + (1 if s < extra else 0))
         stages.append(Stage(layers, sum(arch.is_moe_layer(i) for i in layers),
-                            tuple(sorted(arch.kind_counts(layers).items())), s == 0, s == pp - 1))
+                            tuple(sorted(arch.kind_counts(layers).items())), s == 0, s == pp - 1,
+                            layer_kernels(arch, layers) + (STEP_KERNELS if s == pp - 1 else 0)))
         start = layers.stop
     return stages
 
@@ -120,18 +136,37 @@ class StepCost:
     stage_busy_s: list           # per stage, per GPU
     stage_energy_j: list         # per stage, per GPU
     shares: np.ndarray           # (steps, sequences): each sequence's share of the step, rows sum to 1
+    parts_s: dict                # where the time goes, per step (see PARTS); summed over stages, busiest group
 
 
 BOUND_NAMES = ("compute", "memory", "network")
+# The parts of StepCost.parts_s, each the time that part alone would take: weights and KV at HBM bandwidth,
+# compute at the matmul rates, collectives, the kernels' floors (or the CPU's launches where longer), host
+# work outside the kernels. Weights, KV and compute overlap in the roofline, and host work under an overlap
+# scheduler, so the parts sum to more than the step.
+PARTS = ("weights", "kv", "compute", "collectives", "launches", "host")
 
 
 class ReplicaCostModel:
     def __init__(self, arch: Architecture, accel: Accelerator, comm: ReplicaComm, layout: Layout,
                  weight_precision: str, kv_dtype_bytes: float,
-                 power_cap_w: float = 0.0, streaming: bool = False):
+                 power_cap_w: float = 0.0, streaming: bool = False, engine: EngineProfile | None = None,
+                 overlap: bool | None = None, cuda_graphs: bool | None = None,
+                 moe_kernels_visit_experts: bool | None = None, mtp_draft_tokens: int = 0,
+                 mtp_accept_length: float = 1.0, redundant_experts: int = 0, expert_imbalance: float = 1.0):
         self.arch, self.accel, self.comm = arch, accel, comm
         self.layout = layout
         self.tp, self.pp, self.ep, self.dp = layout.tp, layout.pp, layout.ep, layout.dp
+        self.engine = engine or engines()["vllm"]
+        self.mtp_draft_tokens, self.mtp_accept_length = mtp_draft_tokens, mtp_accept_length
+        self.overlap = self.engine.overlap if overlap is None else overlap
+        graphs = self.engine.cuda_graphs if cuda_graphs is None else cuda_graphs
+        self.graph_max_batch = self.engine.graph_max_batch if graphs else 0
+        # Expert slots of a stage: the routed experts plus redundant copies of hot ones (EPLB), spread over
+        # ep groups of etp GPUs each; each GPU holds 1 / etp of its group's experts.
+        self.expert_slots = (arch.moe.n_experts + redundant_experts) if arch.moe else 0
+        self.etp = layout.gpus_per_stage // layout.ep
+        self.expert_imbalance = expert_imbalance
         self.stages = split_layers(arch, layout.pp)
         self.weight_bytes = PRECISION_BYTES[weight_precision]
         self.kv_dtype_bytes = kv_dtype_bytes
@@ -141,23 +176,45 @@ class ReplicaCostModel:
         self.max_power_w = min(accel.tdp_w, power_cap_w) if power_cap_w else accel.tdp_w
         throttle = ((self.max_power_w - accel.idle_w) / (accel.tdp_w - accel.idle_w)) \
             ** (1.0 / calibration.POWER_CLOCK_EXPONENT)
-        linear_efficiency = (calibration.FP4_MATMUL_EFFICIENCY if weight_precision == "fp4"
+        # Weights of a precision the GPU has no tensor cores for (MXFP4 on Hopper) are dequantised in the
+        # kernel and multiplied in BF16 (weight-only quantisation: Marlin, Triton MoE).
+        math = weight_precision if accel.supports(weight_precision) else "bf16"
+        linear_efficiency = (calibration.FP4_MATMUL_EFFICIENCY if math == "fp4"
                              and accel.measured_matmul_efficiency("fp4") is None
-                             else accel.matmul_efficiency(weight_precision))
+                             else accel.matmul_efficiency(math))
         throttle *= calibration.COMPUTE_EFFICIENCY
-        self.linear_flops_per_s = accel.peak_flops_per_s(weight_precision) * linear_efficiency * throttle
+        self.linear_flops_per_s = accel.peak_flops_per_s(math) * linear_efficiency * throttle
+        if math == "fp8" and arch.fp8_block_scales:   # DeepSeek-style 128 x 128 scales: the engine's kernels
+            self.linear_flops_per_s *= self.engine.fp8_block_gemm_share
         self.attention_flops_per_s = accel.peak_flops_per_s("bf16") * accel.matmul_efficiency("bf16") * throttle
+        # FP8 KV attended with FP8 math in decode, where the engine runs it (TensorRT-LLM's generation MLA).
+        fp8_decode = self.engine.fp8_attention and kv_dtype_bytes == PRECISION_BYTES["fp8"] and accel.supports("fp8")
+        self.decode_attention_flops_per_s = (accel.peak_flops_per_s("fp8") * accel.matmul_efficiency("fp8") * throttle
+                                             if fp8_decode else self.attention_flops_per_s)
         self.hbm_bytes_per_s = accel.hbm_bytes_per_s
         # Read when built, so a calibration run can try other values (scripts/calibrate.py).
         self.hbm_efficiency = calibration.HBM_EFFICIENCY
-        self.step_overhead_s = calibration.STEP_OVERHEAD_S
+        self.host_step_s = calibration.HOST_STEP_S
+        self.kernel_floor_s = calibration.KERNEL_FLOOR_S
+        self.eager_launch_s = calibration.EAGER_LAUNCH_S
         self.stream_token_s = calibration.STREAM_TOKEN_HOST_S if streaming else 0.0
+        # A routed expert's GEMMs on one GPU are as wide as its slice: the narrower of d and the expert's
+        # FFN width / etp sets their share of the matmul rate, w / (w + GEMM_HALF_WIDTH).
+        width = min(arch.d_model, arch.moe.expert_ffn_dim / self.etp) if arch.moe else arch.d_model
+        self.expert_flops_per_s = self.linear_flops_per_s * width / (width + calibration.GEMM_HALF_WIDTH)
         a, moe = arch, arch.moe
         # Per GPU: weights every token of its attention group runs (attention, norms, dense FFNs, shared
         # experts, router), and the routed experts' share of the whole stage's tokens.
         self._always_params = [self._per_gpu(s, sum(a.layer_always_params(i) for i in s.layers)) for s in self.stages]
         self._routed_params_per_token = [
             s.n_moe * moe.top_k * a.expert_params / layout.gpus_per_stage if moe else 0.0 for s in self.stages]
+        # The busiest GPU's share of the routed work over the mean's: uneven routing across ep groups.
+        self._routed_busiest = expert_imbalance if layout.ep > 1 else 1.0
+        # Per MoE layer: the engine's grouped GEMMs and routing kernels walk the experts a GPU holds.
+        local_experts = self.expert_slots / layout.ep if moe else 0.0
+        self._expert_visit_s = (local_experts * calibration.MOE_EXPERT_VISIT_S
+                                if (self.engine.moe_kernels_visit_experts if moe_kernels_visit_experts is None
+                                    else moe_kernels_visit_experts) else 0.0)
         self._static_weight_bytes = [p * self.weight_bytes for p in self._always_params]
         self._head_params = a.vocab * a.d_model / layout.tp
 
@@ -179,7 +236,7 @@ class ReplicaCostModel:
         """Weights on one GPU of stage s: layers at the weight precision (its attention group's share, plus
         1 / (tp x dp) of the routed experts), embedding / head in BF16."""
         a, stage = self.arch, self.stages[s]
-        routed = stage.n_moe * a.moe.n_experts * a.expert_params / self.layout.gpus_per_stage if a.moe else 0
+        routed = stage.n_moe * self.expert_slots * a.expert_params / self.layout.gpus_per_stage if a.moe else 0
         layers = self._always_params[s] + routed
         table = a.embedding_params if stage.first else 0
         if stage.last and not (stage.first and a.tie_embeddings):
@@ -239,23 +296,24 @@ class ReplicaCostModel:
     def experts_read_per_gpu(self, tokens: int) -> float:
         """Expert weights the busiest GPU of a stage reads per MoE layer, in whole experts.
 
-        ep = 1: every GPU holds 1/tp of each expert and reads its slice of every expert hit:
-        E (1 - (1 - k/E)^T) / tp. ep > 1: each GPU holds g = E/ep whole experts, each hit with
-        q = 1 - (1 - k/E)^T; its hits are ~ Binomial(g, q) and the step waits for the busiest of the
-        ep GPUs: E[max] = sum_{m=0}^{g-1} (1 - F(m)^ep), F the binomial CDF (GPUs taken independent).
+        ep = 1: every GPU holds 1/etp of each expert and reads its slice of every expert hit:
+        E (1 - (1 - k/E)^T) / etp. ep > 1: each of the ep groups holds g = slots/ep experts (redundant copies
+        included), each hit with q = 1 - (1 - k/E)^T; its hits are ~ Binomial(g, q) and the step waits for
+        the busiest group: E[max] = sum_{m=0}^{g-1} (1 - F(m)^ep), F the binomial CDF (groups taken
+        independent); each of its etp GPUs reads 1/etp of them.
         """
         moe = self.arch.moe
         if not moe or tokens <= 0:
             return 0.0
         if self.ep == 1:
-            return self.experts_hit(tokens) / self.tp
-        g = moe.n_experts // self.ep
+            return self.experts_hit(tokens) / self.etp
+        g = self.expert_slots // self.ep
         q = 1.0 - (1.0 - moe.top_k / moe.n_experts) ** tokens
         if q >= 1.0:
-            return float(g)
+            return float(g) / self.etp
         pmf = np.exp(_log_binomial_pmf(g, q))
         cdf = np.cumsum(pmf)[:-1]
-        return float(np.sum(1.0 - np.minimum(cdf, 1.0) ** self.ep))
+        return float(np.sum(1.0 - np.minimum(cdf, 1.0) ** self.ep)) / self.etp
 
     # ---- time, bytes, energy -------------------------------------------------------------------------
     def step(self, chunk_tokens, chunk_prior, chunk_sampled, decode_ctx, n_steps: int = 1,
@@ -268,10 +326,13 @@ class ReplicaCostModel:
         a, tp, dp, accel = self.arch, self.tp, self.dp, self.accel
         c = np.asarray(chunk_tokens, dtype=float)
         p = np.asarray(chunk_prior, dtype=float)
-        sampled_i = np.concatenate([np.asarray(chunk_sampled, dtype=float), np.ones(len(decode_ctx))])
+        # With multi-token prediction a decode sequence verifies its k draft tokens with its next one: q = 1 + k
+        # query tokens, each sampled; the step is then priced per emitted token (see the end).
+        q = 1.0 + self.mtp_draft_tokens if len(decode_ctx) else 1.0
+        sampled_i = np.concatenate([np.asarray(chunk_sampled, dtype=float), np.full(len(decode_ctx), q)])
         dec_pos = np.asarray(decode_ctx, dtype=float)[None, :] + np.arange(n_steps)[:, None]   # (steps, decode)
-        tokens = int(c.sum()) + len(decode_ctx)
-        tokens_i = np.concatenate([c, np.ones(len(decode_ctx))])
+        tokens = int(c.sum() + q * len(decode_ctx))
+        tokens_i = np.concatenate([c, np.full(len(decode_ctx), q)])
         # Per stage, per sequence (steps, sequences): attention or state FLOPs of all its layers, all heads,
         # and the cache bytes one GPU reads and writes for it (prefill reads p, writes c; decode reads
         # its L + 1 positions, writes 1).
@@ -280,10 +341,21 @@ class ReplicaCostModel:
             return np.concatenate([np.broadcast_to(prefill, (n_steps, len(c))), decode], axis=1)
 
         kinds = {k for stage in self.stages for k, _ in stage.kinds}   # each priced once, summed per stage
-        attn_k = {k: per_sequence(a.prefill_flops(k, c, p), a.decode_flops(k, dec_pos)) for k in kinds}
+        attn_k = {k: per_sequence(a.prefill_flops(k, c, p), q * a.decode_flops(k, dec_pos)) for k in kinds}
         cache_k = {k: per_sequence(a.cache_bytes(k, p, c, self.kv_dtype_bytes, tp),
-                                   a.cache_bytes(k, dec_pos, 1.0, self.kv_dtype_bytes, tp)) for k in kinds}
+                                   a.cache_bytes(k, dec_pos, q, self.kv_dtype_bytes, tp)) for k in kinds}
         attn_s = [sum(n * attn_k[k] for k, n in stage.kinds) for stage in self.stages]
+        # DSA's indexer is computed whole on every tp rank (its heads are not split); the rest of attention is.
+        if a.dsa:
+            index_flops = 2 * a.dsa.index_n_heads * a.dsa.index_head_dim * per_sequence(positions_attended(c, p), dec_pos)
+            attn_rank_s = [(x - n * index_flops) / tp + n * index_flops for x, n in
+                           zip(attn_s, (sum(n for k, n in stage.kinds if k in ATTENTION) for stage in self.stages))]
+        else:
+            attn_rank_s = [x / tp for x in attn_s]
+        # Attention math runs at the prefill rate for chunks and the decode rate (FP8 where the engine has it)
+        # for decode tokens.
+        attn_rate_i = np.concatenate([np.full(len(c), self.attention_flops_per_s),
+                                      np.full(len(decode_ctx), self.decode_attention_flops_per_s)])
         cache_s = [sum(n * cache_k[k] for k, n in stage.kinds) for stage in self.stages]
         # The same per attention group: (groups,) or (steps, groups).
         rank_i = np.concatenate([np.zeros(len(c), int) if chunk_rank is None else np.asarray(chunk_rank, int),
@@ -294,55 +366,101 @@ class ReplicaCostModel:
         busiest_tokens = float(tokens_g.max())
 
         act_bytes = busiest_tokens * a.d_model * calibration.ACTIVATION_BYTES     # one group's activations
-        dispatch_bytes = act_bytes * (a.moe.top_k if a.moe else 0) / tp           # per GPU, each way
+        # All-to-all per GPU: a token goes once to each distinct ep group holding one of its top-k experts,
+        # G (1 - (1 - 1/G)^k) of them on average (the normal kernels deduplicate, DeepEP csrc/kernels/
+        # internode.cu), dispatched in FP8 with a scale per 128 elements and combined back in BF16.
+        groups = self.ep
+        destinations = groups * (1.0 - (1.0 - 1.0 / groups) ** a.moe.top_k) if a.moe else 0.0
+        sent_elements = busiest_tokens * a.d_model * destinations / tp
+        dispatch_bytes = sent_elements * calibration.DISPATCH_BYTES
+        combine_bytes = sent_elements * calibration.ACTIVATION_BYTES
         eff_bw = self.hbm_bytes_per_s * self.hbm_efficiency
         zeros = np.zeros(n_steps)
-        duration = zeros + self.step_overhead_s + self.stream_token_s * float(sampled_i.sum())
+        n_seqs = len(c) + len(decode_ctx)
+        host_s = self.host_step_s + self.engine.host_seq_s * n_seqs + self.stream_token_s * float(sampled_i.sum())
+        # Decode-only batches the engine captured replay a CUDA graph; the rest launch kernel by kernel.
+        graph = len(c) == 0 and len(decode_ctx) <= self.graph_max_batch
+        gpu_s = zeros.copy()
         compute_s, memory_s, network_s = zeros.copy(), zeros.copy(), zeros.copy()
+        parts = {name: zeros.copy() for name in PARTS}
         flops, hbm, comm_bytes = zeros.copy(), zeros.copy(), zeros.copy()
         weight_bytes_all = 0.0      # summed over every GPU, for the shares
         per_stage = []
         for s, stage in enumerate(self.stages):
-            lin_flops = 2.0 * (self._always_params[s] * tokens_g + self._routed_params_per_token[s] * tokens)
+            always_flops = 2.0 * self._always_params[s] * tokens_g
+            routed_flops = 2.0 * self._routed_params_per_token[s] * tokens
+            lin_flops = always_flops + routed_flops
+            lin_c = (always_flops / self.linear_flops_per_s
+                     + routed_flops * self._routed_busiest / self.expert_flops_per_s)
             # Expert bytes: the busiest GPU sets the step's pace; the GPUs read the mean between them.
             expert_bytes = stage.n_moe * a.expert_params * self.weight_bytes
             w_busiest = self._static_weight_bytes[s] + expert_bytes * self.experts_read_per_gpu(tokens)
             w_mean = self._static_weight_bytes[s] + expert_bytes * self.experts_hit(tokens) / (tp * dp)
             if stage.last and sampled_g.any():
                 lin_flops = lin_flops + 2.0 * self._head_params * sampled_g
+                lin_c = lin_c + 2.0 * self._head_params * sampled_g / self.linear_flops_per_s
                 head_bytes = self._head_params * calibration.EMBEDDING_BYTES
                 w_busiest, w_mean = w_busiest + head_bytes, w_mean + head_bytes
-            attn_flops = attn_s[s] @ in_group / tp
+            attn_flops = attn_rank_s[s] @ in_group
             kv_bytes = cache_s[s] @ in_group
-            lin_c, lin_m = np.broadcast_to(lin_flops / self.linear_flops_per_s, attn_flops.shape), w_busiest / eff_bw
-            att_c, att_m = attn_flops / self.attention_flops_per_s, kv_bytes / eff_bw
-            group_s = roofline_s(lin_c, lin_m) + roofline_s(att_c, att_m)        # (steps, groups)
+            lin_m = w_busiest / eff_bw
+            lin_c = np.broadcast_to(lin_c, attn_flops.shape)
+            att_c, att_m = (attn_rank_s[s] / attn_rate_i) @ in_group, kv_bytes / eff_bw
+            # Every kernel costs its floor beyond its roofline time (sim.cost.kernels); grouped expert GEMMs
+            # that visit every local expert pay a little per expert held, whether it has tokens or not.
+            fixed_s = stage.kernels * self.kernel_floor_s + stage.n_moe * self._expert_visit_s
+            group_s = roofline_s(lin_c, lin_m) + roofline_s(att_c, att_m) + fixed_s        # (steps, groups)
             kernel_s = group_s.max(axis=1)
-            mean_kernel_s = (roofline_s(lin_c, w_mean / eff_bw) + roofline_s(att_c, att_m)).mean(axis=1)
+            mean_kernel_s = (roofline_s(lin_c, w_mean / eff_bw) + roofline_s(att_c, att_m)).mean(axis=1) + fixed_s
             # Dense layers all-reduce twice; MoE layers too, or with data-parallel attention once, then
             # dispatch tokens to their experts and combine them back by all-to-all.
             n_allreduce = 2 * stage.n_dense + (1 if dp > 1 else 2) * stage.n_moe
-            n_all_to_all = 2 * stage.n_moe if dp > 1 else 0
+            n_all_to_all = stage.n_moe if dp > 1 else 0   # each a dispatch and a combine
+            a2a = self.comm.ep_all_to_all[s]
             comm_s = (n_allreduce * self.comm.tp_allreduce[s].time_s(act_bytes)
-                      + n_all_to_all * self.comm.ep_all_to_all[s].time_s(dispatch_bytes))
+                      + n_all_to_all * (a2a.time_s(dispatch_bytes) + a2a.time_s(combine_bytes)))
             pick = group_s.argmax(axis=1)[:, None]
+            parts["weights"] += lin_m
+            parts["kv"] += np.take_along_axis(att_m, pick, 1)[:, 0]
+            parts["compute"] += np.take_along_axis(lin_c + att_c, pick, 1)[:, 0]
+            parts["collectives"] += comm_s
+            parts["launches"] += fixed_s
             lin_c1 = np.take_along_axis(lin_c, pick, 1)[:, 0]
             att_c1, att_m1 = np.take_along_axis(att_c, pick, 1)[:, 0], np.take_along_axis(att_m, pick, 1)[:, 0]
             compute_s += np.where(lin_c1 >= lin_m, lin_c1, 0.0) + np.where(att_c1 >= att_m1, att_c1, 0.0)
             memory_s += np.where(lin_c1 >= lin_m, 0.0, lin_m) + np.where(att_c1 >= att_m1, 0.0, att_m1)
             network_s += comm_s
-            duration = duration + kernel_s + comm_s
+            gpu_s = gpu_s + kernel_s + comm_s
             flops += (lin_flops + attn_flops).sum(axis=1) * tp
             hbm += (w_mean * dp + kv_bytes.sum(axis=1)) * tp
             comm_bytes += (n_allreduce * tokens * a.d_model * calibration.ACTIVATION_BYTES * tp
-                           + n_all_to_all * dispatch_bytes * tp * dp)
+                           + n_all_to_all * (dispatch_bytes + combine_bytes) * tp * dp)
             weight_bytes_all += w_mean * tp * dp
             per_stage.append((mean_kernel_s, comm_s))
         for send in self.comm.pp_send:
             pp_s = send.time_s(act_bytes)
-            duration = duration + pp_s
+            gpu_s = gpu_s + pp_s
+            parts["collectives"] += pp_s
             network_s += pp_s
             comm_bytes += tokens * a.d_model * calibration.ACTIVATION_BYTES
+        kernels = sum(stage.kernels for stage in self.stages)
+        if len(decode_ctx) and self.mtp_draft_tokens:
+            # The draft: k passes of the MTP module (one more layer, its mean share of the step, and the LM
+            # head read again) before the verify step.
+            layer_s = (gpu_s - parts["collectives"]) / a.n_layers + self.comm.tp_allreduce[-1].time_s(act_bytes) * 2
+            head_s = self._head_params * calibration.EMBEDDING_BYTES / eff_bw
+            draft_s = self.mtp_draft_tokens * (layer_s + head_s)
+            gpu_s = gpu_s + draft_s
+            parts["compute"] += draft_s
+            kernels += self.mtp_draft_tokens * (kernels - STEP_KERNELS) // a.n_layers
+        # Outside a CUDA graph the CPU launches every kernel, and the GPU cannot run ahead of it.
+        launch_s = 0.0 if graph else kernels * self.eager_launch_s
+        gpu_s = np.maximum(gpu_s, launch_s)
+        parts["launches"] = np.maximum(parts["launches"], launch_s)
+        parts["host"] += host_s
+        # The engine's CPU work (and its launches) runs under the kernels with an overlap scheduler, else
+        # between steps.
+        duration = np.maximum(gpu_s, host_s + launch_s) if self.overlap else gpu_s + host_s
         stage_energy = []
         for kernel_s, _ in per_stage:
             activity = np.minimum(1.0, kernel_s / duration)
@@ -360,5 +478,12 @@ class ReplicaCostModel:
             + sum(cache_s) * tp
         w = flop_i / flop_i.sum(axis=1, keepdims=True) + byte_i / byte_i.sum(axis=1, keepdims=True)
         shares = w / w.sum(axis=1, keepdims=True)
+        if len(decode_ctx) and self.mtp_draft_tokens:
+            # One row per emitted token: a verify step emits mtp_accept_length tokens per sequence on average.
+            per_token = 1.0 / self.mtp_accept_length
+            duration, flops, hbm, comm_bytes, energy = (x * per_token for x in (duration, flops, hbm, comm_bytes, energy))
+            stage_energy = [e * per_token for e in stage_energy]
+            per_stage = [(k * per_token, c * per_token) for k, c in per_stage]
+            parts = {name: value * per_token for name, value in parts.items()}
         return StepCost(duration, flops, hbm, comm_bytes, energy, bound,
-                        [k + c for k, c in per_stage], stage_energy, shares)
+                        [k + c for k, c in per_stage], stage_energy, shares, parts)
