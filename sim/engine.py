@@ -348,8 +348,9 @@ class ReplicaEngine:
                         and not self.cost.overlap):
                     seq.record.first_token_ns = end_ns
         for seq in decode:
-            if seq.record.status == "pending" and seq.record.first_token_ns is None:
-                seq.record.first_token_ns = int(ends[0])
+            rec = seq.record   # (a turn aborted during a bulk run still got the tokens of the steps before)
+            if rec.first_token_ns is None and (rec.status == "pending" or int(ends[0]) <= rec.end_ns):
+                rec.first_token_ns = int(ends[0])
             seq.decoded += done
         first, last = self.steps_run, self.steps_run + done - 1
         for seq in [s for s, _ in chunks] + decode:

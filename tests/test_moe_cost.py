@@ -34,6 +34,7 @@ KERNELS = DENSE * (8 + 4) + MOE * (8 + 8 + 3) + 4                   # 1,142
 H200_FP8 = 1978.9e12 * 0.734 * calibration.COMPUTE_EFFICIENCY      # FP8 at its measured share, engine share
 H200_BF16 = 989.4e12 * 0.803 * calibration.COMPUTE_EFFICIENCY
 HBM = 4.8e12 * calibration.HBM_EFFICIENCY
+EXPERT_HBM = 4.8e12 * calibration.EXPERT_HBM_EFFICIENCY          # grouped expert GEMMs' own share
 NVLINK = 0.786 * 450e9                                              # NCCL's measured share of NVLink 4
 
 
@@ -71,11 +72,12 @@ def test_batch1_decode_step_by_hand():
     block = ENGINE.fp8_block_gemm_share          # DeepSeek's 128 x 128 scales on CUTLASS block GEMMs: 0.43
     rate = H200_FP8 * block
     expert_rate = rate * 2048 / (2048 + calibration.GEMM_HALF_WIDTH)   # whole experts on a GPU: 2,048 wide
-    # Weights: every GPU its always-on share; the busiest of the 8 reads E[max Bin(32, 8/256)] whole experts.
+    # Weights: every GPU its always-on share at the dense HBM share; the busiest of the 8 reads E[max Bin(32,
+    # 8/256)] whole experts, at grouped GEMMs' own share.
     experts = busiest_of_8(32, 8 / 256)
-    weight_bytes = ALWAYS_PER_GPU + experts * EXPERT * MOE + HEAD_PER_GPU * 2
+    weight_s = (ALWAYS_PER_GPU + HEAD_PER_GPU * 2) / HBM + experts * EXPERT * MOE / EXPERT_HBM
     lin_c = (2 * ALWAYS_PER_GPU / rate + 2 * MOE * 8 * EXPERT / 8 / expert_rate + 2 * HEAD_PER_GPU / rate)
-    lin_s = roofline(lin_c, weight_bytes / HBM)
+    lin_s = roofline(lin_c, weight_s)
     # MLA decode, absorbed: 2H(512 + 64) + 2H x 512 FLOPs per position per layer, heads split over TP8, in FP8
     # (TensorRT-LLM's FP8 generation MLA); the 576-element FP8 latent of every position read, one written.
     attn_c = positions * (2 * H * 576 + 2 * H * 512) * LAYERS / 8 / (1978.9e12 * 0.734 * calibration.COMPUTE_EFFICIENCY)
@@ -98,9 +100,9 @@ def test_prefill_of_8192_tokens_by_hand():
     rate = H200_FP8 * block
     expert_rate = rate * 2048 / (2048 + calibration.GEMM_HALF_WIDTH)
     q = 1 - (1 - 8 / 256) ** c                                   # 1 to double precision: all 32 experts read
-    weight_bytes = ALWAYS_PER_GPU + busiest_of_8(32, q) * EXPERT * MOE + HEAD_PER_GPU * 2
+    weight_s = (ALWAYS_PER_GPU + HEAD_PER_GPU * 2) / HBM + busiest_of_8(32, q) * EXPERT * MOE / EXPERT_HBM
     lin_c = 2 * ALWAYS_PER_GPU * c / rate + 2 * MOE * 8 * EXPERT / 8 * c / expert_rate + 2 * HEAD_PER_GPU / rate
-    lin_s = roofline(lin_c, weight_bytes / HBM)
+    lin_s = roofline(lin_c, weight_s)
     # MHA form: 2H(128 + 64) + 2H x 128 = 81,920 FLOPs per (query, position), c(c + 1)/2 pairs, BF16.
     attn_c = c * (c + 1) / 2 * 81920 * LAYERS / 8 / H200_BF16
     attn_s = roofline(attn_c, c * 576 * LAYERS / HBM)

@@ -43,7 +43,24 @@ COMPUTE_EFFICIENCY 0.745 / 0.76 / 0.775 gave 8.49 / 8.24 / 8.71 (a parabola bott
 then STEP_OVERHEAD_S 4.5 / 5.3 ms gave 8.54 / 8.87 (4.9 ms stands) and STREAM_TOKEN_HOST_S 15 / 17.5 /
 20 / 22.5 / 25 us gave 8.24 / 8.21 / 7.87 / 8.03 / 9.64, so 20 us; rechecked at 20 us,
 COMPUTE_EFFICIENCY 0.745 / 0.775 gave 9.63 / 8.41 and STEP_OVERHEAD_S 4.5 ms 8.01, so 0.76 and 4.9 ms
-stand. One value per constant serves every model and GPU: a constant per case would be over-fitting.
+stand. Refit on 2026-12-02 when a step came to pay for the kernels it launches and the engine around it
+(sim.cost.kernels, sim.cost.engines) and 21 MoE cases joined (122 cases, 126 with the 4 below; the split
+rule unchanged): STEP_OVERHEAD_S (4.9 ms, which carried kernel floors and host work for every engine) gave way to
+HOST_STEP_S, KERNEL_FLOOR_S and MOE_EXPERT_VISIT_S. On the MoE fit split alone (seconds a point; before
+TensorRT-LLM 0.21 got a profile of its own, at HOST_STEP_S 2 ms),
+KERNEL_FLOOR_S 2 / 2.5 / 3 / 3.5 us x MOE_EXPERT_VISIT_S 0.3 / 0.5 / 0.7 us gave objectives 33.4 / 20.1 /
+14.0, 32.2 / 20.0 / 16.6, 32.3 / 24.6 / 23.5, 30.7 / 26.3 / 25.2 (0.8 / 0.9 / 1.1 us at 2 us: 17.5 / 24.0 /
+19.8), so 0.7 us. Then over every case (the objective on the whole fit split; median |error| of the 101
+earlier cases' keys, of the MoE TTFT and ITL keys): KERNEL_FLOOR_S, HOST_STEP_S = 2 us, 2 ms: 10.86 (7.6%,
+13.9%, 12.4%); 2 us, 3 ms: 9.86 (6.7%, 13.9%, 6.9%); 3 us, 3 ms: 9.40 (5.4%, 13.4%, 17.2%); 2 us, 4 ms: 9.54
+(6.0%, 13.9%, 9.1%); 2.5 us, 4 ms: 9.60 (5.9%, 13.7%, 9.7%); 2 us, 5 ms: 10.79 (6.8%, 13.9%, 12.4%). 3 us
+and 3 ms has the lowest objective but puts the MoE ITL median past 15%; 2 us and 4 ms keeps every target,
+so those. Four more rows (SGLang on 8x H200, InferenceX issue #870) came out 29-34% fast at every
+concurrency: expert weights were read at the dense HBM share. EXPERT_HBM_EFFICIENCY (grouped expert GEMMs'
+own share, measured 0.28-0.62) at 0.42 / 0.52 / 0.57 / 0.62 / 0.90 gave 19.6 / 13.6 / 12.8 / 12.7 / 15.1
+on the MoE fit split (KERNEL_FLOOR_S 2.5 us with 0.57: 16.0), so 0.62, the top of the measured range.
+COMPUTE_EFFICIENCY, HBM_EFFICIENCY and STREAM_TOKEN_HOST_S were not refitted this time.
+One value per constant serves every model and GPU: a constant per case would be over-fitting.
 `simrun validate` reports both splits.
 """
 
@@ -51,7 +68,7 @@ stand. One value per constant serves every model and GPU: a constant per case wo
 # (sim/data/engines.toml moe_kernels_visit_experts): no kernel-level figure is published; fitted on the
 # TensorRT-LLM DeepSeek-R1 rows (NVIDIA/TensorRT-LLM issue #5929), whose batch-1 ITL falls from 13.8 ms
 # with every expert sliced over TP8 (256 per GPU) to 11.0 ms with EP8 (32 per GPU) though EP8 reads more
-# expert bytes. See the 2026-12-02 refit above.
+# expert bytes. Fitted: 0.7 us (the 2026-12-02 refit above).
 MOE_EXPERT_VISIT_S = 0.7e-6
 
 # Achieved share of datasheet HBM bandwidth for the weight and KV streams of a step. Fitted: 0.90.
@@ -60,17 +77,26 @@ MOE_EXPERT_VISIT_S = 0.7e-6
 # 3,000 GB/s on H800 SXM5 (90%, github deepseek-ai/FlashMLA README), the ceiling the fit may not pass.
 HBM_EFFICIENCY = 0.90
 
+# Achieved share of datasheet HBM bandwidth when grouped expert GEMMs stream their weights at few tokens per
+# expert (decode): many small per-expert matrices cannot keep HBM as busy as one large GEMM. Measured: 1.7-1.9
+# of 4.0 TB/s for DeepGEMM's masked layout at 16-32 tokens per expert (0.42-0.47; deepseek-ai/DeepGEMM issue
+# #114, probably H20), 2.0-2.1 of 3.35 TB/s at 256 (0.61-0.62; DeepGEMM README, H800), 1.36 of 4.8 TB/s for a
+# decode shape on H200 (0.28; DeepGEMM issue #195), vLLM's fused MoE 1.45x off a 6.08 TB/s streaming floor
+# on a B200-class GPU (0.52 of 8 TB/s; NVIDIA/Megatron-LM PR #6454). Fitted within 0.42-0.62: 0.62 (the
+# 2026-12-02 refit above).
+EXPERT_HBM_EFFICIENCY = 0.62
+
 # CPU time per engine step outside the GPU's kernels (scheduling, input preparation, sampling bookkeeping,
 # output processing), one value for every engine (sim/data/engines.toml holds what differs between them:
 # the per-sequence part, overlap, CUDA graphs). It replaces STEP_OVERHEAD_S (4.9 ms, which carried the
-# kernels' fixed costs too before they were counted). Fitted: see the 2026-12-02 refit above.
-HOST_STEP_S = 3.0e-3
+# kernels' fixed costs too before they were counted). Fitted: 4 ms (the 2026-12-02 refit above).
+HOST_STEP_S = 4.0e-3
 
 # GPU time every kernel costs beyond its roofline time: its launch gap, ramp-up and tail, paid inside a CUDA
 # graph too. Bounds from measurements: 1.75 us fits DeepGEMM's H800 FP8 table (scripts/fit_gemm_efficiency.py,
 # tests/data/deepgemm_h800_fp8.csv); a 7,168-wide RMSNorm of one token, nearly no work, takes 5.2-6.9 us in a
 # CUDA graph (vllm-project/vllm PR #36899), an FP8 quantisation kernel 2.0 us (neuralmagic/nm-vllm PR #332,
-# H100). Fitted within them: see the 2026-12-02 refit above.
+# H100). Fitted within them: 2 us (the 2026-12-02 refit above).
 KERNEL_FLOOR_S = 2.0e-6
 
 # CPU time to launch one kernel outside a CUDA graph (PyTorch dispatch + cudaLaunchKernel): 6.3-7.5 us per
@@ -89,7 +115,9 @@ GEMM_HALF_WIDTH = 352.0
 # Host time per token streamed to its client, on the engine's critical path between steps (building and
 # queueing one response per sequence per step). Streaming is known to cost throughput once batches are
 # large (TensorRT-LLM issue #2613 and PR #6332, which adds stream_interval to amortise it; vLLM PR #8335
-# measured a 6% TPOT penalty for Llama-3.1-8B on H100), but no source gives it per token. Fitted: 20 us
+# measured a 6% TPOT penalty for Llama-3.1-8B on H100), but no source gives it per token. The nearest
+# per-token figure is incremental detokenisation, 17-18 us per call per sequence (vLLM issue #5206, T3),
+# which the fit lands on. Fitted: 20 us
 # (tried 0-30 us, see above); MLPerf's Server rows (streamed) against its Offline rows (not) weigh most.
 # The rows disagree: the H200 ones alone put it near 2 us (scripts/server_operating_point.py); the H100
 # TP2 Server, whose step is 10 ms longer than its Offline step with fewer tokens, near 20 us (README).

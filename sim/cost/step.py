@@ -123,6 +123,13 @@ def _log_binomial_pmf(n: int, q: float) -> np.ndarray:
     return log_choose + log_q + (n - m) * np.log1p(-q)
 
 
+def _by_group(per_sequence, in_group):
+    """Sum per-sequence values (..., sequences) into their attention groups (..., groups), sequence by sequence
+    in order: unlike a BLAS product, each step's sums do not depend on how many steps are priced at once, so
+    bulk and per-step runs agree to the last bit."""
+    return (np.asarray(per_sequence)[..., None] * in_group).sum(axis=-2)
+
+
 @dataclass
 class StepCost:
     """Cost of a run of steps sharing one batch shape: every field an array over steps."""
@@ -194,6 +201,7 @@ class ReplicaCostModel:
         self.hbm_bytes_per_s = accel.hbm_bytes_per_s
         # Read when built, so a calibration run can try other values (scripts/calibrate.py).
         self.hbm_efficiency = calibration.HBM_EFFICIENCY
+        self.expert_hbm_efficiency = calibration.EXPERT_HBM_EFFICIENCY
         self.host_step_s = calibration.HOST_STEP_S
         self.kernel_floor_s = calibration.KERNEL_FLOOR_S
         self.eager_launch_s = calibration.EAGER_LAUNCH_S
@@ -347,7 +355,8 @@ class ReplicaCostModel:
         attn_s = [sum(n * attn_k[k] for k, n in stage.kinds) for stage in self.stages]
         # DSA's indexer is computed whole on every tp rank (its heads are not split); the rest of attention is.
         if a.dsa:
-            index_flops = 2 * a.dsa.index_n_heads * a.dsa.index_head_dim * per_sequence(positions_attended(c, p), dec_pos)
+            index_flops = (2 * a.dsa.index_n_heads * a.dsa.index_head_dim
+                           * per_sequence(positions_attended(c, p), dec_pos))
             attn_rank_s = [(x - n * index_flops) / tp + n * index_flops for x, n in
                            zip(attn_s, (sum(n for k, n in stage.kinds if k in ATTENTION) for stage in self.stages))]
         else:
@@ -362,7 +371,7 @@ class ReplicaCostModel:
                                  np.zeros(len(decode_ctx), int) if decode_rank is None else np.asarray(decode_rank, int)])
         in_group = np.zeros((len(rank_i), dp))
         in_group[np.arange(len(rank_i)), rank_i] = 1.0
-        tokens_g, sampled_g = tokens_i @ in_group, sampled_i @ in_group
+        tokens_g, sampled_g = _by_group(tokens_i, in_group), _by_group(sampled_i, in_group)
         busiest_tokens = float(tokens_g.max())
 
         act_bytes = busiest_tokens * a.d_model * calibration.ACTIVATION_BYTES     # one group's activations
@@ -375,6 +384,7 @@ class ReplicaCostModel:
         dispatch_bytes = sent_elements * calibration.DISPATCH_BYTES
         combine_bytes = sent_elements * calibration.ACTIVATION_BYTES
         eff_bw = self.hbm_bytes_per_s * self.hbm_efficiency
+        expert_bw = self.hbm_bytes_per_s * self.expert_hbm_efficiency
         zeros = np.zeros(n_steps)
         n_seqs = len(c) + len(decode_ctx)
         host_s = self.host_step_s + self.engine.host_seq_s * n_seqs + self.stream_token_s * float(sampled_i.sum())
@@ -394,24 +404,29 @@ class ReplicaCostModel:
                      + routed_flops * self._routed_busiest / self.expert_flops_per_s)
             # Expert bytes: the busiest GPU sets the step's pace; the GPUs read the mean between them.
             expert_bytes = stage.n_moe * a.expert_params * self.weight_bytes
-            w_busiest = self._static_weight_bytes[s] + expert_bytes * self.experts_read_per_gpu(tokens)
-            w_mean = self._static_weight_bytes[s] + expert_bytes * self.experts_hit(tokens) / (tp * dp)
+            experts_busiest = expert_bytes * self.experts_read_per_gpu(tokens)
+            experts_mean = expert_bytes * self.experts_hit(tokens) / (tp * dp)
+            w_busiest = self._static_weight_bytes[s] + experts_busiest
+            w_mean = self._static_weight_bytes[s] + experts_mean
+            # Grouped expert GEMMs stream their weights slower than dense GEMMs (calibration).
+            expert_extra_s = (1.0 / expert_bw - 1.0 / eff_bw)
             if stage.last and sampled_g.any():
                 lin_flops = lin_flops + 2.0 * self._head_params * sampled_g
                 lin_c = lin_c + 2.0 * self._head_params * sampled_g / self.linear_flops_per_s
                 head_bytes = self._head_params * calibration.EMBEDDING_BYTES
                 w_busiest, w_mean = w_busiest + head_bytes, w_mean + head_bytes
-            attn_flops = attn_rank_s[s] @ in_group
-            kv_bytes = cache_s[s] @ in_group
-            lin_m = w_busiest / eff_bw
+            attn_flops = _by_group(attn_rank_s[s], in_group)
+            kv_bytes = _by_group(cache_s[s], in_group)
+            lin_m = w_busiest / eff_bw + experts_busiest * expert_extra_s
             lin_c = np.broadcast_to(lin_c, attn_flops.shape)
-            att_c, att_m = (attn_rank_s[s] / attn_rate_i) @ in_group, kv_bytes / eff_bw
+            att_c, att_m = _by_group(attn_rank_s[s] / attn_rate_i, in_group), kv_bytes / eff_bw
             # Every kernel costs its floor beyond its roofline time (sim.cost.kernels); grouped expert GEMMs
             # that visit every local expert pay a little per expert held, whether it has tokens or not.
             fixed_s = stage.kernels * self.kernel_floor_s + stage.n_moe * self._expert_visit_s
             group_s = roofline_s(lin_c, lin_m) + roofline_s(att_c, att_m) + fixed_s        # (steps, groups)
             kernel_s = group_s.max(axis=1)
-            mean_kernel_s = (roofline_s(lin_c, w_mean / eff_bw) + roofline_s(att_c, att_m)).mean(axis=1) + fixed_s
+            mean_kernel_s = (roofline_s(lin_c, w_mean / eff_bw + experts_mean * expert_extra_s)
+                             + roofline_s(att_c, att_m)).mean(axis=1) + fixed_s
             # Dense layers all-reduce twice; MoE layers too, or with data-parallel attention once, then
             # dispatch tokens to their experts and combine them back by all-to-all.
             n_allreduce = 2 * stage.n_dense + (1 if dp > 1 else 2) * stage.n_moe
@@ -481,7 +496,8 @@ class ReplicaCostModel:
         if len(decode_ctx) and self.mtp_draft_tokens:
             # One row per emitted token: a verify step emits mtp_accept_length tokens per sequence on average.
             per_token = 1.0 / self.mtp_accept_length
-            duration, flops, hbm, comm_bytes, energy = (x * per_token for x in (duration, flops, hbm, comm_bytes, energy))
+            duration, flops, hbm, comm_bytes, energy = (x * per_token
+                                                        for x in (duration, flops, hbm, comm_bytes, energy))
             stage_energy = [e * per_token for e in stage_energy]
             per_stage = [(k * per_token, c * per_token) for k, c in per_stage]
             parts = {name: value * per_token for name, value in parts.items()}
