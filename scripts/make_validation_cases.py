@@ -1,6 +1,6 @@
 """Write experiments/validation/**/*.toml: one validation case per published measurement row.
 
-The measurements are transcribed from the project's reference sheet (published.md sections 1, 2, 3, 5),
+The measurements are transcribed from the project's reference sheet (published.md sections 1, 2, 3, 5, 7),
 each with its source; rerun this script after editing them: `python scripts/make_validation_cases.py`.
 Assumptions a source does not state are written into each case file's comments and `[case] notes`.
 """
@@ -111,7 +111,8 @@ def trtllm() -> None:
     # prompts (enable_chunked_prefill defaults to False, tensorrt_llm/llmapi/llm_args.py); FP8 and NVFP4
     # checkpoints get an FP8 KV cache (trtllm-bench's _KV_CACHE_MAP, bench/benchmark/utils/general.py);
     # TensorRT-LLM's default GUARANTEED_NO_EVICT reserves prompt + max_tokens, here the fixed OSL;
-    # trtllm-bench throughput returns whole replies unless given --streaming.
+    # trtllm-bench throughput returns whole replies unless given --streaming; the PyTorch backend runs its
+    # overlap scheduler and CUDA graphs for decode batches up to 128 (engine "trtllm").
     notes = ("assumed: FP8 KV cache; max_batch_size and max_num_tokens from trtllm-bench's own heuristic; "
              "no chunked prefill")
 
@@ -121,7 +122,8 @@ def trtllm() -> None:
               {"output_tokens_per_s": float(tok_s)},
               {"kind": "offline", "requests": TRTLLM_REQUESTS[isl, osl], "input_tokens": isl, "output_tokens": osl},
               {"model": model, "gpu": gpu, "nodes": 1, "tp": tp, "replicas": 1, "weights": weights, "kv_cache": "fp8",
-               "max_seqs": max_bs, "max_batched_tokens": max_tokens, "chunked_prefill": False, "streaming": False,
+               "engine": "trtllm", "max_seqs": max_bs, "max_batched_tokens": max_tokens, "chunked_prefill": False,
+               "streaming": False,
                "kv_cache_free_fraction": TRTLLM_KV_FREE_FRACTION, "kv_allocation": "reserve"})
 
     for (isl, osl), row in TRTLLM_ROWS.items():
@@ -149,6 +151,7 @@ def mlperf() -> None:
     notes = ("inputs lognormal, mean 226 (log-sd 0.88, from a sample of the dataset's lengths, capped at 1,023), "
              "outputs mean 291 (log-sd 0.47, capped at 1,024); engine without chunked prefill, KV allocated on "
              "demand (TensorRT-LLM MAX_UTILIZATION)")
+    # The harness runs TensorRT engines through the C++ executor (engine "trtllm_cpp").
     # NVIDIA's harness settings (closed/NVIDIA/configs/llama2-70b/{Offline,Server}/__init__.py in
     # inference_results_v4.1): kvcache_free_gpu_mem_frac 0.90; gpu_batch_size per instance 896 (H100 TP2
     # Offline), 1,024 (H100 Server), 806 (H200 Offline), 896 (H200 Server); MaxQ Server targets 80 qps at
@@ -163,6 +166,7 @@ def mlperf() -> None:
     # streaming = config['streaming'] and scenario != 'Offline', code/harness/harness_triton_llm in v4.1).
     def deployment(gpu: str, tp: int, batch: int) -> dict:
         return {"model": "llama2_70b", "gpu": gpu, "nodes": 1, "tp": tp, "replicas": 8 // tp, "weights": "fp8",
+                "engine": "trtllm_cpp",
                 "kv_cache": "fp8", "max_seqs": batch, "max_batched_tokens": 16384, "kv_cache_free_fraction": 0.90,
                 "chunked_prefill": False, "kv_allocation": "on_demand"}
 
@@ -199,13 +203,15 @@ def mlperf() -> None:
 
 
 def nim() -> None:
-    # NIM's FP8 TP2 profile runs TensorRT-LLM (assumed), with the TensorRT-LLM LLM API's defaults
+    # NIM's FP8 TP2 profile runs a TensorRT-LLM engine through the C++ runtime (assumed; engine "trtllm_cpp"),
+    # with the TensorRT-LLM LLM API's defaults
     # (tensorrt_llm/llmapi/llm_args.py: KvCacheConfig.free_gpu_memory_fraction 0.9, max_batch_size 2048,
     # max_num_tokens 8192, enable_chunked_prefill False): FP8 KV cache, whole-prompt prefill, KV reserved for
     # prompt + max_tokens (GUARANTEED_NO_EVICT, max_tokens = OSL). genai-perf style: each client's first
     # request warms up and is left out; 8 measured requests per client follow. genai-perf times tokens from
     # a streamed reply (streaming, the default).
     deployment = {"model": "llama33_70b", "gpu": "h100_sxm", "nodes": 1, "tp": 2, "replicas": 1, "weights": "fp8",
+                  "engine": "trtllm_cpp",
                   "kv_cache": "fp8", "max_seqs": 2048, "max_batched_tokens": 8192, "kv_cache_free_fraction": 0.9,
                   "chunked_prefill": False, "kv_allocation": "reserve"}
     notes = ("assumed: a TensorRT-LLM engine with the LLM API's defaults (KV at 0.9 of free memory, FP8 KV cache, "
@@ -232,7 +238,8 @@ def mlenergy() -> None:
     # GPU energy in the steady-state window over its output tokens. The batch is full from t = 0 and the
     # window closes when all but max_num_seqs requests have started, before the batch drains: the last 64
     # requests sent are left out. vLLM allocates KV blocks on demand and preempts by recompute. Its client
-    # streams every reply ('stream': True in mlenergy/llm/benchmark.py; streaming, the default).
+    # streams every reply ('stream': True in mlenergy/llm/benchmark.py; streaming, the default). vLLM 0.11.1
+    # schedules synchronously (async scheduling became the default after it, vllm-project/vllm PR #27614).
     write("mlenergy", "mlenergy_llama31_8b_h100_batch64", "ML.ENERGY, Llama-3.1-8B on 1x H100, batch 64, vLLM 0.11.1",
           {"source": MLENERGY_SOURCE, "trust": "T2",
            "notes": "assumed: lognormal lengths (log-sd 0.8) around the published means, 634 in / 717 out; the "
@@ -242,7 +249,97 @@ def mlenergy() -> None:
            "length_dist": "lognormal", "input_log_sigma": 0.8, "output_log_sigma": 0.8, "max_input_tokens": 16384,
            "max_output_tokens": 4096},
           {"model": "llama31_8b", "gpu": "h100_sxm", "nodes": 1, "tp": 1, "replicas": 1, "weights": "bf16",
-           "max_seqs": 64, "max_batched_tokens": 8192, "gpu_memory_utilization": 0.95, "kv_allocation": "on_demand"})
+           "max_seqs": 64, "max_batched_tokens": 8192, "gpu_memory_utilization": 0.95, "kv_allocation": "on_demand",
+           "overlap_scheduler": False})
+
+
+# Small-batch decode of MoE models (published.md section 7). Each row's clients send one request after
+# another (LLMPerf, the tt-inference-server and InferenceX clients): a concurrency workload, its first
+# request per client a warm-up.
+TRTLLM_5929_SOURCE = ("github NVIDIA/TensorRT-LLM issue #5929 (2025-07): trtllm-serve v0.21.0rc2 + LLMPerf, "
+                      "8x H200, DeepSeek-R1 FP8, TP8 with ep_size None / 4 / 8, p50")
+# (clients, ISL) -> (TTFT p50 s, ITL p50 s) per EP layout 1 ('None': every expert sliced over TP8), 4, 8.
+TRTLLM_5929 = {(1, 1600): ((0.16463, 0.01378), (0.13436, 0.01081), (0.12411, 0.01100)),
+               (1, 8192): ((0.51583, 0.01453), (0.37007, 0.01159), (0.35281, 0.01178)),
+               (8, 1600): ((0.69481, 0.01818), (0.49538, 0.01566), (0.47733, 0.01642))}
+SGLANG_356_SOURCE = ("github tenstorrent/tt-inference-server issue #356 (2025-07): SGLang on 2 nodes x 8 H100 over "
+                     "InfiniBand, DeepSeek-R1-0528, concurrency 1, OSL 128")
+SGLANG_356 = {128: (0.1797, 0.0231), 1024: (0.3917, 0.0232), 8192: (None, 0.0240)}
+QWEN_11612_SOURCE = ("github NVIDIA/TensorRT-LLM PR #11612 (2026-02): Qwen3-235B-A22B FP4 on GB200, recipe "
+                     "1k1k_tp4 (tensor_parallel_size 4, moe_expert_parallel_size 4, FP8 KV, CUDA graphs), "
+                     "ISL/OSL 1024/1024; generation tokens/s per user = 1 / TPOT")
+QWEN_11612 = {1: 247.16, 2: 218.81, 4: 189.99, 8: 167.26, 16: 130.97, 32: 111.78}
+SGLANG_870_SOURCE = ("github SemiAnalysisAI/InferenceX issue #870 (automated run): SGLang v0.5.7, DeepSeek-R1-0528 "
+                     "FP8 on 8x H200, TP8 (EP 1), ISL/OSL 1k/1k, mean TPOT")
+SGLANG_870 = {8: 0.0128, 16: 0.0172, 32: 0.0256, 64: 0.0346}
+GPTOSS_828_SOURCE = ("github SemiAnalysisAI/InferenceX issue #828 (2026-03, automated run): vLLM, gpt-oss-120b "
+                     "MXFP4 (Marlin MoE kernels) on 8x H100, TP8, ISL/OSL 1k/1k, max-num-seqs = concurrency")
+GPTOSS_828 = {4: 0.00372, 8: 0.00405, 16: 0.00483}
+
+
+def moe() -> None:
+    concurrency = lambda clients, isl, osl, per_client=4: {  # noqa: E731
+        "kind": "concurrency", "clients": clients, "requests": clients * per_client, "warmup_requests": clients,
+        "input_tokens": isl, "output_tokens": osl}
+    # trtllm-serve's defaults of that release: max_batch_size 2048, max_num_tokens 8192, KV at 0.9 of free
+    # memory, no chunked prefill, the overlap scheduler on, and CUDA graphs off (TorchLlmArgs.use_cuda_graph
+    # = False: engine "trtllm_0_21"); FP8 checkpoints get an FP8 KV cache; LLMPerf streams.
+    for (clients, isl), layouts in TRTLLM_5929.items():
+        for ep, (ttft_s, itl_s) in zip((1, 4, 8), layouts):
+            name = f"trtllm5929_deepseek_r1_h200_tp8_ep{ep}_c{clients}_{isl}_600"
+            write("moe", name, f"TensorRT-LLM 0.21, DeepSeek-R1 FP8 on 8x H200, TP8 EP{ep}, batch {clients}, ISL {isl}",
+                  {"source": TRTLLM_5929_SOURCE, "trust": "T3",
+                   "notes": "assumed: trtllm-serve defaults of v0.21 (batch 2048, 8192 tokens, no chunked prefill, "
+                            "KV 0.9 of free memory, FP8 KV, overlap scheduler, no CUDA graphs, no MTP); "
+                            "DeepSeek-R1 has DeepSeek-V3's architecture"},
+                  {"ttft_p50_s": ttft_s, "tpot_p50_s": itl_s}, concurrency(clients, isl, 600),
+                  {"model": "deepseek_v3", "gpu": "h200", "nodes": 1, "tp": 8, "ep": ep, "replicas": 1,
+                   "weights": "fp8", "kv_cache": "fp8", "engine": "trtllm_0_21", "max_seqs": 2048,
+                   "max_batched_tokens": 8192, "chunked_prefill": False, "kv_cache_free_fraction": 0.9,
+                   "kv_allocation": "reserve"})
+    # SGLang's defaults: chunked prefill 8192 tokens, KV at mem_fraction_static (0.9 kept), CUDA graphs, the
+    # overlap scheduler; 16 GPUs as one TP16 replica (the launch flags are not in the thread). Its TTFT at
+    # ISL 8192 (263.9 ms) is below that at 1024 (391.7 ms), likely a prefix-cache hit: left out.
+    for isl, (ttft_s, tpot_s) in SGLANG_356.items():
+        name = f"sglang356_deepseek_r1_2x8h100_tp16_c1_{isl}_128"
+        write("moe", name, f"SGLang, DeepSeek-R1 FP8 on 2 nodes x 8 H100, TP16, concurrency 1, ISL {isl}",
+              {"source": SGLANG_356_SOURCE, "trust": "T3",
+               "notes": "assumed: one TP16 replica over both nodes (NDR InfiniBand), SGLang defaults, no MTP; "
+                        "TTFT at ISL 8192 left out (below the ISL 1024 figure)"},
+              {"tpot_p50_s": tpot_s, **({"ttft_p50_s": ttft_s} if ttft_s else {})}, concurrency(1, isl, 128),
+              {"model": "deepseek_v3", "gpu": "h100_sxm", "nodes": 2, "fabric": "ib_ndr", "tp": 16, "replicas": 1,
+               "weights": "fp8", "kv_cache": "bf16", "engine": "sglang", "max_seqs": 1024,
+               "max_batched_tokens": 8192})
+    for clients, tpot_s in SGLANG_870.items():
+        name = f"sglang870_deepseek_r1_h200_tp8_c{clients:02d}_1024_1024"
+        write("moe", name, f"SGLang 0.5.7, DeepSeek-R1 FP8 on 8x H200, TP8, concurrency {clients}",
+              {"source": SGLANG_870_SOURCE, "trust": "T3",
+               "notes": "assumed: SGLang defaults (CUDA graphs, overlap scheduler, DeepGEMM, BF16 KV, chunked "
+                        "prefill 8192), max running requests = concurrency, no MTP"},
+              {"tpot_mean_s": tpot_s}, concurrency(clients, 1024, 1024, 3),
+              {"model": "deepseek_v3", "gpu": "h200", "nodes": 1, "tp": 8, "replicas": 1, "weights": "fp8",
+               "kv_cache": "bf16", "engine": "sglang", "max_seqs": clients, "max_batched_tokens": 8192})
+    for clients, tok_s_user in QWEN_11612.items():
+        name = f"trtllm11612_qwen3_235b_gb200_tp4_ep4_fp4_c{clients:02d}_1024_1024"
+        write("moe", name, f"TensorRT-LLM, Qwen3-235B-A22B FP4 on 4x GB200, TP4 EP4, concurrency {clients}",
+              {"source": QWEN_11612_SOURCE, "trust": "T2",
+               "notes": "recipe: max_num_tokens 8192, max_batch_size 512, KV 0.8 of free memory, FP8 KV, CUDA "
+                        "graphs with padding, MoE backend TRTLLM (trtllm-gen kernels), no MTP; streamed "
+                        "(interval 10)"},
+              {"tpot_mean_s": 1.0 / tok_s_user}, concurrency(clients, 1024, 1024, 3),
+              {"model": "qwen3_235b_a22b", "gpu": "gb200", "node": "nvl72", "nodes": 1, "tp": 4, "ep": 4,
+               "replicas": 1, "weights": "fp4", "kv_cache": "fp8", "engine": "trtllm", "max_seqs": 512, "max_batched_tokens": 8192,
+               "chunked_prefill": False, "kv_cache_free_fraction": 0.8, "kv_allocation": "reserve"})
+    for clients, tpot_s in GPTOSS_828.items():
+        name = f"inferencex828_gpt_oss_120b_h100_tp8_c{clients:02d}_1024_1024"
+        write("moe", name, f"vLLM, gpt-oss-120b MXFP4 on 8x H100, TP8, concurrency {clients}",
+              {"source": GPTOSS_828_SOURCE, "trust": "T3",
+               "notes": "vllm serve --max-num-seqs = concurrency, --max-num-batched-tokens 8192, "
+                        "gpu-memory-utilization 0.9, no prefix caching; BF16 KV; MXFP4 weights multiplied in BF16"},
+              {"tpot_p50_s": tpot_s}, concurrency(clients, 1024, 1024, 3),
+              {"model": "gpt_oss_120b", "gpu": "h100_sxm", "nodes": 1, "tp": 8, "replicas": 1, "weights": "fp4",
+               "kv_cache": "bf16", "engine": "vllm", "max_seqs": clients, "max_batched_tokens": 8192,
+               "prefix_caching": False})
 
 
 if __name__ == "__main__":
@@ -250,4 +347,5 @@ if __name__ == "__main__":
     mlperf()
     nim()
     mlenergy()
+    moe()
     print(f"wrote {len(list(ROOT.rglob('*.toml')))} cases under {ROOT}")

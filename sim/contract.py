@@ -73,7 +73,8 @@ STEPS = (
     Column("replica", I64, "the replica that ran it"),
     Column("step", I64, "its index in the replica's steps, from 0: (deployment, replica, step) is the key"),
     Column("start_s", F64, "when the step started"),
-    Column("duration_s", F64, "how long it ran"),
+    Column("duration_s", F64, "how long it ran (with multi-token prediction: a verify step and its drafts over "
+                              "the mean tokens it emits, one row per emitted token)"),
     Column("prefill_tokens", I64, "prompt tokens it prefilled, over the replica"),
     Column("decode_seqs", I64, "sequences it decoded a token for, over the replica"),
     Column("kv_tokens", I64, "KV tokens held in the replica's pools once it ran"),

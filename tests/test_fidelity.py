@@ -109,11 +109,16 @@ def test_concurrency_keeps_that_many_requests_in_flight():
 def test_every_published_row_has_a_case():
     cases = [fidelity.load_case(p) for p in fidelity.discover([])]
     names = {c.name for c in cases}
-    assert len(cases) == 101
+    assert len(cases) == 126
     assert sum(n.startswith("trtllm_") for n in names) == 84          # 10 x 8 cells + 4 Qwen3 cells
     assert sum(n.startswith("mlperf41_") for n in names) == 7          # 6 published rows + the Triton run
     assert sum(n.startswith("nim_") for n in names) == 9
     assert "mlenergy_llama31_8b_h100_batch64" in names
+    # MoE at small batch (published.md section 7): TensorRT-LLM #5929's 3 loads x 3 EP layouts, SGLang over
+    # 2x8 H100 (3 prompt lengths) and on 8x H200 (4 concurrencies), Qwen3 on GB200 (6), gpt-oss on H100 (3).
+    for prefix, count in (("trtllm5929_", 9), ("sglang356_", 3), ("sglang870_", 4), ("trtllm11612_", 6),
+                          ("inferencex828_", 3)):
+        assert sum(n.startswith(prefix) for n in names) == count
     held_out = [c for c in cases if c.split == "held_out"]
     assert 0.25 < len(held_out) / len(cases) < 0.42                    # a third, by crc32(name) % 3
 
