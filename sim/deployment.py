@@ -50,13 +50,13 @@ def cluster_of(spec: DeploymentSpec) -> Cluster:
 
 def cost_model(spec: DeploymentSpec, cluster: Cluster, replica: Replica, layout: Layout) -> ReplicaCostModel:
     """The step cost model of one placed replica, with its engine's profile and its collectives priced."""
-    engine = engines()[spec.engine]
+    engine = engines()[spec.engine].with_overrides(overlap=spec.overlap_scheduler, cuda_graphs=spec.cuda_graphs,
+                                                   moe_kernels_visit_experts=spec.moe_kernels_visit_experts)
     comm = price_replica(cluster, replica, engine.allreduce_floor)
     return ReplicaCostModel(spec.architecture, cluster.accelerator, comm, layout, spec.weights,
                             PRECISION_BYTES[spec.kv_cache], power_cap_w=spec.power_cap_w, streaming=spec.streaming,
-                            engine=engine, overlap=spec.overlap_scheduler, cuda_graphs=spec.cuda_graphs,
-                            moe_kernels_visit_experts=spec.moe_kernels_visit_experts,
-                            mtp_draft_tokens=spec.mtp_draft_tokens, mtp_accept_length=spec.tokens_per_verify_step,
+                            engine=engine, mtp_draft_tokens=spec.mtp_draft_tokens,
+                            mtp_accept_length=spec.tokens_per_verify_step,
                             redundant_experts=spec.redundant_experts, expert_imbalance=spec.expert_imbalance)
 
 

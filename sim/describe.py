@@ -76,8 +76,10 @@ def describe(built: BuiltDeployment) -> str:
                  f" x {layout.dp} group(s); allocated {ALLOCATION[spec.kv_allocation]}")
     cost = rep.cost
     lines.append(f"  engine: {cost.engine.display_name}; "
-                 + ("overlap scheduler (host work under the kernels)" if cost.overlap else "host work between steps")
-                 + (f"; CUDA graphs for decode batches up to {cost.graph_max_batch:,}" if cost.graph_max_batch
+                 + ("overlap scheduler (host work under the kernels)" if cost.engine.overlap
+                    else "host work between steps")
+                 + (f"; CUDA graphs for decode batches up to {cost.engine.decode_graph_max_batch:,}"
+                    if cost.engine.decode_graph_max_batch
                     else "; no CUDA graphs (every kernel launched by the CPU)")
                  + ("; FP8 attention in decode" if cost.decode_attention_flops_per_s > cost.attention_flops_per_s
                     else ""))

@@ -345,7 +345,7 @@ class ReplicaEngine:
                 # With an overlap scheduler the token sampled in this step is handed out while the next step
                 # runs: a reply's first token reaches its client one step later (TensorRT-LLM PR #4174).
                 if (seq.record.status == "pending" and seq.record.first_token_ns is None   # not aborted meanwhile
-                        and not self.cost.overlap):
+                        and not self.cost.engine.overlap):
                     seq.record.first_token_ns = end_ns
         for seq in decode:
             rec = seq.record   # (a turn aborted during a bulk run still got the tokens of the steps before)

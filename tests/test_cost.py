@@ -327,8 +327,9 @@ def test_streaming_adds_host_time_per_sampled_token_by_hand(monkeypatch):
     = 12.8 mJ more. With one, the host work hides under this step's kernels."""
     monkeypatch.setattr(calibration, "STREAM_TOKEN_HOST_S", 20e-6)
     batch = ([300, 200], [0, 0], [True, False], [1001, 2001, 3001])
-    quiet = cost_model("llama31_70b", "h100_sxm", 1, 2, 1, 1, "fp8", overlap=False).step(*batch)
-    streamed = cost_model("llama31_70b", "h100_sxm", 1, 2, 1, 1, "fp8", streaming=True, overlap=False).step(*batch)
+    synchronous = engines()["vllm"].with_overrides(overlap=False)
+    quiet = cost_model("llama31_70b", "h100_sxm", 1, 2, 1, 1, "fp8", engine=synchronous).step(*batch)
+    streamed = cost_model("llama31_70b", "h100_sxm", 1, 2, 1, 1, "fp8", streaming=True, engine=synchronous).step(*batch)
     hidden = cost_model("llama31_70b", "h100_sxm", 1, 2, 1, 1, "fp8", streaming=True).step(*batch)
     assert float(hidden.duration_s[0]) == float(cost_model("llama31_70b", "h100_sxm", 1, 2, 1, 1, "fp8").step(
         *batch).duration_s[0])
@@ -380,7 +381,7 @@ def test_ml_energy_llama8b_h100_batch64_joules_per_token():
     """ML.ENERGY: Llama-3.1-8B on one H100, batch 64, 0.12 J per output token with vLLM 0.11.1, GPU
     energy only (published.md section 5). Context per sequence assumed ~1,000 tokens (chat prompts);
     tolerance 25%. vLLM 0.11.1 scheduled synchronously (no overlap)."""
-    m = cost_model("llama31_8b", "h100_sxm", 1, 1, 1, 1, "bf16", overlap=False)
+    m = cost_model("llama31_8b", "h100_sxm", 1, 1, 1, 1, "bf16", engine=engines()["vllm"].with_overrides(overlap=False))
     step = m.step([], [], [], decode_ctx=[1001] * 64)
     assert float(step.energy_j[0]) / 64 == pytest.approx(0.12, rel=0.25)
 

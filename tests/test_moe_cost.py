@@ -46,11 +46,11 @@ def roofline(compute_s, memory_s):
 ENGINE = engines()["trtllm_0_21"]
 
 
-def deepseek(ep=8, **options):
+def deepseek(ep=8, cuda_graphs=None, **options):
     cluster = Cluster(hw.accelerators()["h200"], hw.node_types()["hgx_8gpu"], 1, None)
     layout = Layout(8, 1, ep, 1)
     (replica,) = place_replicas(cluster, 1, layout)
-    engine = ENGINE
+    engine = ENGINE.with_overrides(cuda_graphs=cuda_graphs)
     return ReplicaCostModel(catalog()["deepseek_v3"], cluster.accelerator,
                             price_replica(cluster, replica, engine.allreduce_floor), layout, "fp8", 1.0,
                             engine=engine, **options)

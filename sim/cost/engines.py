@@ -3,7 +3,7 @@ that change its kernels. A deployment names one with `engine`."""
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 
@@ -23,6 +23,16 @@ class EngineProfile:
     moe_kernels_visit_experts: bool        # MoE kernels cost a little per local expert (calibration)
     fp8_block_gemm_share: float            # block-scaled FP8 GEMMs' rate over per-tensor FP8's
     source: str
+
+    def with_overrides(self, **overrides) -> EngineProfile:
+        """This profile with a deployment's overrides (overlap, cuda_graphs, moe_kernels_visit_experts);
+        None keeps the engine's default."""
+        return replace(self, **{key: value for key, value in overrides.items() if value is not None})
+
+    @property
+    def decode_graph_max_batch(self) -> int:
+        """The largest decode-only batch that replays a CUDA graph; 0 when the engine runs without them."""
+        return self.graph_max_batch if self.cuda_graphs else 0
 
     def allreduce_floor(self, ranks: int) -> float:
         """The floor at `ranks`, interpolated in log2(ranks) between the measured group sizes (held flat

@@ -158,22 +158,17 @@ class ReplicaCostModel:
     def __init__(self, arch: Architecture, accel: Accelerator, comm: ReplicaComm, layout: Layout,
                  weight_precision: str, kv_dtype_bytes: float,
                  power_cap_w: float = 0.0, streaming: bool = False, engine: EngineProfile | None = None,
-                 overlap: bool | None = None, cuda_graphs: bool | None = None,
-                 moe_kernels_visit_experts: bool | None = None, mtp_draft_tokens: int = 0,
-                 mtp_accept_length: float = 1.0, redundant_experts: int = 0, expert_imbalance: float = 1.0):
+                 mtp_draft_tokens: int = 0, mtp_accept_length: float = 1.0, redundant_experts: int = 0,
+                 expert_imbalance: float = 1.0):
         self.arch, self.accel, self.comm = arch, accel, comm
         self.layout = layout
         self.tp, self.pp, self.ep, self.dp = layout.tp, layout.pp, layout.ep, layout.dp
         self.engine = engine or engines()["vllm"]
         self.mtp_draft_tokens, self.mtp_accept_length = mtp_draft_tokens, mtp_accept_length
-        self.overlap = self.engine.overlap if overlap is None else overlap
-        graphs = self.engine.cuda_graphs if cuda_graphs is None else cuda_graphs
-        self.graph_max_batch = self.engine.graph_max_batch if graphs else 0
         # Expert slots of a stage: the routed experts plus redundant copies of hot ones (EPLB), spread over
         # ep groups of etp GPUs each; each GPU holds 1 / etp of its group's experts.
         self.expert_slots = (arch.moe.n_experts + redundant_experts) if arch.moe else 0
         self.etp = layout.gpus_per_stage // layout.ep
-        self.expert_imbalance = expert_imbalance
         self.stages = split_layers(arch, layout.pp)
         self.weight_bytes = PRECISION_BYTES[weight_precision]
         self.kv_dtype_bytes = kv_dtype_bytes
@@ -221,8 +216,7 @@ class ReplicaCostModel:
         # Per MoE layer: the engine's grouped GEMMs and routing kernels walk the experts a GPU holds.
         local_experts = self.expert_slots / layout.ep if moe else 0.0
         self._expert_visit_s = (local_experts * calibration.MOE_EXPERT_VISIT_S
-                                if (self.engine.moe_kernels_visit_experts if moe_kernels_visit_experts is None
-                                    else moe_kernels_visit_experts) else 0.0)
+                                if self.engine.moe_kernels_visit_experts else 0.0)
         self._static_weight_bytes = [p * self.weight_bytes for p in self._always_params]
         self._head_params = a.vocab * a.d_model / layout.tp
 
@@ -389,7 +383,7 @@ class ReplicaCostModel:
         n_seqs = len(c) + len(decode_ctx)
         host_s = self.host_step_s + self.engine.host_seq_s * n_seqs + self.stream_token_s * float(sampled_i.sum())
         # Decode-only batches the engine captured replay a CUDA graph; the rest launch kernel by kernel.
-        graph = len(c) == 0 and len(decode_ctx) <= self.graph_max_batch
+        graph = len(c) == 0 and len(decode_ctx) <= self.engine.decode_graph_max_batch
         gpu_s = zeros.copy()
         compute_s, memory_s, network_s = zeros.copy(), zeros.copy(), zeros.copy()
         parts = {name: zeros.copy() for name in PARTS}
@@ -475,7 +469,7 @@ class ReplicaCostModel:
         parts["host"] += host_s
         # The engine's CPU work (and its launches) runs under the kernels with an overlap scheduler, else
         # between steps.
-        duration = np.maximum(gpu_s, host_s + launch_s) if self.overlap else gpu_s + host_s
+        duration = np.maximum(gpu_s, host_s + launch_s) if self.engine.overlap else gpu_s + host_s
         stage_energy = []
         for kernel_s, _ in per_stage:
             activity = np.minimum(1.0, kernel_s / duration)
