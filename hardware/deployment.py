@@ -39,6 +39,7 @@ class Layout:
     pp: int
     ep: int = 1
     dp: int = 1
+    dcp: int = 1     # decode context parallelism: each tp group's KV striped over dcp of its GPUs
 
     @property
     def gpus_per_stage(self) -> int:
@@ -63,15 +64,23 @@ class Replica:
         tp, stage = self.layout.tp, self.stages[s]
         return [list(stage[i:i + tp]) for i in range(0, len(stage), tp)]
 
+    def dcp_groups(self, s: int) -> list[list[str]]:
+        """The GPUs of each tp group that hold the same heads and stripe the context between them: every
+        (tp / dcp)-th rank (vLLM's cp_kv_group, e.g. ranks 0, 2, 4, 6 of TP8 with DCP4)."""
+        stride = self.layout.tp // self.layout.dcp
+        return [group[i::stride] for group in self.tp_groups(s) for i in range(stride)]
+
 
 @dataclass(frozen=True)
 class ReplicaComm:
     """Collective prices of one replica, per stage: the TP all-reduce (the slowest of the stage's tp
-    groups), the EP all-to-all over the stage's GPUs (dp > 1 only), and per stage boundary the PP send."""
+    groups), the EP all-to-all over the stage's GPUs (dp > 1 only), per stage boundary the PP send, and per
+    stage the all-to-all inside the slowest decode-context-parallel group (dcp > 1 only)."""
 
     tp_allreduce: tuple[CollectivePrice, ...]
     ep_all_to_all: tuple[CollectivePrice, ...]
     pp_send: tuple[CollectivePrice, ...]
+    dcp_all_to_all: tuple[CollectivePrice, ...] = ()
 
 
 def place_replicas(cluster: Cluster, replicas: int, layout: Layout, gpus: list[str] | None = None) -> list[Replica]:
@@ -123,6 +132,8 @@ def price_replica(cluster: Cluster, replica: Replica, custom_floor=None) -> Repl
                            for s in range(len(stages))),
         ep_all_to_all=tuple(all_to_all(cluster, list(s)) if replica.layout.dp > 1 else FREE for s in stages),
         pp_send=tuple(point_to_point(cluster, a[-1], b[0]) for a, b in zip(stages[:-1], stages[1:])),
+        dcp_all_to_all=tuple(_slowest([all_to_all(cluster, g) for g in replica.dcp_groups(s)])
+                             if replica.layout.dcp > 1 else FREE for s in range(len(stages))),
     )
 
 

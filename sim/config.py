@@ -217,6 +217,11 @@ class DeploymentSpec(_ClusterKeys):
     expert_imbalance: float = Field(1.0, ge=1.0, le=1000.0)
     # Data-parallel attention groups per stage (MoE models): each attends its own sessions' tokens.
     dp: int = Field(1, ge=1, le=1024)
+    # Decode context parallelism: each tp group stripes its KV over dcp GPUs that would otherwise hold copies
+    # (MLA's latent is copied on every TP rank; GQA's KV heads when tp exceeds them), token p on rank p mod
+    # dcp; attention gathers the queries and merges partial outputs by log-sum-exp (docs.sglang.io
+    # advanced_features/dcp; vLLM --decode-context-parallel-size, RFC vllm-project/vllm#25749).
+    dcp: int = Field(1, ge=1, le=1024)
     # Replicas of tp x dp x pp GPUs; 0 fills every GPU of the nodes. GPUs left over are not simulated.
     replicas: int = Field(0, ge=0, le=65536)
     # Explicit placement: every replica's GPUs in rank order (stage by stage, tp group by tp group),
@@ -324,6 +329,13 @@ class DeploymentSpec(_ClusterKeys):
             raise ValueError(f"{moe.n_experts} experts of {self.model} + {self.redundant_experts} redundant do not "
                              f"split over ep {self.ep}; valid: redundant_experts that make the sum a multiple of "
                              f"{self.ep}")
+        if self.dcp > 1:
+            arch = self.architecture
+            copies = self.tp if arch.mla else self.tp // arch.n_kv_heads if arch.n_kv_heads else 0
+            if self.tp % self.dcp or self.dcp > copies:
+                raise ValueError(f"dcp {self.dcp} must divide tp {self.tp} and stripe KV that tp copies: "
+                                 f"{self.model} keeps {max(copies, 1)} cop{'y' if copies <= 1 else 'ies'} of each KV "
+                                 f"head's cache in a tp group; valid: a divisor of tp up to {max(copies, 1)}")
         idle_w = hw.accelerators()[self.gpu].idle_w
         if self.power_cap_w and self.power_cap_w <= idle_w:
             raise ValueError(f"power_cap_w {self.power_cap_w:g} W is at or below {self.gpu}'s idle power "

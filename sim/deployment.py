@@ -114,7 +114,7 @@ def _does_not_fit(path: str, table: str, spec: DeploymentSpec, cluster: Cluster,
 def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
     table = f"deployments.{name}"
     arch = spec.architecture
-    layout = Layout(spec.tp, spec.pp, spec.ep, spec.dp)
+    layout = Layout(spec.tp, spec.pp, spec.ep, spec.dp, spec.dcp)
     if arch.n_heads % spec.tp:
         raise ConfigError(path, table, "tp", f"{arch.n_heads} attention heads of {spec.model} do not split over "
                           f"tp {spec.tp}; valid: a divisor of {arch.n_heads}")

@@ -52,7 +52,7 @@ def describe(built: BuiltDeployment) -> str:
              + (f"; {cluster.fabric.display_name}, {'rail-optimized' if cluster.rail_optimized else 'top-of-rack'}"
                 if cluster.fabric else "") + f"; {len(cluster.gpus)} GPUs",
              f"  layout: {len(built.replicas)} replica(s) of tp {layout.tp} x dp {layout.dp} x pp {layout.pp} "
-             f"(ep {layout.ep}) = {layout.gpus} GPUs each"]
+             f"(ep {layout.ep}{f', dcp {layout.dcp}' if layout.dcp > 1 else ''}) = {layout.gpus} GPUs each"]
     for rep in built.replicas:
         stages = "; ".join(f"stage {s}: {_gpu_ranges(cluster, g)}" for s, g in enumerate(rep.placement.stages))
         lines.append(f"    replica {rep.placement.index}: {stages}")
@@ -81,8 +81,7 @@ def describe(built: BuiltDeployment) -> str:
                  + (f"; CUDA graphs for decode batches up to {cost.engine.decode_graph_max_batch:,}"
                     if cost.engine.decode_graph_max_batch
                     else "; no CUDA graphs (every kernel launched by the CPU)")
-                 + ("; FP8 attention in decode" if cost.decode_attention_flops_per_s > cost.attention_flops_per_s
-                    else ""))
+                 + ("; FP8 attention in decode" if cost.fp8_decode_attention else ""))
     lines.append(f"  scheduler: up to {spec.max_seqs:,} sequences and {spec.max_batched_tokens:,} tokens a step, prompts "
                  f"{'chunked' if spec.chunked_prefill else 'whole'}; "
                  + (f"tokens streamed ({rep.cost.stream_token_s * 1e6:g} us of host time each)" if spec.streaming

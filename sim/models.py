@@ -49,11 +49,21 @@ class MoE:
     every: Annotated[int, Strict(), Field(ge=1, le=MAX_LAYERS)] = 1   # MoE on every `every`-th layer ...
     offset: Layers = 0       # ... starting at this one (Jamba: every 2nd from layer 1)
     shared_gate: Flag = False
+    # Group-limited routing (DeepSeek-V3's n_group / topk_group): the experts sit in n_group equal groups in
+    # order and a token's top-k come from the topk_group groups it picks; 1 / 1 routes freely.
+    n_group: Heads = 1
+    topk_group: Heads = 1
 
     def __post_init__(self):
         if self.top_k > self.n_experts:
             raise ModelKeyError("top_k", f"top_k {self.top_k} routes to more experts than the {self.n_experts} "
                                 f"there are; valid: 1 to n_experts")
+        if self.n_experts % self.n_group:
+            raise ModelKeyError("n_group", f"n_group {self.n_group} does not divide the {self.n_experts} experts; "
+                                f"valid: a divisor of n_experts")
+        if self.topk_group > self.n_group:
+            raise ModelKeyError("topk_group", f"topk_group {self.topk_group} picks more groups than the "
+                                f"{self.n_group} there are; valid: 1 to n_group")
 
 
 NEEDS = {"gdn": "gdn", "kda": "kda", "mamba1": "mamba", "mamba2": "ssm", "rwkv7": "rwkv"}  # kind -> its table

@@ -117,6 +117,8 @@ def test_a_model_table_is_refused_in_one_line_or_costs_finite_positive_amounts(t
     ("qwen3_next_80b_a3b", "n_layers", 0, "n_layers", "greater than or equal to 1 (got 0)"),
     ("qwen3_next_80b_a3b", "moe", {"top_k": 0}, "moe.top_k", "greater than or equal to 1"),
     ("kimi_k2", "moe", {"n_experts": 3}, "moe.top_k", "top_k 8 routes to more experts than the 3 there are"),
+    ("deepseek_v3", "moe", {"n_group": 7}, "moe.n_group", "n_group 7 does not divide the 256 experts"),
+    ("deepseek_v3", "moe", {"topk_group": 9}, "moe.topk_group", "topk_group 9 picks more groups than the 8"),
     ("rwkv7_2p9b", "d_model", float("nan"), "d_model", "valid integer (got nan)"),
     ("rwkv7_2p9b", "n_heads", 3, "n_heads", "RWKV-7's 3 heads of 64 must tile d_model 2560"),
     ("gemma3_27b", "sliding_window", "64", "sliding_window", "valid integer (got '64')"),

@@ -32,7 +32,6 @@ HEAD_PER_GPU = 129280 * 7168 / 8                                    # LM head sp
 KERNELS = DENSE * (8 + 4) + MOE * (8 + 8 + 3) + 4                   # 1,142
 
 H200_FP8 = 1978.9e12 * 0.734 * calibration.COMPUTE_EFFICIENCY      # FP8 at its measured share, engine share
-H200_BF16 = 989.4e12 * 0.803 * calibration.COMPUTE_EFFICIENCY
 HBM = 4.8e12 * calibration.HBM_EFFICIENCY
 EXPERT_HBM = 4.8e12 * calibration.EXPERT_HBM_EFFICIENCY          # grouped expert GEMMs' own share
 NVLINK = 0.786 * 450e9                                              # NCCL's measured share of NVLink 4
@@ -79,8 +78,12 @@ def test_batch1_decode_step_by_hand():
     lin_c = (2 * ALWAYS_PER_GPU / rate + 2 * MOE * 8 * EXPERT / 8 / expert_rate + 2 * HEAD_PER_GPU / rate)
     lin_s = roofline(lin_c, weight_s)
     # MLA decode, absorbed: 2H(512 + 64) + 2H x 512 FLOPs per position per layer, heads split over TP8, in FP8
-    # (TensorRT-LLM's FP8 generation MLA); the 576-element FP8 latent of every position read, one written.
-    attn_c = positions * (2 * H * 576 + 2 * H * 512) * LAYERS / 8 / (1978.9e12 * 0.734 * calibration.COMPUTE_EFFICIENCY)
+    # (TensorRT-LLM's FP8 generation MLA) at FlashAttention-3's FP8 rate for 4,001 keys over H100's measured
+    # FP8 matmul (sim.cost.attention): 733 + log2(4001 / 2048) x (918 - 733) = 911.7 TFLOP/s of 1,403, 0.650,
+    # of H200's measured FP8 matmul rate; the 576-element FP8 latent of every position read, one written.
+    fp8_attention = 1978.9e12 * 0.734 * (733 + math.log2(positions / 2048) * (918 - 733)) / 1403
+    assert fp8_attention / (1978.9e12 * 0.734) == pytest.approx(0.650, abs=1e-3)
+    attn_c = positions * (2 * H * 576 + 2 * H * 512) * LAYERS / 8 / fp8_attention
     attn_s = roofline(attn_c, (positions + 1) * 576 * 1.0 * LAYERS / HBM)
     fixed_s = KERNELS * calibration.KERNEL_FLOOR_S + MOE * 32 * calibration.MOE_EXPERT_VISIT_S
     # 2 all-reduces per layer of one 14,336-byte token: the one-shot kernel, 5.9 us + 7 peers' buffers.
@@ -103,8 +106,13 @@ def test_prefill_of_8192_tokens_by_hand():
     weight_s = (ALWAYS_PER_GPU + HEAD_PER_GPU * 2) / HBM + busiest_of_8(32, q) * EXPERT * MOE / EXPERT_HBM
     lin_c = 2 * ALWAYS_PER_GPU * c / rate + 2 * MOE * 8 * EXPERT / 8 * c / expert_rate + 2 * HEAD_PER_GPU / rate
     lin_s = roofline(lin_c, weight_s)
-    # MHA form: 2H(128 + 64) + 2H x 128 = 81,920 FLOPs per (query, position), c(c + 1)/2 pairs, BF16.
-    attn_c = c * (c + 1) / 2 * 81920 * LAYERS / 8 / H200_BF16
+    # MHA form: 2H(128 + 64) + 2H x 128 = 81,920 FLOPs per (query, position), c(c + 1)/2 pairs, BF16 at
+    # FlashAttention-3's rate for a query's mean (c + 1)/2 = 4,096.5 keys, head dim 192 taking the 128 curve:
+    # 638 + log2(4096.5 / 4096) x (646 - 638) TFLOP/s over H100's measured 794.5, 0.803, of H200's measured
+    # BF16 matmul rate.
+    bf16_attention = 989.4e12 * 0.803 * (638 + math.log2(4096.5 / 4096) * (646 - 638)) / 794.5
+    assert bf16_attention / (989.4e12 * 0.803) == pytest.approx(0.803, abs=1e-3)
+    attn_c = c * (c + 1) / 2 * 81920 * LAYERS / 8 / bf16_attention
     attn_s = roofline(attn_c, c * 576 * LAYERS / HBM)
     fixed_s = KERNELS * calibration.KERNEL_FLOOR_S + MOE * 32 * calibration.MOE_EXPERT_VISIT_S
     # 117 MB all-reduces: the two-shot kernel, 2 x 5.9 us + 2 x 7/8 of the bytes over NVLink.
@@ -184,3 +192,56 @@ def test_fp4_weights_on_a_gpu_without_fp4_math_run_as_bf16_matmuls():
                          Layout(1, 1, 1, 1), "fp4", 2.0)
     assert m.linear_flops_per_s == pytest.approx(989.4e12 * 0.803 * calibration.COMPUTE_EFFICIENCY)
     assert m.weight_bytes == 0.5
+
+
+def test_group_limited_routing_reaches_fewer_expert_groups():
+    """Expected distinct ep groups a token's 8 experts reach. Free routing (Kimi K2), G groups: G(1 - (1 -
+    1/G)^8): 8 groups 5.251. DeepSeek-V3 routes within 4 of its 8 expert groups: with 8 ep groups the
+    token's experts sit on 4 of them, 4(1 - (3/4)^8) = 3.600; with 32 on 16, 16(1 - (15/16)^8) = 6.452; with
+    4 ep groups each holds 2 expert groups and is missed when neither is picked, C(6,4)/C(8,4) = 15/70:
+    4 x 55/70 = 3.143; with 2, C(4,4)/C(8,4) = 1/70: 2 x 69/70 = 1.971. At most 4 nodes of 8 GPUs: never
+    more than 4 x 8 groups' worth."""
+    from sim.cost.step import dispatch_destinations
+    models = catalog()
+    ds, kimi = models["deepseek_v3"].moe, models["kimi_k2"].moe
+    assert (ds.n_group, ds.topk_group, kimi.n_group, kimi.topk_group) == (8, 4, 1, 1)
+    assert dispatch_destinations(8, kimi) == pytest.approx(8 * (1 - (7 / 8) ** 8))
+    assert dispatch_destinations(8, ds) == pytest.approx(4 * (1 - 0.75 ** 8))
+    assert dispatch_destinations(32, ds) == pytest.approx(16 * (1 - (15 / 16) ** 8))
+    assert dispatch_destinations(4, ds) == pytest.approx(4 * 55 / 70)
+    assert dispatch_destinations(2, ds) == pytest.approx(2 * 69 / 70)
+    assert dispatch_destinations(1, ds) == dispatch_destinations(1, kimi) == 1.0
+
+
+def test_decode_context_parallelism_stripes_mlas_copied_latent():
+    """DeepSeek-V3 on TP8: every rank keeps the whole 576-element latent, FP8 here: 61 x 576 = 35,136 B per
+    token per GPU; DCP8 stripes it, 4,392 B, so the pool holds 8x the tokens. A decode token then reads
+    1/8 of its positions' KV on each GPU and, per attention layer, exchanges its group's 128 heads' queries
+    (576 wide) and partial outputs (512 wide) in BF16 with an FP32 log-sum-exp: 128 x (1,088 x 2 + 4) =
+    279,040 B per token."""
+    plain = deepseek(ep=1)
+    cluster = Cluster(hw.accelerators()["h200"], hw.node_types()["hgx_8gpu"], 1, None)
+    layout = Layout(8, 1, 1, 1, dcp=8)
+    (replica,) = place_replicas(cluster, 1, layout)
+    assert replica.dcp_groups(0) == [[f"n0/gpu{i}" for i in range(8)]]
+    striped = ReplicaCostModel(catalog()["deepseek_v3"], cluster.accelerator,
+                               price_replica(cluster, replica, ENGINE.allreduce_floor), layout, "fp8", 1.0,
+                               engine=ENGINE)
+    assert plain.stage_kv_bytes_per_token(0) == 61 * 576
+    assert striped.stage_kv_bytes_per_token(0) == 61 * 576 / 8
+    assert striped._dcp_bytes_per_token == 128 * (1088 * 2 + 4)
+    a, b = (m.step([], [], [], decode_ctx=[100_000]) for m in (plain, striped))
+    assert float(b.parts_s["kv"][0]) == pytest.approx(float(a.parts_s["kv"][0]) / 8, rel=1e-9)
+    exchange_s = 61 * striped.comm.dcp_all_to_all[0].time_s(128 * (1088 * 2 + 4))
+    assert float(b.parts_s["collectives"][0]) == pytest.approx(float(a.parts_s["collectives"][0]) + exchange_s,
+                                                               rel=1e-9)
+
+
+def test_dcp_must_stripe_copies_the_tp_group_holds():
+    """Llama-3.1-70B has 8 KV heads: at TP8 each GPU holds one, no copies, so dcp 2 is refused with one line
+    naming the key; DeepSeek-V3's latent is copied on all 8 ranks, so dcp 8 is taken."""
+    from sim.config import DeploymentSpec
+    base = dict(gpu="h200", nodes=1, tp=8, weights="fp8")
+    with pytest.raises(ValueError, match="dcp 2 must divide tp 8"):
+        DeploymentSpec.model_validate(dict(base, model="llama31_70b", dcp=2))
+    assert DeploymentSpec.model_validate(dict(base, model="deepseek_v3", dcp=8)).dcp == 8

@@ -18,11 +18,13 @@ group g, with T_g its tokens and T all the stage's tokens:
                   its group; distinct experts hit per MoE layer = E x (1 - (1 - k/E)^T); the busiest
                   group (E[max] of binomial hits) sets the step's time, the mean GPU its bytes and power
   cache bytes   = (positions read, capped likewise + tokens written) x KV bytes per token per layer per
-                  GPU, or a recurrent layer's state read and written once per sequence
+                  GPU (/ dcp: decode context parallelism stripes the copies a tp group would hold), or a
+                  recurrent layer's state read and written once per sequence
   rates         = peak x measured matmul share x COMPUTE_EFFICIENCY (x the engine's share for
                   block-scaled FP8 weights); routed experts x w / (w + GEMM_HALF_WIDTH), w = min(d,
-                  expert width / etp); attention in BF16, or FP8 in decode where the engine runs it;
-                  weights the GPU has no tensor cores for are multiplied in BF16
+                  expert width / etp); attention kernels at their share of the measured matmul rate by
+                  keys attended and head dim (sim.cost.attention), in BF16, or FP8 in decode where the
+                  engine runs it; weights the GPU has no tensor cores for are multiplied in BF16
   kernel time   = max over groups of [roofline(linear compute, weight bytes) + roofline(attention
                   compute, KV bytes)] + kernels launched x KERNEL_FLOOR_S (sim.cost.kernels)
                   + MoE layers x local experts x MOE_EXPERT_VISIT_S where the engine's kernels walk them,
@@ -31,7 +33,8 @@ group g, with T_g its tokens and T all the stage's tokens:
                   of NCCL's algorithms and the engine's one-shot / two-shot NVLink kernels (their floors
                   measured); with dp > 1, per MoE layer one all-reduce (after attention) instead of two,
                   and an all-to-all dispatch (FP8) and combine (BF16) of each token to the distinct ep
-                  groups of its top-k experts
+                  groups of its top-k experts (dispatch_destinations); with dcp > 1, per attention layer
+                  an all-to-all in each dcp group of the gathered queries and partial outputs
 
 With attention tensor-parallel (dp = 1) every rank holds every token, so expert parallelism combines the
 experts' outputs with the same all-reduce (vLLM's and TensorRT-LLM's path); what ep changes is which
@@ -62,6 +65,7 @@ import numpy as np
 from hardware.catalog import PRECISION_BYTES, Accelerator
 from hardware.deployment import Layout, ReplicaComm
 from sim.cost import calibration
+from sim.cost.attention import attention_share
 from sim.cost.engines import EngineProfile, engines
 from sim.cost.kernels import STEP_KERNELS, layer_kernels
 from sim.kv import Footprint
@@ -123,6 +127,34 @@ def _log_binomial_pmf(n: int, q: float) -> np.ndarray:
     return log_choose + log_q + (n - m) * np.log1p(-q)
 
 
+def _log_choose(n: float, m: float) -> float:
+    return math.lgamma(n + 1) - math.lgamma(m + 1) - math.lgamma(n - m + 1)
+
+
+def dispatch_destinations(groups: int, moe) -> float:
+    """Expected distinct ep groups (of `groups`) holding a token's top-k experts, experts placed in order.
+
+    Free routing: each expert on a uniformly random group, G (1 - (1 - 1/G)^k). Group-limited routing
+    (DeepSeek-V3: n_group 8, topk_group 4, so that 'each token will be ensured to be sent to at most 4
+    nodes', arXiv 2412.19437 s2.1.2 and s4.2): the token's experts lie in topk_group of the n_group expert
+    groups. With G >= n_group those sit on R = topk_group G / n_group ep groups, the k experts spread over
+    them, R (1 - (1 - 1/R)^k); with G < n_group each ep group holds h = n_group / G expert groups and is
+    reached when one of its h is picked, G (1 - C(n_group - h, topk_group) / C(n_group, topk_group)). The
+    smaller of the free and the limited count."""
+    k, n, t = moe.top_k, moe.n_group, moe.topk_group
+    free = groups * (1.0 - (1.0 - 1.0 / groups) ** k)
+    if t >= n:
+        return free
+    if groups >= n:
+        reach = t * groups / n
+        limited = reach * (1.0 - (1.0 - 1.0 / reach) ** k)
+    else:
+        h = n / groups
+        missed = math.exp(_log_choose(n - h, t) - _log_choose(n, t)) if n - h >= t else 0.0
+        limited = groups * (1.0 - missed)
+    return min(free, limited)
+
+
 def _by_group(per_sequence, in_group):
     """Sum per-sequence values (..., sequences) into their attention groups (..., groups), sequence by sequence
     in order: unlike a BLAS product, each step's sums do not depend on how many steps are priced at once, so
@@ -162,7 +194,7 @@ class ReplicaCostModel:
                  expert_imbalance: float = 1.0):
         self.arch, self.accel, self.comm = arch, accel, comm
         self.layout = layout
-        self.tp, self.pp, self.ep, self.dp = layout.tp, layout.pp, layout.ep, layout.dp
+        self.tp, self.pp, self.ep, self.dp, self.dcp = layout.tp, layout.pp, layout.ep, layout.dp, layout.dcp
         self.engine = engine or engines()["vllm"]
         self.mtp_draft_tokens, self.mtp_accept_length = mtp_draft_tokens, mtp_accept_length
         # Expert slots of a stage: the routed experts plus redundant copies of hot ones (EPLB), spread over
@@ -184,15 +216,20 @@ class ReplicaCostModel:
         linear_efficiency = (calibration.FP4_MATMUL_EFFICIENCY if math == "fp4"
                              and accel.measured_matmul_efficiency("fp4") is None
                              else accel.matmul_efficiency(math))
-        throttle *= calibration.COMPUTE_EFFICIENCY
-        self.linear_flops_per_s = accel.peak_flops_per_s(math) * linear_efficiency * throttle
+        self.linear_flops_per_s = (accel.peak_flops_per_s(math) * linear_efficiency * throttle
+                                   * calibration.COMPUTE_EFFICIENCY)
         if math == "fp8" and arch.fp8_block_scales:   # DeepSeek-style 128 x 128 scales: the engine's kernels
             self.linear_flops_per_s *= self.engine.fp8_block_gemm_share
-        self.attention_flops_per_s = accel.peak_flops_per_s("bf16") * accel.matmul_efficiency("bf16") * throttle
-        # FP8 KV attended with FP8 math in decode, where the engine runs it (TensorRT-LLM's generation MLA).
-        fp8_decode = self.engine.fp8_attention and kv_dtype_bytes == PRECISION_BYTES["fp8"] and accel.supports("fp8")
-        self.decode_attention_flops_per_s = (accel.peak_flops_per_s("fp8") * accel.matmul_efficiency("fp8") * throttle
-                                             if fp8_decode else self.attention_flops_per_s)
+        # Attention kernels run at their own share of the measured matmul rate, by keys attended and head
+        # dim (sim.cost.attention): BF16, or FP8 in decode where the engine runs FP8 KV with FP8 math
+        # (TensorRT-LLM's generation MLA).
+        self.fp8_decode_attention = (self.engine.fp8_attention and kv_dtype_bytes == PRECISION_BYTES["fp8"]
+                                     and accel.supports("fp8"))
+        self.attention_matmul_flops_per_s = {
+            fp8: accel.peak_flops_per_s(p) * accel.matmul_efficiency(p) * throttle
+            for fp8, p in ((False, "bf16"), (True, "fp8")) if p == "bf16" or accel.supports(p)}
+        self.attention_head_dim = (arch.mla.qk_nope_head_dim + arch.mla.qk_rope_head_dim if arch.mla
+                                   else arch.head_dim)
         self.hbm_bytes_per_s = accel.hbm_bytes_per_s
         # Read when built, so a calibration run can try other values (scripts/calibrate.py).
         self.hbm_efficiency = calibration.HBM_EFFICIENCY
@@ -219,6 +256,18 @@ class ReplicaCostModel:
                                 if self.engine.moe_kernels_visit_experts else 0.0)
         self._static_weight_bytes = [p * self.weight_bytes for p in self._always_params]
         self._head_params = a.vocab * a.d_model / layout.tp
+        # Decode context parallelism, per token and attention layer on one GPU: the queries of the dcp group's
+        # heads (H / tp x dcp) gathered and their partial outputs returned, BF16, with an FP32 log-sum-exp per
+        # head (MLA absorbed: 576-wide queries, 512-wide outputs; else head_dim each).
+        q_dim, o_dim = ((a.mla.kv_lora_rank + a.mla.qk_rope_head_dim, a.mla.kv_lora_rank) if a.mla
+                        else (a.head_dim, a.head_dim))
+        self._dcp_bytes_per_token = (a.n_heads / layout.tp * layout.dcp
+                                     * ((q_dim + o_dim) * calibration.ACTIVATION_BYTES + 4)) if layout.dcp > 1 else 0.0
+
+    def attention_flops_per_s(self, keys, fp8: bool = False) -> np.ndarray:
+        """Attention kernels' FLOP rate for queries attending `keys` positions: the measured matmul rate at
+        that precision x attention_share(keys, head dim) (sim.cost.attention)."""
+        return self.attention_matmul_flops_per_s[fp8] * attention_share(keys, self.attention_head_dim, fp8)
 
     def _per_gpu(self, stage: Stage, params: float) -> float:
         """Params of a stage's layers held by one GPU of its tp group.
@@ -267,14 +316,17 @@ class ReplicaCostModel:
         return sum(per_layer(kind) * n for kind, n in self.stages[s].kinds)
 
     def stage_kv_bytes_per_token(self, s: int) -> float:
-        """KV bytes per token one GPU of stage s adds in its layers whose cache grows with the context."""
+        """KV bytes per token one GPU of stage s adds in its layers whose cache grows with the context (its
+        1 / dcp stripe of them under decode context parallelism)."""
         b, tp = self.kv_dtype_bytes, self.tp
-        return self._stage_sum(s, lambda k: self.arch.kv_bytes_per_token_layer(k, b, tp) if k == "attention" else 0)
+        return self._stage_sum(s, lambda k: self.arch.kv_bytes_per_token_layer(k, b, tp) / self.dcp
+                               if k == "attention" else 0)
 
     def stage_window_bytes_per_token(self, s: int) -> float:
         """KV bytes per token of stage s's sliding-window layers, held for the last window tokens only."""
         b, tp = self.kv_dtype_bytes, self.tp
-        return self._stage_sum(s, lambda k: self.arch.kv_bytes_per_token_layer(k, b, tp) if k == "window" else 0)
+        return self._stage_sum(s, lambda k: self.arch.kv_bytes_per_token_layer(k, b, tp) / self.dcp
+                               if k == "window" else 0)
 
     def stage_state_bytes(self, s: int) -> float:
         """Recurrent state one GPU of stage s keeps per sequence."""
@@ -344,8 +396,10 @@ class ReplicaCostModel:
 
         kinds = {k for stage in self.stages for k, _ in stage.kinds}   # each priced once, summed per stage
         attn_k = {k: per_sequence(a.prefill_flops(k, c, p), q * a.decode_flops(k, dec_pos)) for k in kinds}
+        # Decode context parallelism stripes the attention layers' KV over dcp GPUs: each reads and writes 1 / dcp.
+        stripe = {k: 1.0 / self.dcp if k in ATTENTION else 1.0 for k in kinds}
         cache_k = {k: per_sequence(a.cache_bytes(k, p, c, self.kv_dtype_bytes, tp),
-                                   a.cache_bytes(k, dec_pos, q, self.kv_dtype_bytes, tp)) for k in kinds}
+                                   a.cache_bytes(k, dec_pos, q, self.kv_dtype_bytes, tp)) * stripe[k] for k in kinds}
         attn_s = [sum(n * attn_k[k] for k, n in stage.kinds) for stage in self.stages]
         # DSA's indexer is computed whole on every tp rank (its heads are not split); the rest of attention is.
         if a.dsa:
@@ -355,10 +409,10 @@ class ReplicaCostModel:
                            zip(attn_s, (sum(n for k, n in stage.kinds if k in ATTENTION) for stage in self.stages))]
         else:
             attn_rank_s = [x / tp for x in attn_s]
-        # Attention math runs at the prefill rate for chunks and the decode rate (FP8 where the engine has it)
-        # for decode tokens.
-        attn_rate_i = np.concatenate([np.full(len(c), self.attention_flops_per_s),
-                                      np.full(len(decode_ctx), self.decode_attention_flops_per_s)])
+        # Attention math (steps, sequences) at its kernels' rate for the keys each query attends: a chunk's
+        # mean p + (c + 1) / 2 (causal), a decode token's context (FP8 where the engine runs it).
+        attn_rate_i = per_sequence(self.attention_flops_per_s(p + (c + 1) / 2), self.attention_flops_per_s(
+            dec_pos, self.fp8_decode_attention))
         cache_s = [sum(n * cache_k[k] for k, n in stage.kinds) for stage in self.stages]
         # The same per attention group: (groups,) or (steps, groups).
         rank_i = np.concatenate([np.zeros(len(c), int) if chunk_rank is None else np.asarray(chunk_rank, int),
@@ -369,14 +423,22 @@ class ReplicaCostModel:
         busiest_tokens = float(tokens_g.max())
 
         act_bytes = busiest_tokens * a.d_model * calibration.ACTIVATION_BYTES     # one group's activations
-        # All-to-all per GPU: a token goes once to each distinct ep group holding one of its top-k experts,
-        # G (1 - (1 - 1/G)^k) of them on average (the normal kernels deduplicate, DeepEP csrc/kernels/
-        # internode.cu), dispatched in FP8 with a scale per 128 elements and combined back in BF16.
-        groups = self.ep
-        destinations = groups * (1.0 - (1.0 - 1.0 / groups) ** a.moe.top_k) if a.moe else 0.0
+        # All-to-all per GPU: a token goes once to each distinct ep group holding one of its top-k experts
+        # (the normal kernels deduplicate, DeepEP csrc/kernels/internode.cu), dispatched in FP8 with a scale
+        # per 128 elements and combined back in BF16.
+        destinations = dispatch_destinations(self.ep, a.moe) if a.moe else 0.0
         sent_elements = busiest_tokens * a.d_model * destinations / tp
         dispatch_bytes = sent_elements * calibration.DISPATCH_BYTES
         combine_bytes = sent_elements * calibration.ACTIVATION_BYTES
+        # Decode context parallelism, per GPU and stage (steps, groups): a decode token's queries gathered and
+        # partial outputs returned in each attention layer; a prefill chunk gathers the whole KV it attends
+        # (the prior positions and its own), its stripe sent to each of the other dcp - 1 GPUs.
+        if self.dcp > 1:
+            exchange = {k: per_sequence(a.cache_bytes(k, p, c, self.kv_dtype_bytes, tp),
+                                        np.full((n_steps, len(decode_ctx)), q * self._dcp_bytes_per_token))
+                        for k in kinds if k in ATTENTION}
+            dcp_s = [_by_group(sum(n * exchange[k] for k, n in stage.kinds if k in ATTENTION), in_group).max(axis=1)
+                     for stage in self.stages]
         eff_bw = self.hbm_bytes_per_s * self.hbm_efficiency
         expert_bw = self.hbm_bytes_per_s * self.expert_hbm_efficiency
         zeros = np.zeros(n_steps)
@@ -428,6 +490,9 @@ class ReplicaCostModel:
             a2a = self.comm.ep_all_to_all[s]
             comm_s = (n_allreduce * self.comm.tp_allreduce[s].time_s(act_bytes)
                       + n_all_to_all * (a2a.time_s(dispatch_bytes) + a2a.time_s(combine_bytes)))
+            if self.dcp > 1:   # one exchange per attention layer, of the layers' mean bytes
+                n_attention = sum(n for kind, n in stage.kinds if kind in ATTENTION)
+                comm_s = comm_s + n_attention * self.comm.dcp_all_to_all[s].time_s(dcp_s[s] / max(n_attention, 1))
             pick = group_s.argmax(axis=1)[:, None]
             parts["weights"] += lin_m
             parts["kv"] += np.take_along_axis(att_m, pick, 1)[:, 0]
@@ -443,7 +508,8 @@ class ReplicaCostModel:
             flops += (lin_flops + attn_flops).sum(axis=1) * tp
             hbm += (w_mean * dp + kv_bytes.sum(axis=1)) * tp
             comm_bytes += (n_allreduce * tokens * a.d_model * calibration.ACTIVATION_BYTES * tp
-                           + n_all_to_all * (dispatch_bytes + combine_bytes) * tp * dp)
+                           + n_all_to_all * (dispatch_bytes + combine_bytes) * tp * dp
+                           + (dcp_s[s] * (self.dcp - 1) / self.dcp * tp * dp if self.dcp > 1 else 0.0))
             weight_bytes_all += w_mean * tp * dp
             per_stage.append((mean_kernel_s, comm_s))
         for send in self.comm.pp_send:
