@@ -59,7 +59,11 @@ so those. Four more rows (SGLang on 8x H200, InferenceX issue #870) came out 29-
 concurrency: expert weights were read at the dense HBM share. EXPERT_HBM_EFFICIENCY (grouped expert GEMMs'
 own share, measured 0.28-0.62) at 0.42 / 0.52 / 0.57 / 0.62 / 0.90 gave 19.6 / 13.6 / 12.8 / 12.7 / 15.1
 on the MoE fit split (KERNEL_FLOOR_S 2.5 us with 0.57: 16.0), so 0.62, the top of the measured range.
-COMPUTE_EFFICIENCY, HBM_EFFICIENCY and STREAM_TOKEN_HOST_S were not refitted this time.
+COMPUTE_EFFICIENCY, HBM_EFFICIENCY and STREAM_TOKEN_HOST_S were not refitted this time. Rechecked the
+same day when attention kernels took FlashAttention-3's measured share by keys and head dim
+(sim.cost.attention) instead of the matmul's x COMPUTE_EFFICIENCY, which now applies to the linear layers
+only: the fit-split objective went 9.54 -> 10.17; COMPUTE_EFFICIENCY 0.74 / 0.76 / 0.79 gave 14.98 / 10.17 /
+11.40, so 0.76 stands.
 One value per constant serves every model and GPU: a constant per case would be over-fitting.
 `simrun validate` reports both splits.
 """
@@ -123,9 +127,9 @@ GEMM_HALF_WIDTH = 352.0
 # TP2 Server, whose step is 10 ms longer than its Offline step with fewer tokens, near 20 us (README).
 STREAM_TOKEN_HOST_S = 20e-6
 
-# Share of the measured best-case matmul rate (MAMF) a serving engine's forward pass sustains once its
-# other kernels (norms, rotary embeddings, activations, quantisation, sampling, attention's softmax)
-# take their part of the compute-bound time. Fitted: 0.76 (prefill-heavy TensorRT-LLM cells at 1.0
+# Share of the measured best-case matmul rate (MAMF) a serving engine's linear layers sustain once its
+# other kernels (norms, rotary embeddings, activations, quantisation, sampling) take their part of the
+# compute-bound time; attention kernels have their own measured share (sim.cost.attention). Fitted: 0.76 (prefill-heavy TensorRT-LLM cells at 1.0
 # came out 20-30% fast).
 COMPUTE_EFFICIENCY = 0.76
 
