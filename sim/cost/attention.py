@@ -36,20 +36,25 @@ FA3_BF16_TFLOPS = {64: np.array([333, 392, 460, 476, 496, 497], dtype=float),
 FA3_FP8_HDIM128_TFLOPS = np.array([348, 596, 733, 918, 974, 1008], dtype=float)
 
 
-def _over_keys(curve: np.ndarray, keys) -> np.ndarray:
-    """The curve at `keys` (any shape), linear in log2(keys), clamped to the measured range."""
-    x = np.log2(np.clip(np.asarray(keys, dtype=float), FA3_KEYS[0], FA3_KEYS[-1]))
-    return np.interp(x, np.log2(FA3_KEYS), curve)
+def attention_curve(head_dim: int, fp8: bool = False) -> np.ndarray:
+    """Attention's rate over the GPU's measured matmul rate (at the same precision) at FA3_KEYS, for heads of
+    `head_dim`. BF16: the head-dim-64 and -128 curves, interpolated linearly in head dim between them; FP8:
+    the head-dim-128 curve (the only FP8 curve measured non-causal at that head dim)."""
+    if fp8:
+        return FA3_FP8_HDIM128_TFLOPS / _H100_FP8_MATMUL_TFLOPS
+    weight = (min(max(head_dim, 64), 128) - 64) / 64
+    low, high = FA3_BF16_TFLOPS[64], FA3_BF16_TFLOPS[128]
+    return (low + weight * (high - low)) / _H100_BF16_MATMUL_TFLOPS
+
+
+_LOG2_KEYS = np.log2(FA3_KEYS)
+
+
+def share_at(curve: np.ndarray, keys) -> np.ndarray:
+    """A curve over FA3_KEYS at `keys` (any shape), linear in log2(keys), clamped to the measured range."""
+    return np.interp(np.log2(np.clip(np.asarray(keys, dtype=float), FA3_KEYS[0], FA3_KEYS[-1])), _LOG2_KEYS, curve)
 
 
 def attention_share(keys, head_dim: int, fp8: bool = False) -> np.ndarray:
-    """Attention's rate over the GPU's measured matmul rate (at the same precision), for queries attending
-    `keys` positions with heads of `head_dim`.
-
-    BF16: the head-dim-64 and -128 curves, interpolated linearly in head dim between them; FP8: the
-    head-dim-128 curve (the only FP8 curve measured non-causal at that head dim)."""
-    if fp8:
-        return _over_keys(FA3_FP8_HDIM128_TFLOPS, keys) / _H100_FP8_MATMUL_TFLOPS
-    low, high = (_over_keys(FA3_BF16_TFLOPS[h], keys) for h in (64, 128))
-    weight = (min(max(head_dim, 64), 128) - 64) / 64
-    return (low + weight * (high - low)) / _H100_BF16_MATMUL_TFLOPS
+    """attention_curve(head_dim, fp8) at `keys` positions attended per query."""
+    return share_at(attention_curve(head_dim, fp8), keys)

@@ -65,7 +65,7 @@ import numpy as np
 from hardware.catalog import PRECISION_BYTES, Accelerator
 from hardware.deployment import Layout, ReplicaComm
 from sim.cost import calibration
-from sim.cost.attention import attention_share
+from sim.cost.attention import attention_curve, share_at
 from sim.cost.engines import EngineProfile, engines
 from sim.cost.kernels import STEP_KERNELS, layer_kernels
 from sim.kv import Footprint
@@ -228,8 +228,8 @@ class ReplicaCostModel:
         self.attention_matmul_flops_per_s = {
             fp8: accel.peak_flops_per_s(p) * accel.matmul_efficiency(p) * throttle
             for fp8, p in ((False, "bf16"), (True, "fp8")) if p == "bf16" or accel.supports(p)}
-        self.attention_head_dim = (arch.mla.qk_nope_head_dim + arch.mla.qk_rope_head_dim if arch.mla
-                                   else arch.head_dim)
+        head_dim = arch.mla.qk_nope_head_dim + arch.mla.qk_rope_head_dim if arch.mla else arch.head_dim
+        self._attention_curve = {fp8: attention_curve(head_dim, fp8) for fp8 in self.attention_matmul_flops_per_s}
         self.hbm_bytes_per_s = accel.hbm_bytes_per_s
         # Read when built, so a calibration run can try other values (scripts/calibrate.py).
         self.hbm_efficiency = calibration.HBM_EFFICIENCY
@@ -266,8 +266,8 @@ class ReplicaCostModel:
 
     def attention_flops_per_s(self, keys, fp8: bool = False) -> np.ndarray:
         """Attention kernels' FLOP rate for queries attending `keys` positions: the measured matmul rate at
-        that precision x attention_share(keys, head dim) (sim.cost.attention)."""
-        return self.attention_matmul_flops_per_s[fp8] * attention_share(keys, self.attention_head_dim, fp8)
+        that precision x its attention curve for the model's head dim at `keys` (sim.cost.attention)."""
+        return self.attention_matmul_flops_per_s[fp8] * share_at(self._attention_curve[fp8], keys)
 
     def _per_gpu(self, stage: Stage, params: float) -> float:
         """Params of a stage's layers held by one GPU of its tp group.
