@@ -116,19 +116,20 @@ def roofline_s(compute_s, memory_s):
     return longer * ((compute_s / scale) ** k + (memory_s / scale) ** k) ** (1.0 / k)
 
 
+def _log_choose(n: float, m: float) -> float:
+    """ln C(n, m) from lgamma, for real n >= m >= 0."""
+    return math.lgamma(n + 1) - (math.lgamma(m + 1) + math.lgamma(n - m + 1))
+
+
 def _log_binomial_pmf(n: int, q: float) -> np.ndarray:
     """log P(m) of Binomial(n, q) for m = 0..n, 0 <= q < 1: ln C(n, m) + m ln q + (n - m) ln(1 - q), with
     ln C(n, m) from lgamma, so that no term overflows however many experts a GPU holds (C(8192, 4096)
     alone is ~10^2464)."""
     m = np.arange(n + 1)
-    log_choose = math.lgamma(n + 1) - np.array([math.lgamma(k + 1) + math.lgamma(n - k + 1) for k in range(n + 1)])
+    log_choose = np.array([_log_choose(n, k) for k in range(n + 1)])
     with np.errstate(divide="ignore", invalid="ignore"):   # q = 0: ln q = -inf; only m = 0 is possible
         log_q = np.where(m > 0, m * np.log(q), 0.0)
     return log_choose + log_q + (n - m) * np.log1p(-q)
-
-
-def _log_choose(n: float, m: float) -> float:
-    return math.lgamma(n + 1) - math.lgamma(m + 1) - math.lgamma(n - m + 1)
 
 
 def dispatch_destinations(groups: int, moe) -> float:
