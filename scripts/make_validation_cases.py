@@ -112,7 +112,8 @@ def trtllm() -> None:
     # checkpoints get an FP8 KV cache (trtllm-bench's _KV_CACHE_MAP, bench/benchmark/utils/general.py);
     # TensorRT-LLM's default GUARANTEED_NO_EVICT reserves prompt + max_tokens, here the fixed OSL;
     # trtllm-bench throughput returns whole replies unless given --streaming; the PyTorch backend runs its
-    # overlap scheduler and CUDA graphs for decode batches up to 128 (engine "trtllm").
+    # overlap scheduler and CUDA graphs for decode batches up to 128 (engine "trtllm"); trtllm-bench drives
+    # the engine in its own process, without an API server.
     notes = ("assumed: FP8 KV cache; max_batch_size and max_num_tokens from trtllm-bench's own heuristic; "
              "no chunked prefill")
 
@@ -123,7 +124,7 @@ def trtllm() -> None:
               {"kind": "offline", "requests": TRTLLM_REQUESTS[isl, osl], "input_tokens": isl, "output_tokens": osl},
               {"model": model, "gpu": gpu, "nodes": 1, "tp": tp, "replicas": 1, "weights": weights, "kv_cache": "fp8",
                "engine": "trtllm", "max_seqs": max_bs, "max_batched_tokens": max_tokens, "chunked_prefill": False,
-               "streaming": False,
+               "streaming": False, "api_server": False,
                "kv_cache_free_fraction": TRTLLM_KV_FREE_FRACTION, "kv_allocation": "reserve"})
 
     for (isl, osl), row in TRTLLM_ROWS.items():
@@ -151,7 +152,8 @@ def mlperf() -> None:
     notes = ("inputs lognormal, mean 226 (log-sd 0.88, from a sample of the dataset's lengths, capped at 1,023), "
              "outputs mean 291 (log-sd 0.47, capped at 1,024); engine without chunked prefill, KV allocated on "
              "demand (TensorRT-LLM MAX_UTILIZATION)")
-    # The harness runs TensorRT engines through the C++ executor (engine "trtllm_cpp").
+    # The harness runs TensorRT engines through the C++ executor (engine "trtllm_cpp"), LoadGen handing it
+    # token ids in process (no API server).
     # NVIDIA's harness settings (closed/NVIDIA/configs/llama2-70b/{Offline,Server}/__init__.py in
     # inference_results_v4.1): kvcache_free_gpu_mem_frac 0.90; gpu_batch_size per instance 896 (H100 TP2
     # Offline), 1,024 (H100 Server), 806 (H200 Offline), 896 (H200 Server); MaxQ Server targets 80 qps at
@@ -168,7 +170,7 @@ def mlperf() -> None:
         return {"model": "llama2_70b", "gpu": gpu, "nodes": 1, "tp": tp, "replicas": 8 // tp, "weights": "fp8",
                 "engine": "trtllm_cpp",
                 "kv_cache": "fp8", "max_seqs": batch, "max_batched_tokens": 16384, "kv_cache_free_fraction": 0.90,
-                "chunked_prefill": False, "kv_allocation": "on_demand"}
+                "chunked_prefill": False, "kv_allocation": "on_demand", "api_server": False}
 
     h100, h200 = "8x H100-SXM-80GB, TensorRT-LLM, FP8, TP2 x 4 instances", "8x H200-SXM-141GB, TensorRT-LLM, FP8, TP1 x 8"
     cases = [

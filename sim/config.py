@@ -276,6 +276,10 @@ class DeploymentSpec(_ClusterKeys):
     # genai-perf; the ML.ENERGY client's 'stream': True); false returns whole replies (MLPerf Offline,
     # trtllm-bench throughput). A streamed token costs the engine host time (calibration.STREAM_TOKEN_HOST_S).
     streaming: bool = True
+    # Requests come through the engine's OpenAI-compatible API server, each paying its request_host_us
+    # (sim/data/engines.toml) before its first token: every HTTP client, the podcast's included; false for
+    # in-process harnesses that hand token ids to the engine (trtllm-bench, MLPerf LoadGen).
+    api_server: bool = True
     # Board power cap per GPU (nvidia-smi -pl), W; 0 runs at TDP.
     power_cap_w: float = Field(0.0, ge=0, le=5000)
 

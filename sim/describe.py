@@ -81,7 +81,9 @@ def describe(built: BuiltDeployment) -> str:
                  + (f"; CUDA graphs for decode batches up to {cost.engine.decode_graph_max_batch:,}"
                     if cost.engine.decode_graph_max_batch
                     else "; no CUDA graphs (every kernel launched by the CPU)")
-                 + ("; FP8 attention in decode" if cost.fp8_decode_attention else ""))
+                 + ("; FP8 attention in decode" if cost.fp8_decode_attention else "")
+                 + (f"; API server {cost.engine.request_host_s * 1e3:g} ms per request" if spec.api_server
+                    else "; no API server (token ids handed in process)"))
     lines.append(f"  scheduler: up to {spec.max_seqs:,} sequences and {spec.max_batched_tokens:,} tokens a step, prompts "
                  f"{'chunked' if spec.chunked_prefill else 'whole'}; "
                  + (f"tokens streamed ({rep.cost.stream_token_s * 1e6:g} us of host time each)" if spec.streaming

@@ -49,6 +49,9 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     limits = EngineLimits(spec.max_batched_tokens, spec.max_seqs, spec.max_context, spec.prefix_caching,
                           spec.chunked_prefill, spec.kv_allocation)
     deadline_ns = _ns(workload.reply_deadline_s)
+    # The API server's time per request (tokenise on the way in, the first token's way out), before the
+    # scheduler sees it; it adds to the time to first token and to the end of the reply alike.
+    api_ns = _ns(built.replicas[0].cost.engine.request_host_s) if spec.api_server else 0
     engines = [
         ReplicaEngine(env, r, rep.cost, [KVPool(rep.kv_capacity_blocks, spec.block_tokens, rep.footprint)
                                          for _ in range(spec.dp)], limits, bulk, len(rep.placement.gpus), steps)
@@ -63,11 +66,14 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             e.settle_idle(env.now)
 
     def ask(engine, record: TurnRecord, prompt, reply_tokens: int):
-        """Submit a request and wait for it (up to the deadline); yields its sequence's end."""
+        """Pass a request through the API server to the engine and wait for it (up to the deadline, counted
+        from its arrival); yields its sequence's end."""
         turns.append(record)
+        if api_ns:
+            yield env.timeout(api_ns)
         seq = engine.submit(record, prompt.tokens, reply_tokens, prompt.reusable_tokens)
         if deadline_ns and not seq.done.triggered:
-            yield seq.done | env.timeout(deadline_ns)
+            yield seq.done | env.timeout(max(deadline_ns - api_ns, 0))
             if not seq.done.triggered:
                 engine.abort(seq, f"no reply within the {workload.reply_deadline_s:g} s deadline; dropped")
         yield seq.done

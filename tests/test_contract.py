@@ -76,7 +76,8 @@ def test_nulls_say_what_did_not_happen(run_dir):
     assert turns.reason.isna().eq(ok).all() and turns.end_s.notna().all()
     refused = turns[turns.status == "context_overflow"]
     assert refused.first_token_s.isna().all() and refused.first_step.isna().all()
-    assert (refused.end_s == refused.arrival_s).all()
+    # refused once the API server has tokenised the prompt (vLLM's server: 6.6 ms, sim/data/engines.toml)
+    assert list(refused.end_s - refused.arrival_s) == pytest.approx([6.6e-3] * len(refused), abs=1e-9)
     # A plain mean is the mean over the replies that came back: failed turns are not 0 s replies.
     zeta = turns[turns.deployment == "zeta"]
     assert zeta.e2e_s.mean() == pytest.approx(zeta[zeta.status == "ok"].e2e_s.mean())
