@@ -32,6 +32,8 @@ NCCL's per-byte rate: no profile of those kernels is in our sources.
   peer each; Thakur, Rabenseifner & Gropp 2005): every link carries the bytes of the pairs crossing it:
       time = max_link(pairs crossing / bandwidth) * size/n + (n-1) * max pair latency.
   Its bottleneck is the bisection the group actually has: NVLink inside a node, NICs across nodes.
+- One-sided all-to-all (DeepEP's low-latency kernels): the pairwise all-to-all's link load, but every
+  message posted at once, so one pair latency instead of n - 1.
 - Point-to-point: size / bottleneck bandwidth + path latency.
 - Custom all-reduce inside one scale-up domain (the engines' own NVLink kernels, used instead of NCCL for
   small messages; sgl-project/sglang PR #2904, vLLM PR #24111): one-shot, every rank reads all n - 1
@@ -114,11 +116,13 @@ def _ring(cluster: Cluster, group: list[str], steps: int, name: str) -> Algorith
     return Algorithm(name, steps * worst / n, steps * latency, bottleneck)
 
 
-def _pairwise(cluster: Cluster, group: list[str], phases: int, name: str) -> Algorithm:
+def _pairwise(cluster: Cluster, group: list[str], phases: int, name: str, rounds: int | None = None) -> Algorithm:
+    """Every pair exchanges size/n, `phases` times; each phase takes `rounds` latencies (n - 1: one peer
+    a round)."""
     n = len(group)
     routes = [(cluster.path(a, b), 1.0) for a in group for b in group if a != b]
     worst, latency, bottleneck = _load(cluster, routes)
-    return Algorithm(name, phases * worst / n, phases * (n - 1) * latency, bottleneck)
+    return Algorithm(name, phases * worst / n, phases * (n - 1 if rounds is None else rounds) * latency, bottleneck)
 
 
 def all_reduce(cluster: Cluster, group: list[str]) -> CollectivePrice:
@@ -153,6 +157,15 @@ def all_to_all(cluster: Cluster, group: list[str]) -> CollectivePrice:
     if len(group) == 1:
         return FREE
     return CollectivePrice((_pairwise(cluster, group, 1, "pairwise"),))
+
+
+def one_sided_all_to_all(cluster: Cluster, group: list[str]) -> CollectivePrice:
+    """DeepEP's low-latency dispatch and combine: each GPU posts all its messages at once by GPU-initiated
+    RDMA (to peers in its own node over NVLink since DeepEP PR #173), so the pairs' latencies overlap
+    instead of adding up round by round: the links' load as in the pairwise all-to-all, one pair latency."""
+    if len(group) == 1:
+        return FREE
+    return CollectivePrice((_pairwise(cluster, group, 1, "one-sided", rounds=1),))
 
 
 def point_to_point(cluster: Cluster, src: str, dst: str) -> CollectivePrice:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from hardware.cluster import Cluster
 from hardware.collectives import (FREE, CollectivePrice, all_reduce, all_to_all, custom_all_reduce,
-                                  point_to_point)
+                                  one_sided_all_to_all, point_to_point)
 
 GIB = 2**30
 # Memory a serving engine holds outside weights, activations and KV, per GPU, from vLLM's profiler on
@@ -81,6 +81,7 @@ class ReplicaComm:
     ep_all_to_all: tuple[CollectivePrice, ...]
     pp_send: tuple[CollectivePrice, ...]
     dcp_all_to_all: tuple[CollectivePrice, ...] = ()
+    ep_one_sided: tuple[CollectivePrice, ...] = ()    # DeepEP's low-latency kernels over the stage (if used)
 
 
 def place_replicas(cluster: Cluster, replicas: int, layout: Layout, gpus: list[str] | None = None) -> list[Replica]:
@@ -123,9 +124,9 @@ def tp_all_reduce(cluster: Cluster, group: list[str], custom_floor=None) -> Coll
     return CollectivePrice(nccl.algorithms + custom_all_reduce(cluster, group, custom_floor(len(group))).algorithms)
 
 
-def price_replica(cluster: Cluster, replica: Replica, custom_floor=None) -> ReplicaComm:
+def price_replica(cluster: Cluster, replica: Replica, custom_floor=None, one_sided_ep: bool = False) -> ReplicaComm:
     """Collective prices of `replica`; `custom_floor` (group size -> seconds) names the engine's own NVLink
-    all-reduce, if it has one."""
+    all-reduce, if it has one; `one_sided_ep` prices DeepEP's low-latency all-to-all too."""
     stages = replica.stages
     return ReplicaComm(
         tp_allreduce=tuple(_slowest([tp_all_reduce(cluster, g, custom_floor) for g in replica.tp_groups(s)])
@@ -134,6 +135,8 @@ def price_replica(cluster: Cluster, replica: Replica, custom_floor=None) -> Repl
         pp_send=tuple(point_to_point(cluster, a[-1], b[0]) for a, b in zip(stages[:-1], stages[1:])),
         dcp_all_to_all=tuple(_slowest([all_to_all(cluster, g) for g in replica.dcp_groups(s)])
                              if replica.layout.dcp > 1 else FREE for s in range(len(stages))),
+        ep_one_sided=tuple(one_sided_all_to_all(cluster, list(s)) if one_sided_ep and replica.layout.dp > 1 else FREE
+                           for s in stages),
     )
 
 

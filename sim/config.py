@@ -222,6 +222,12 @@ class DeploymentSpec(_ClusterKeys):
     # dcp; attention gathers the queries and merges partial outputs by log-sum-exp (docs.sglang.io
     # advanced_features/dcp; vLLM --decode-context-parallel-size, RFC vllm-project/vllm#25749).
     dcp: int = Field(1, ge=1, le=1024)
+    # Kernels that send tokens to their experts across data-parallel attention groups (dp > 1): "normal",
+    # DeepEP's normal kernels (a token once to each GPU holding one of its experts, NVLink-forwarded);
+    # "low_latency", DeepEP's low-latency kernels (one message per routed expert, all posted at once by
+    # GPU-initiated RDMA); "auto", low-latency for decode-only steps and normal for steps with a prompt
+    # (SGLang --deepep-mode, default auto with --moe-a2a-backend deepep).
+    ep_dispatch: Literal["normal", "low_latency", "auto"] = "normal"
     # Replicas of tp x dp x pp GPUs; 0 fills every GPU of the nodes. GPUs left over are not simulated.
     replicas: int = Field(0, ge=0, le=65536)
     # Explicit placement: every replica's GPUs in rank order (stage by stage, tp group by tp group),
@@ -333,6 +339,11 @@ class DeploymentSpec(_ClusterKeys):
             raise ValueError(f"{moe.n_experts} experts of {self.model} + {self.redundant_experts} redundant do not "
                              f"split over ep {self.ep}; valid: redundant_experts that make the sum a multiple of "
                              f"{self.ep}")
+        if self.ep_dispatch != "normal" and (self.dp == 1 or self.ep != self.tp * self.dp):
+            raise ValueError(f"ep_dispatch '{self.ep_dispatch}' sends tokens to whole experts across data-parallel "
+                             f"attention groups (DeepEP's low-latency kernels need num_experts divisible by the "
+                             f"ranks); valid: dp > 1 and ep = tp x dp (here tp {self.tp}, dp {self.dp}, ep {self.ep}), "
+                             f"or ep_dispatch = 'normal'")
         if self.dcp > 1:
             arch = self.architecture
             copies = self.tp if arch.mla else self.tp // arch.n_kv_heads if arch.n_kv_heads else 0

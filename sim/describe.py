@@ -100,6 +100,10 @@ def describe(built: BuiltDeployment) -> str:
         for s, price in enumerate(comm.ep_all_to_all):
             lines.append(_price(f"stage {s} ep all-to-all (dispatch, per GPU)", price,
                                 [(label, size * k / layout.tp) for label, size in sizes]))
+        if spec.ep_dispatch != "normal":
+            for s, price in enumerate(comm.ep_one_sided):
+                lines.append(_price(f"stage {s} ep low-latency dispatch ({spec.ep_dispatch}, per GPU)", price,
+                                    [(label, size * k / layout.tp) for label, size in sizes[:1]]))
     for s, price in enumerate(comm.pp_send):
         lines.append(_price(f"stage {s} -> {s + 1} pp send", price, sizes))
     lines += where_the_time_goes(built)

@@ -245,3 +245,73 @@ def test_dcp_must_stripe_copies_the_tp_group_holds():
     with pytest.raises(ValueError, match="dcp 2 must divide tp 8"):
         DeploymentSpec.model_validate(dict(base, model="llama31_70b", dcp=2))
     assert DeploymentSpec.model_validate(dict(base, model="deepseek_v3", dcp=8)).dcp == 8
+
+
+# DeepEP README, low-latency kernels on H800 with one CX7 400 Gb/s NIC each: 128 tokens per GPU, hidden 7,168,
+# top-8, FP8 dispatch and BF16 combine; (dispatch us, combine us) by EP size.
+DEEPEP_LOW_LATENCY_US = {32: (155, 273), 64: (173, 314), 128: (192, 369), 256: (194, 360)}
+
+
+def test_deepep_low_latency_kernels_against_their_published_table():
+    """One message per (token, routed expert): 128 x 8 x 7,168 x (1 + 4/128) = 7,569,408 B dispatched per GPU
+    and 128 x 8 x 7,168 x 2 = 14,680,064 B combined, (n - 8) / n of it leaving the node through its 50 GB/s
+    NIC. simrun prices the NIC at line rate; DeepEP's kernels reach 39-48 GB/s of it, so simrun comes out
+    17-25% fast at EP 32-256, within 30%; the time stops growing with n, as measured (192 -> 194 us), because
+    every message is posted at once: one pair latency, not n - 1."""
+    from hardware.collectives import one_sided_all_to_all
+    dispatch_b, combine_b = 128 * 8 * 7168 * (1 + 4 / 128), 128 * 8 * 7168 * 2
+    assert (dispatch_b, combine_b) == (7_569_408, 14_680_064)
+    for n, (dispatch_us, combine_us) in DEEPEP_LOW_LATENCY_US.items():
+        cluster = Cluster(hw.accelerators()["h800"], hw.node_types()["hgx_8gpu"], n // 8, hw.fabrics()["ib_ndr"])
+        price = one_sided_all_to_all(cluster, cluster.gpus)
+        (algorithm,) = price.algorithms
+        # By hand: the busiest NIC carries (n - 8) / n of the bytes at 50 GB/s, plus one path's latency.
+        assert float(price.time_s(dispatch_b)) == pytest.approx(dispatch_b * (n - 8) / n / 50e9
+                                                                + algorithm.latency_s, rel=1e-6)
+        assert algorithm.latency_s < 3e-6
+        assert float(price.time_s(dispatch_b)) * 1e6 == pytest.approx(dispatch_us, rel=0.30)
+        assert float(price.time_s(combine_b)) * 1e6 == pytest.approx(combine_us, rel=0.30)
+
+
+def test_low_latency_dispatch_sends_every_routed_copy_on_decode_steps_only():
+    """DeepSeek-V3 over 2 nodes of 8 H200, attention data parallel over 16 GPUs (tp 1, dp 16, ep 16), 16
+    decodes (one per group). 'auto' decodes with DeepEP's low-latency kernels: each token's 8 routed copies
+    (1 x 7,168 x 8 elements, FP8 out, BF16 back) one-sided over the 16 GPUs, instead of the normal kernels'
+    one copy per GPU holding any of its experts (fewer than 16 x (1 - (15/16)^8) = 6.45 GPUs with DeepSeek's
+    group-limited routing, dispatch_destinations) through a pairwise all-to-all of 15 rounds. A step with a
+    prompt keeps the normal kernels."""
+    from hardware.collectives import all_to_all, one_sided_all_to_all
+    from sim.cost.step import dispatch_destinations
+    cluster = Cluster(hw.accelerators()["h200"], hw.node_types()["hgx_8gpu"], 2, hw.fabrics()["ib_ndr"])
+    layout = Layout(1, 1, 16, 16)
+    (replica,) = place_replicas(cluster, 1, layout)
+    engine = engines()["sglang"]
+
+    def model(mode):
+        comm = price_replica(cluster, replica, engine.allreduce_floor, one_sided_ep=mode != "normal")
+        return ReplicaCostModel(catalog()["deepseek_v3"], cluster.accelerator, comm, layout, "fp8", 2.0,
+                                engine=engine, ep_dispatch=mode)
+
+    normal, auto = model("normal"), model("auto")
+    ranks = list(range(16))
+    decode = dict(decode_ctx=[2000] * 16, decode_rank=ranks)
+    a, b = normal.step([], [], [], **decode), auto.step([], [], [], **decode)
+    pairwise, one_sided = all_to_all(cluster, cluster.gpus), one_sided_all_to_all(cluster, cluster.gpus)
+    moe = catalog()["deepseek_v3"].moe
+    deduplicated = dispatch_destinations(16, moe)
+    assert deduplicated < 16 * (1 - (15 / 16) ** 8)
+    normal_s = MOE * (pairwise.time_s(D * deduplicated * (1 + 4 / 128)) + pairwise.time_s(D * deduplicated * 2))
+    one_sided_s = MOE * (one_sided.time_s(D * 8 * (1 + 4 / 128)) + one_sided.time_s(D * 8 * 2))
+    assert float(b.parts_s["collectives"][0] - a.parts_s["collectives"][0]) == pytest.approx(
+        float(one_sided_s - normal_s), rel=1e-9)
+    assert one_sided_s < normal_s        # at one token per GPU the rounds' latencies, not the bytes, decide
+    prompt = dict(chunk_tokens=[4096], chunk_prior=[0], chunk_sampled=[True], decode_ctx=[], chunk_rank=[0])
+    assert float(normal.step(**prompt).duration_s[0]) == float(auto.step(**prompt).duration_s[0])
+
+
+def test_low_latency_dispatch_needs_whole_experts_across_attention_groups():
+    from sim.config import DeploymentSpec
+    base = dict(model="deepseek_v3", gpu="h200", nodes=2, weights="fp8", ep_dispatch="auto")
+    with pytest.raises(ValueError, match="ep_dispatch 'auto' sends tokens to whole experts"):
+        DeploymentSpec.model_validate(dict(base, tp=8, ep=8))
+    assert DeploymentSpec.model_validate(dict(base, tp=1, dp=16, ep=16)).ep_dispatch == "auto"

@@ -33,7 +33,9 @@ group g, with T_g its tokens and T all the stage's tokens:
                   of NCCL's algorithms and the engine's one-shot / two-shot NVLink kernels (their floors
                   measured); with dp > 1, per MoE layer one all-reduce (after attention) instead of two,
                   and an all-to-all dispatch (FP8) and combine (BF16) of each token to the distinct ep
-                  groups of its top-k experts (dispatch_destinations); with dcp > 1, per attention layer
+                  groups of its top-k experts (dispatch_destinations), or with DeepEP's low-latency
+                  kernels (ep_dispatch) to each of its top-k experts off its own GPU, every message posted
+                  at once (one pair latency, not n - 1); with dcp > 1, per attention layer
                   an all-to-all in each dcp group of the gathered queries and partial outputs
 
 With attention tensor-parallel (dp = 1) every rank holds every token, so expert parallelism combines the
@@ -192,12 +194,13 @@ class ReplicaCostModel:
                  weight_precision: str, kv_dtype_bytes: float,
                  power_cap_w: float = 0.0, streaming: bool = False, engine: EngineProfile | None = None,
                  mtp_draft_tokens: int = 0, mtp_accept_length: float = 1.0, redundant_experts: int = 0,
-                 expert_imbalance: float = 1.0):
+                 expert_imbalance: float = 1.0, ep_dispatch: str = "normal"):
         self.arch, self.accel, self.comm = arch, accel, comm
         self.layout = layout
         self.tp, self.pp, self.ep, self.dp, self.dcp = layout.tp, layout.pp, layout.ep, layout.dp, layout.dcp
         self.engine = engine or engines()["vllm"]
         self.mtp_draft_tokens, self.mtp_accept_length = mtp_draft_tokens, mtp_accept_length
+        self.ep_dispatch = ep_dispatch
         # Expert slots of a stage: the routed experts plus redundant copies of hot ones (EPLB), spread over
         # ep groups of etp GPUs each; each GPU holds 1 / etp of its group's experts.
         self.expert_slots = (arch.moe.n_experts + redundant_experts) if arch.moe else 0
@@ -427,7 +430,16 @@ class ReplicaCostModel:
         # All-to-all per GPU: a token goes once to each distinct ep group holding one of its top-k experts
         # (the normal kernels deduplicate, DeepEP csrc/kernels/internode.cu), dispatched in FP8 with a scale
         # per 128 elements and combined back in BF16.
-        destinations = dispatch_destinations(self.ep, a.moe) if a.moe else 0.0
+        # DeepEP's low-latency kernels (decode) send one message per routed expert instead (no deduplication,
+        # csrc/kernels/internode_ll.cu), all at once (one-sided); as in every all-to-all here, the share
+        # addressed to the sender's own GPU crosses no link.
+        one_sided = self.ep_dispatch == "low_latency" or (self.ep_dispatch == "auto" and len(c) == 0)
+        if not a.moe:
+            destinations = 0.0
+        elif one_sided:
+            destinations = float(a.moe.top_k)
+        else:
+            destinations = dispatch_destinations(self.ep, a.moe)
         sent_elements = busiest_tokens * a.d_model * destinations / tp
         dispatch_bytes = sent_elements * calibration.DISPATCH_BYTES
         combine_bytes = sent_elements * calibration.ACTIVATION_BYTES
@@ -488,7 +500,7 @@ class ReplicaCostModel:
             # dispatch tokens to their experts and combine them back by all-to-all.
             n_allreduce = 2 * stage.n_dense + (1 if dp > 1 else 2) * stage.n_moe
             n_all_to_all = stage.n_moe if dp > 1 else 0   # each a dispatch and a combine
-            a2a = self.comm.ep_all_to_all[s]
+            a2a = (self.comm.ep_one_sided if one_sided else self.comm.ep_all_to_all)[s]
             comm_s = (n_allreduce * self.comm.tp_allreduce[s].time_s(act_bytes)
                       + n_all_to_all * (a2a.time_s(dispatch_bytes) + a2a.time_s(combine_bytes)))
             if self.dcp > 1:   # one exchange per attention layer, of the layers' mean bytes
