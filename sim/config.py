@@ -228,6 +228,10 @@ class DeploymentSpec(_ClusterKeys):
     # GPU-initiated RDMA); "auto", low-latency for decode-only steps and normal for steps with a prompt
     # (SGLang --deepep-mode, default auto with --moe-a2a-backend deepep).
     ep_dispatch: Literal["normal", "low_latency", "auto"] = "normal"
+    # Two micro-batches in flight (dp > 1): one's expert all-to-alls run under the other's kernels, each
+    # reading the weights and launching the kernels itself (SGLang --enable-two-batch-overlap; DeepSeek's own
+    # serving system, arXiv 2412.19437 s3.4).
+    two_batch_overlap: bool = False
     # Replicas of tp x dp x pp GPUs; 0 fills every GPU of the nodes. GPUs left over are not simulated.
     replicas: int = Field(0, ge=0, le=65536)
     # Explicit placement: every replica's GPUs in rank order (stage by stage, tp group by tp group),
@@ -344,6 +348,9 @@ class DeploymentSpec(_ClusterKeys):
                              f"attention groups (DeepEP's low-latency kernels need num_experts divisible by the "
                              f"ranks); valid: dp > 1 and ep = tp x dp (here tp {self.tp}, dp {self.dp}, ep {self.ep}), "
                              f"or ep_dispatch = 'normal'")
+        if self.two_batch_overlap and self.dp == 1:
+            raise ValueError("two_batch_overlap hides the expert all-to-alls of data-parallel attention; valid: "
+                             "dp > 1 (with ep = tp x dp), or two_batch_overlap = false")
         if self.dcp > 1:
             arch = self.architecture
             copies = self.tp if arch.mla else self.tp // arch.n_kv_heads if arch.n_kv_heads else 0

@@ -208,6 +208,18 @@ def test_each_attention_group_schedules_its_own_batch():
     assert max(steps["prefill_tokens"] + steps["decode_seqs"]) > 512   # the groups' budgets add up
 
 
+def test_two_batch_overlap_and_low_latency_dispatch_keep_the_books():
+    """The same offline load on Kimi K2 over dp 16 with two micro-batches in flight and DeepEP's low-latency
+    decode dispatch: every turn ends ok, joules add up to the cluster's, bulk and per-step agree."""
+    dp16 = {"model": "kimi_k2", "gpu": "h200", "nodes": 2, "tp": 1, "dp": 16, "ep": 16, "weights": "fp8",
+            "two_batch_overlap": True, "ep_dispatch": "auto"}
+    exp = experiment({"d": dp16}, kind="offline", requests=40, input_tokens=700, output_tokens=30)
+    bulk = run_all(exp)
+    check_invariants(bulk)
+    assert all(t.status == "ok" for t in bulk[0].turns)
+    assert_same_run(bulk, run_all(exp, bulk=False))
+
+
 @pytest.mark.parametrize("chunked", [True, False])
 def test_unchunked_prefill_runs_whole_prompts(chunked):
     """Three 5,000-token prompts at t = 0 with a budget of 8,192 tokens per step. Chunked (vLLM), step 1

@@ -5,6 +5,7 @@ all-reduce floor, narrow expert GEMMs, block-scaled FP8 GEMMs, the softened roof
 scheduler); then the layout facts the published rows show."""
 import math
 
+import numpy as np
 import pytest
 
 from hardware import catalog as hw
@@ -309,9 +310,70 @@ def test_low_latency_dispatch_sends_every_routed_copy_on_decode_steps_only():
     assert float(normal.step(**prompt).duration_s[0]) == float(auto.step(**prompt).duration_s[0])
 
 
-def test_low_latency_dispatch_needs_whole_experts_across_attention_groups():
+def test_low_latency_dispatch_and_two_batch_overlap_need_data_parallel_attention():
     from sim.config import DeploymentSpec
     base = dict(model="deepseek_v3", gpu="h200", nodes=2, weights="fp8", ep_dispatch="auto")
     with pytest.raises(ValueError, match="ep_dispatch 'auto' sends tokens to whole experts"):
         DeploymentSpec.model_validate(dict(base, tp=8, ep=8))
     assert DeploymentSpec.model_validate(dict(base, tp=1, dp=16, ep=16)).ep_dispatch == "auto"
+    with pytest.raises(ValueError, match="two_batch_overlap hides the expert all-to-alls"):
+        DeploymentSpec.model_validate(dict(base, tp=8, ep=8, ep_dispatch="normal", two_batch_overlap=True))
+
+
+def dp16_over_two_nodes(**options):
+    """DeepSeek-V3 over 2 nodes of 8 H200, attention data parallel over 16 GPUs (tp 1, dp 16, ep 16)."""
+    cluster = Cluster(hw.accelerators()["h200"], hw.node_types()["hgx_8gpu"], 2, hw.fabrics()["ib_ndr"])
+    layout = Layout(1, 1, 16, 16)
+    (replica,) = place_replicas(cluster, 1, layout)
+    engine = engines()["sglang"]
+    comm = price_replica(cluster, replica, engine.allreduce_floor,
+                         one_sided_ep=options.get("ep_dispatch", "normal") != "normal")
+    return ReplicaCostModel(catalog()["deepseek_v3"], cluster.accelerator, comm, layout, "fp8", 2.0, engine=engine,
+                            **options)
+
+
+def test_two_batch_overlap_hides_one_micro_batchs_collectives_under_the_others_kernels():
+    """Each group's decodes split in turn between two micro-batches, each priced alone; with both in flight
+    the step lasts max(kernels of both, collectives of both). 4 decodes per group: the halves' kernels
+    re-read the weights, so the overlap loses at this batch; 16 prompts of 4,096 tokens (one per group, each
+    cut at its middle token): the all-to-alls of 32k tokens are worth hiding, and it wins."""
+    from sim.cost.step import Batch
+    plain, tbo = dp16_over_two_nodes(), dp16_over_two_nodes(two_batch_overlap=True)
+    ranks = [g for g in range(16) for _ in range(4)]
+    decode = Batch([], [], [], [3000 + 7 * i for i in range(64)], None, ranks)
+    (first, i0), (second, i1) = decode.halves()
+    assert sorted(np.concatenate([i0, i1])) == list(range(64)) and len(i0) == len(i1) == 32
+    a, b = (plain.step(h.chunk_tokens, h.chunk_prior, h.chunk_sampled, h.decode_ctx, 1, h.chunk_rank,
+                       h.decode_rank) for h in (first, second))
+    kernels_s = sum(float(x.duration_s[0] - x.parts_s["collectives"][0]) for x in (a, b))  # GPU-bound steps
+    collectives_s = sum(float(x.parts_s["collectives"][0]) for x in (a, b))
+    both = tbo.step([], [], [], decode.decode_ctx, 1, None, ranks)
+    assert float(both.duration_s[0]) == pytest.approx(max(kernels_s, collectives_s), rel=1e-9)
+    assert float(both.hbm_bytes[0]) == pytest.approx(float(a.hbm_bytes[0] + b.hbm_bytes[0]), rel=1e-12)
+    assert float(both.shares.sum()) == pytest.approx(1.0) and both.shares.shape == (1, 64)
+    whole = plain.step([], [], [], decode.decode_ctx, 1, None, ranks)
+    assert float(both.duration_s[0]) > float(whole.duration_s[0])
+    prompts = dict(chunk_tokens=[4096] * 16, chunk_prior=[0] * 16, chunk_sampled=[True] * 16, decode_ctx=[],
+                   chunk_rank=list(range(16)))
+    assert float(tbo.step(**prompts).duration_s[0]) < 0.85 * float(plain.step(**prompts).duration_s[0])
+
+
+def test_two_batch_overlap_splits_a_prompt_at_its_middle_token():
+    from sim.cost.step import Batch
+    (first, i0), (second, i1) = Batch([7, 1], [100, 50], [True, False], [900], None, None).halves()
+    assert (first.chunk_tokens, first.chunk_prior, first.chunk_sampled, first.decode_ctx) == ([3], [100], [False],
+                                                                                              [900])
+    assert (second.chunk_tokens, second.chunk_prior, second.chunk_sampled, second.decode_ctx) == ([4, 1], [103, 50],
+                                                                                                  [True, False], [])
+    assert list(i0) == [0, 2] and list(i1) == [0, 1]
+    assert Batch([], [], [], [900], None, None).halves() is None    # one decode: nothing to overlap
+
+
+def test_each_attention_group_schedules_and_captures_its_own_batch():
+    """dp 16, 40 decodes in each group: 640 in all, past SGLang's 512-sequence CUDA graphs, but each rank
+    replays its own graph of 40 and its own scheduler handles 40 sequences: host 4 ms + 40 x 1.1 us, no CPU
+    launches (1,142 kernels x 7 us = 8.0 ms had the whole batch counted)."""
+    model = dp16_over_two_nodes()
+    step = model.step([], [], [], [2000] * 640, 1, None, [g for g in range(16) for _ in range(40)])
+    assert float(step.parts_s["host"][0]) == pytest.approx(calibration.HOST_STEP_S + 40 * 1.1e-6, rel=1e-12)
+    assert float(step.parts_s["launches"][0]) == pytest.approx(KERNELS * calibration.KERNEL_FLOOR_S, rel=1e-9)

@@ -46,8 +46,10 @@ graph (hardware.collectives).
 GPU time = sum over stages of (kernel time + collectives) + PP sends between stages (a batch crosses the
 stages in turn: this prices latency, not pipelined throughput); outside a CUDA graph (any step with a
 prefill chunk, decode batches past the engine's capture size) at least kernels x EAGER_LAUNCH_S, the
-CPU's launches. Host time = HOST_STEP_S + the engine's per-sequence time + STREAM_TOKEN_HOST_S per token
-streamed. Step time = GPU time + host time, or with an overlap scheduler max(GPU time, host time +
+CPU's launches. With two-batch overlap (dp > 1) the batch runs as two micro-batches, each priced alone,
+and GPU time = max(kernel time of both, collectives of both). Host time = HOST_STEP_S + the engine's
+per-sequence time + STREAM_TOKEN_HOST_S per token streamed, of the busiest attention group (each
+data-parallel rank schedules, and captures its CUDA graphs, for its own batch). Step time = GPU time + host time, or with an overlap scheduler max(GPU time, host time +
 launches). With multi-token prediction a decode sequence verifies 1 + k tokens after k draft passes of one
 layer and the LM head, and each row is one emitted token: the step over its mean accepted length.
 GPU power = P_idle + (P_max - P_idle) x activity (P_max = TDP, or a lower power cap, which also slows
@@ -60,6 +62,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,6 +168,96 @@ def _by_group(per_sequence, in_group):
     return (np.asarray(per_sequence)[..., None] * in_group).sum(axis=-2)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One step's sequences: prefill chunks (tokens, cached tokens before them, whether each ends its
+    prompt) and decodes (positions attended), with each one's attention group (None: all in group 0)."""
+
+    chunk_tokens: Sequence
+    chunk_prior: Sequence
+    chunk_sampled: Sequence
+    decode_ctx: Sequence
+    chunk_rank: Sequence | None = None
+    decode_rank: Sequence | None = None
+
+    @property
+    def n_seqs(self) -> int:
+        return len(self.chunk_tokens) + len(self.decode_ctx)
+
+    def ranks(self) -> np.ndarray:
+        """Each sequence's attention group, the chunks' then the decodes'."""
+        return np.concatenate([np.zeros(len(self.chunk_tokens), int) if self.chunk_rank is None
+                               else np.asarray(self.chunk_rank, int),
+                               np.zeros(len(self.decode_ctx), int) if self.decode_rank is None
+                               else np.asarray(self.decode_rank, int)])
+
+    def halves(self) -> list[tuple[Batch, np.ndarray]] | None:
+        """Two micro-batches of about half of each attention group's tokens (two-batch overlap, SGLang
+        two_batch_overlap.py: decodes split by sequence, a prompt by tokens), each with the batch's index of
+        its sequences: every other decode of a group to each half; each prefill chunk cut at its middle
+        token, the second part attending the first (its prior that much longer) and ending the prompt.
+        None when a half would be empty."""
+        n_chunks = len(self.chunk_tokens)
+        ranks = self.ranks()
+        chunk_rank, decode_rank = ranks[:n_chunks], ranks[n_chunks:]
+        turn = np.zeros(len(decode_rank), int)      # each decode's place among its group's decodes
+        for group in np.unique(decode_rank):
+            mine = decode_rank == group
+            turn[mine] = np.arange(mine.sum())
+        halves = []
+        for h in (0, 1):
+            first = [int(t) // 2 for t in self.chunk_tokens]
+            tokens = first if h == 0 else [int(t) - f for t, f in zip(self.chunk_tokens, first)]
+            chunks = [j for j in range(n_chunks) if tokens[j] > 0]
+            decodes = np.flatnonzero(turn % 2 == h)
+            if not chunks and not len(decodes):
+                return None
+            halves.append((Batch([tokens[j] for j in chunks],
+                                 [self.chunk_prior[j] + (first[j] if h else 0) for j in chunks],
+                                 [bool(self.chunk_sampled[j]) and h == 1 for j in chunks],
+                                 [self.decode_ctx[i] for i in decodes], chunk_rank[chunks], decode_rank[decodes]),
+                           np.concatenate([np.asarray(chunks, int), n_chunks + decodes])))
+        return halves
+
+
+@dataclass(frozen=True)
+class GpuWork:
+    """The GPUs' side of a run of steps (arrays over steps): time, its parts, what moved, and per
+    sequence (steps, sequences) the FLOPs and HBM bytes it caused."""
+
+    gpu_s: np.ndarray
+    parts_s: dict
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    network_s: np.ndarray
+    flops: np.ndarray
+    hbm_bytes: np.ndarray
+    comm_bytes: np.ndarray
+    per_stage: list              # per stage (busy kernel time per GPU, collectives)
+    kernels: int
+    flop_i: np.ndarray
+    byte_i: np.ndarray
+
+    @staticmethod
+    def overlapped(a: GpuWork, b: GpuWork, index: list, n_seqs: int) -> GpuWork:
+        """Two micro-batches in flight (two-batch overlap): while one runs its kernels the other's
+        collectives run, so the GPU's kernels and the network each serve both in turn and the step lasts
+        max(kernels of both, collectives of both) (the fill and drain of one layer, a 1 / layers share, left
+        out). Each half launches every kernel and reads its own weights: at small batches that costs more
+        than the overlap saves (sgl-project/DeepGEMM PR #14: TBO gains only from batch 64-128 on Hopper)."""
+        kernels_s = (a.gpu_s - a.parts_s["collectives"]) + (b.gpu_s - b.parts_s["collectives"])
+        per_sequence = [np.zeros((len(a.gpu_s), n_seqs)) for _ in range(2)]
+        for work, i in ((a, index[0]), (b, index[1])):
+            for total, mine in zip(per_sequence, (work.flop_i, work.byte_i)):
+                np.add.at(total, (slice(None), i), mine)
+        return GpuWork(np.maximum(kernels_s, a.parts_s["collectives"] + b.parts_s["collectives"]),
+                       {name: a.parts_s[name] + b.parts_s[name] for name in a.parts_s},
+                       a.compute_s + b.compute_s, a.memory_s + b.memory_s, a.network_s + b.network_s,
+                       a.flops + b.flops, a.hbm_bytes + b.hbm_bytes, a.comm_bytes + b.comm_bytes,
+                       [(ka + kb, ca + cb) for (ka, ca), (kb, cb) in zip(a.per_stage, b.per_stage)],
+                       a.kernels + b.kernels, *per_sequence)
+
+
 @dataclass
 class StepCost:
     """Cost of a run of steps sharing one batch shape: every field an array over steps."""
@@ -194,13 +287,13 @@ class ReplicaCostModel:
                  weight_precision: str, kv_dtype_bytes: float,
                  power_cap_w: float = 0.0, streaming: bool = False, engine: EngineProfile | None = None,
                  mtp_draft_tokens: int = 0, mtp_accept_length: float = 1.0, redundant_experts: int = 0,
-                 expert_imbalance: float = 1.0, ep_dispatch: str = "normal"):
+                 expert_imbalance: float = 1.0, ep_dispatch: str = "normal", two_batch_overlap: bool = False):
         self.arch, self.accel, self.comm = arch, accel, comm
         self.layout = layout
         self.tp, self.pp, self.ep, self.dp, self.dcp = layout.tp, layout.pp, layout.ep, layout.dp, layout.dcp
         self.engine = engine or engines()["vllm"]
         self.mtp_draft_tokens, self.mtp_accept_length = mtp_draft_tokens, mtp_accept_length
-        self.ep_dispatch = ep_dispatch
+        self.ep_dispatch, self.two_batch_overlap = ep_dispatch, two_batch_overlap
         # Expert slots of a stage: the routed experts plus redundant copies of hot ones (EPLB), spread over
         # ep groups of etp GPUs each; each GPU holds 1 / etp of its group's experts.
         self.expert_slots = (arch.moe.n_experts + redundant_experts) if arch.moe else 0
@@ -381,7 +474,22 @@ class ReplicaCostModel:
         positions at the first step, one more at each later step (prefill only when n_steps == 1).
         With data-parallel attention each sequence belongs to one attention group (`*_rank`, 0..dp-1);
         the busiest group sets the pace of its stage."""
-        a, tp, dp, accel = self.arch, self.tp, self.dp, self.accel
+        batch = Batch(chunk_tokens, chunk_prior, chunk_sampled, decode_ctx, chunk_rank, decode_rank)
+        # Two-batch overlap hides one micro-batch's collectives (the experts' all-to-alls) under the other's
+        # kernels, where attention runs data parallel.
+        halves = batch.halves() if self.two_batch_overlap and self.dp > 1 else None
+        if halves:
+            work = GpuWork.overlapped(*(self._gpu_work(h, n_steps) for h, _ in halves), [i for _, i in halves],
+                                      batch.n_seqs)
+        else:
+            work = self._gpu_work(batch, n_steps)
+        return self._finish(batch, work)
+
+    def _gpu_work(self, batch: Batch, n_steps: int) -> GpuWork:
+        """The GPUs' side of `n_steps` steps of `batch` run alone: kernels, collectives, and what they move."""
+        a, tp, dp = self.arch, self.tp, self.dp
+        chunk_tokens, chunk_prior, chunk_sampled, decode_ctx = (batch.chunk_tokens, batch.chunk_prior,
+                                                                batch.chunk_sampled, batch.decode_ctx)
         c = np.asarray(chunk_tokens, dtype=float)
         p = np.asarray(chunk_prior, dtype=float)
         # With multi-token prediction a decode sequence verifies its k draft tokens with its next one: q = 1 + k
@@ -419,8 +527,7 @@ class ReplicaCostModel:
             dec_pos, self.fp8_decode_attention))
         cache_s = [sum(n * cache_k[k] for k, n in stage.kinds) for stage in self.stages]
         # The same per attention group: (groups,) or (steps, groups).
-        rank_i = np.concatenate([np.zeros(len(c), int) if chunk_rank is None else np.asarray(chunk_rank, int),
-                                 np.zeros(len(decode_ctx), int) if decode_rank is None else np.asarray(decode_rank, int)])
+        rank_i = batch.ranks()
         in_group = np.zeros((len(rank_i), dp))
         in_group[np.arange(len(rank_i)), rank_i] = 1.0
         tokens_g, sampled_g = _by_group(tokens_i, in_group), _by_group(sampled_i, in_group)
@@ -455,10 +562,6 @@ class ReplicaCostModel:
         eff_bw = self.hbm_bytes_per_s * self.hbm_efficiency
         expert_bw = self.hbm_bytes_per_s * self.expert_hbm_efficiency
         zeros = np.zeros(n_steps)
-        n_seqs = len(c) + len(decode_ctx)
-        host_s = self.host_step_s + self.engine.host_seq_s * n_seqs + self.stream_token_s * float(sampled_i.sum())
-        # Decode-only batches the engine captured replay a CUDA graph; the rest launch kernel by kernel.
-        graph = len(c) == 0 and len(decode_ctx) <= self.engine.decode_graph_max_batch
         gpu_s = zeros.copy()
         compute_s, memory_s, network_s = zeros.copy(), zeros.copy(), zeros.copy()
         parts = {name: zeros.copy() for name in PARTS}
@@ -541,11 +644,36 @@ class ReplicaCostModel:
             gpu_s = gpu_s + draft_s
             parts["compute"] += draft_s
             kernels += self.mtp_draft_tokens * (kernels - STEP_KERNELS) // a.n_layers
-        # Outside a CUDA graph the CPU launches every kernel, and the GPU cannot run ahead of it.
-        launch_s = 0.0 if graph else kernels * self.eager_launch_s
-        gpu_s = np.maximum(gpu_s, launch_s)
+        # What each sequence caused, for its share of the step: FLOPs and HBM bytes. Weights are shared by
+        # token count; attention and KV follow the sequence's own positions.
+        linear_flops_per_token = 2.0 * tp * sum(w + r * dp for w, r in zip(self._always_params,
+                                                                          self._routed_params_per_token))
+        flop_i = (linear_flops_per_token * tokens_i + 2.0 * a.vocab * a.d_model * sampled_i)[None, :] \
+            + sum(attn_s)
+        byte_i = (weight_bytes_all * tokens_i / tokens)[None, :] \
+            + sum(cache_s) * tp
+        return GpuWork(gpu_s, parts, compute_s, memory_s, network_s, flops, hbm, comm_bytes, per_stage, kernels,
+                       flop_i, byte_i)
+
+    def _finish(self, batch: Batch, work: GpuWork) -> StepCost:
+        """The steps around the GPUs' work: the CPU's launches and host work, energy, each sequence's share."""
+        accel, parts, per_stage = self.accel, dict(work.parts_s), work.per_stage
+        # Each attention group has its own scheduler (SGLang's and vLLM's data-parallel ranks): the busiest
+        # one's host work, and its decode batch, count.
+        sampled_i = np.concatenate([np.asarray(batch.chunk_sampled, dtype=float),
+                                    np.full(len(batch.decode_ctx), 1.0 + self.mtp_draft_tokens)])
+        ranks = batch.ranks()
+        host_s = self.host_step_s + float(np.max(
+            self.engine.host_seq_s * np.bincount(ranks, minlength=1)
+            + self.stream_token_s * np.bincount(ranks, weights=sampled_i, minlength=1)))
+        # Decode-only batches the engine captured replay a CUDA graph; the rest launch kernel by kernel. Outside
+        # a CUDA graph the CPU launches every kernel, and the GPU cannot run ahead of it.
+        decodes = np.bincount(ranks[len(batch.chunk_tokens):], minlength=1)
+        graph = len(batch.chunk_tokens) == 0 and decodes.max() <= self.engine.decode_graph_max_batch
+        launch_s = 0.0 if graph else work.kernels * self.eager_launch_s
+        gpu_s = np.maximum(work.gpu_s, launch_s)
         parts["launches"] = np.maximum(parts["launches"], launch_s)
-        parts["host"] += host_s
+        parts["host"] = parts["host"] + host_s
         # The engine's CPU work (and its launches) runs under the kernels with an overlap scheduler, else
         # between steps.
         duration = np.maximum(gpu_s, host_s + launch_s) if self.engine.overlap else gpu_s + host_s
@@ -553,20 +681,14 @@ class ReplicaCostModel:
         for kernel_s, _ in per_stage:
             activity = np.minimum(1.0, kernel_s / duration)
             stage_energy.append((accel.idle_w + (self.max_power_w - accel.idle_w) * activity) * duration)
-        energy = sum(e * tp * dp for e in stage_energy)
-        bound = np.argmax(np.stack([compute_s, memory_s, network_s]), axis=0)
-
+        energy = sum(e * self.tp * self.dp for e in stage_energy)
+        bound = np.argmax(np.stack([work.compute_s, work.memory_s, work.network_s]), axis=0)
         # Each sequence's share: the mean of its share of the FLOPs and of the HBM bytes it caused.
-        # Weights are shared by token count; attention and KV follow the sequence's own positions.
-        linear_flops_per_token = 2.0 * tp * sum(w + r * dp for w, r in zip(self._always_params,
-                                                                          self._routed_params_per_token))
-        flop_i = (linear_flops_per_token * tokens_i + 2.0 * a.vocab * a.d_model * sampled_i)[None, :] \
-            + sum(attn_s)
-        byte_i = (weight_bytes_all * tokens_i / tokens)[None, :] \
-            + sum(cache_s) * tp
-        w = flop_i / flop_i.sum(axis=1, keepdims=True) + byte_i / byte_i.sum(axis=1, keepdims=True)
+        w = (work.flop_i / work.flop_i.sum(axis=1, keepdims=True)
+             + work.byte_i / work.byte_i.sum(axis=1, keepdims=True))
         shares = w / w.sum(axis=1, keepdims=True)
-        if len(decode_ctx) and self.mtp_draft_tokens:
+        flops, hbm, comm_bytes = work.flops, work.hbm_bytes, work.comm_bytes
+        if len(batch.decode_ctx) and self.mtp_draft_tokens:
             # One row per emitted token: a verify step emits mtp_accept_length tokens per sequence on average.
             per_token = 1.0 / self.mtp_accept_length
             duration, flops, hbm, comm_bytes, energy = (x * per_token
