@@ -30,6 +30,7 @@ class Accelerator:
     fp4_tflops: float | None = None
     matmul_efficiency_fp8: float | None = None
     matmul_efficiency_fp4: float | None = None
+    nvls: bool = False    # NVLink SHARP: the NVSwitch reduces all-reduce traffic in the switch (NCCL's NVLS)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.scaleup_collective_share <= 1.0:

@@ -41,6 +41,8 @@ NCCL's per-byte rate: no profile of those kernels is in our sources.
   reduce-scatter then all-gather through peer memory, time = 2 * floor + 2(n-1)/n * size / link bandwidth.
   The floor (a tiny message's latency: barrier, kernel launch) is the engine's, measured; vLLM PR #24111's
   TP6 H100 row checks the two forms (one-stage / two-stage 13 / 15 us at 0.5 MB, 70 / 37 us at 4 MB).
+- NVLS all-reduce inside one NVSwitch domain whose switch reduces (NVLink SHARP multimem; vLLM's kernel
+  for mid-size messages): time = floor + NVLS_LINK_LOAD * size / link bandwidth, both measured (below).
 """
 from __future__ import annotations
 
@@ -51,6 +53,15 @@ from itertools import groupby
 import numpy as np
 
 from hardware.cluster import Cluster
+
+
+# An NVLS (NVLink SHARP multimem) all-reduce kernel on H100: 13 us at 0.5 MiB and 31 us at 4 MiB over 6 GPUs
+# (vLLM PR #24111, torch symmetric memory's multimem_all_reduce): 10.43 us + 4.905 ps per byte. One group
+# size measured; the floor is held for every n. Over an H100's NVLink at NCCL's achieved share (450 GB/s x
+# 0.786) the slope is 4.905e-12 x 353.7e9 = 1.735 bytes across a GPU's link per byte reduced (NVLink SHARP's
+# ideal is 1: each GPU sends its buffer to the switch once and receives the sum once).
+NVLS_FLOOR_S = 10.43e-6
+NVLS_LINK_LOAD = 1.735
 
 
 @dataclass(frozen=True)
@@ -144,6 +155,17 @@ def custom_all_reduce(cluster: Cluster, group: list[str], floor_s: float) -> Col
     per_byte = worst / (n - 1)    # seconds per byte over one GPU's scale-up link, all peers' reads shared
     return CollectivePrice((Algorithm("one-shot", (n - 1) * per_byte, floor_s, bottleneck),
                             Algorithm("two-shot", 2 * (n - 1) / n * per_byte, 2 * floor_s, bottleneck)))
+
+
+def nvls_all_reduce(cluster: Cluster, group: list[str]) -> CollectivePrice:
+    """An engine's NVLS all-reduce kernel over `group`, inside one scale-up domain whose switch reduces (the
+    caller checks): NVLS_FLOOR_S plus NVLS_LINK_LOAD bytes per byte over the GPU's busiest peer route."""
+    n = len(group)
+    if n == 1:
+        return FREE
+    worst, _, bottleneck = _load(cluster, [(cluster.path(group[0], b), 1.0) for b in group[1:]])
+    per_byte = worst / (n - 1)    # seconds per byte over one GPU's scale-up link
+    return CollectivePrice((Algorithm("nvls", NVLS_LINK_LOAD * per_byte, NVLS_FLOOR_S, bottleneck),))
 
 
 def all_gather(cluster: Cluster, group: list[str]) -> CollectivePrice:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from hardware.cluster import Cluster
 from hardware.collectives import (FREE, CollectivePrice, all_reduce, all_to_all, custom_all_reduce,
-                                  one_sided_all_to_all, point_to_point)
+                                  nvls_all_reduce, one_sided_all_to_all, point_to_point)
 
 GIB = 2**30
 # Memory a serving engine holds outside weights, activations and KV, per GPU, from vLLM's profiler on
@@ -115,21 +115,29 @@ def _slowest(prices: list[CollectivePrice], size_bytes: float = 1e6) -> Collecti
     return max(prices, key=lambda p: float(p.time_s(size_bytes)))
 
 
-def tp_all_reduce(cluster: Cluster, group: list[str], custom_floor=None) -> CollectivePrice:
-    """NCCL's all-reduce over a tp group, and where the group sits in one scale-up domain and the engine has
-    its own kernel (`custom_floor`: group size -> its measured floor, s), that kernel too: the fastest runs."""
+def tp_all_reduce(cluster: Cluster, group: list[str], custom_floor=None, nvls: bool = False) -> CollectivePrice:
+    """NCCL's all-reduce over a tp group, and where the group sits in one scale-up domain the engine's own
+    kernels too: its one-shot and two-shot (`custom_floor`: group size -> their measured floor, s) and, with
+    `nvls` on a GPU whose switch reduces, its NVLS kernel. The fastest runs."""
     nccl = all_reduce(cluster, group)
-    if custom_floor is None or len(group) == 1 or len({cluster.node_of(g) for g in group}) > 1:
+    if len(group) == 1 or len({cluster.node_of(g) for g in group}) > 1:
         return nccl
-    return CollectivePrice(nccl.algorithms + custom_all_reduce(cluster, group, custom_floor(len(group))).algorithms)
+    algorithms = nccl.algorithms
+    if custom_floor is not None:
+        algorithms += custom_all_reduce(cluster, group, custom_floor(len(group))).algorithms
+    if nvls and cluster.accelerator.nvls:
+        algorithms += nvls_all_reduce(cluster, group).algorithms
+    return CollectivePrice(algorithms)
 
 
-def price_replica(cluster: Cluster, replica: Replica, custom_floor=None, one_sided_ep: bool = False) -> ReplicaComm:
+def price_replica(cluster: Cluster, replica: Replica, custom_floor=None, one_sided_ep: bool = False,
+                  nvls: bool = False) -> ReplicaComm:
     """Collective prices of `replica`; `custom_floor` (group size -> seconds) names the engine's own NVLink
-    all-reduce, if it has one; `one_sided_ep` prices DeepEP's low-latency all-to-all too."""
+    all-reduce, if it has one, and `nvls` its NVLS kernel; `one_sided_ep` prices DeepEP's low-latency
+    all-to-all too."""
     stages = replica.stages
     return ReplicaComm(
-        tp_allreduce=tuple(_slowest([tp_all_reduce(cluster, g, custom_floor) for g in replica.tp_groups(s)])
+        tp_allreduce=tuple(_slowest([tp_all_reduce(cluster, g, custom_floor, nvls) for g in replica.tp_groups(s)])
                            for s in range(len(stages))),
         ep_all_to_all=tuple(all_to_all(cluster, list(s)) if replica.layout.dp > 1 else FREE for s in stages),
         pp_send=tuple(point_to_point(cluster, a[-1], b[0]) for a, b in zip(stages[:-1], stages[1:])),

@@ -52,7 +52,8 @@ def cost_model(spec: DeploymentSpec, cluster: Cluster, replica: Replica, layout:
     """The step cost model of one placed replica, with its engine's profile and its collectives priced."""
     engine = engines()[spec.engine].with_overrides(overlap=spec.overlap_scheduler, cuda_graphs=spec.cuda_graphs,
                                                    moe_kernels_visit_experts=spec.moe_kernels_visit_experts)
-    comm = price_replica(cluster, replica, engine.allreduce_floor, one_sided_ep=spec.ep_dispatch != "normal")
+    comm = price_replica(cluster, replica, engine.allreduce_floor, one_sided_ep=spec.ep_dispatch != "normal",
+                         nvls=engine.nvls_all_reduce)
     return ReplicaCostModel(spec.architecture, cluster.accelerator, comm, layout, spec.weights,
                             PRECISION_BYTES[spec.kv_cache], power_cap_w=spec.power_cap_w, streaming=spec.streaming,
                             engine=engine, mtp_draft_tokens=spec.mtp_draft_tokens,

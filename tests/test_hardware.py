@@ -338,6 +338,30 @@ def test_custom_all_reduce_by_hand_and_against_vllm_pr_24111():
         assert float(six[name].time_s(size)) * 1e6 == pytest.approx(measured_us, rel=0.25)
 
 
+def test_nvls_all_reduce_by_hand_and_against_vllm():
+    """vLLM's NVLS (multimem) kernel on H100: 10.43 us + 1.735 bytes per byte over one GPU's link at NCCL's
+    0.786 of 450 GB/s, the line through vLLM PR #24111's TP6 points (13 us at 0.5 MiB, 31 us at 4 MiB).
+    Checked on rows the line was not drawn through: vLLM PR #24532's TP4 multimem column (15 / 18 / 23 / 28 us at
+    0.5 / 1 / 2 / 3 MB) within 15%. Offered only where the switch reduces (not on A100) and only to an engine
+    that has the kernel; at 4 MiB over TP8 it beats vLLM's own two-shot (2 x 10.1 us + 7/4 of the bytes)."""
+    from hardware.collectives import NVLS_FLOOR_S, NVLS_LINK_LOAD
+    from hardware.deployment import tp_all_reduce
+    link = 0.786 * 450e9
+    assert NVLS_FLOOR_S + NVLS_LINK_LOAD * 2**19 / link == pytest.approx(13e-6, rel=0.01)
+    assert NVLS_FLOOR_S + NVLS_LINK_LOAD * 2**22 / link == pytest.approx(31e-6, rel=0.01)
+    cluster = Cluster(hw.accelerators()["h100_sxm"], hw.node_types()["hgx_8gpu"], 1, None)
+    four = {a.name: a for a in tp_all_reduce(cluster, cluster.gpus[:4], nvls=True).algorithms}
+    for mb, measured_us in ((0.5, 15), (1, 18), (2, 23), (3, 28)):
+        assert float(four["nvls"].time_s(mb * 2**20)) * 1e6 == pytest.approx(measured_us, rel=0.15)
+    eight = tp_all_reduce(cluster, cluster.gpus, lambda n: 10.1e-6, nvls=True)
+    assert eight.best(2**22).name == "nvls"
+    assert float(eight.time_s(2**22)) == pytest.approx(10.43e-6 + 1.735 * 2**22 / link, rel=1e-9)
+    assert eight.best(14336).name == "one-shot"
+    assert "nvls" not in {a.name for a in tp_all_reduce(cluster, cluster.gpus, lambda n: 10.1e-6).algorithms}
+    a100 = Cluster(hw.accelerators()["a100_80gb"], hw.node_types()["hgx_8gpu"], 1, None)
+    assert "nvls" not in {a.name for a in tp_all_reduce(a100, a100.gpus, lambda n: 10.1e-6, nvls=True).algorithms}
+
+
 def test_custom_all_reduce_stays_inside_one_scale_up_domain():
     """A tp group over two nodes has only NCCL's algorithms: the engines' kernels read peers' memory over NVLink."""
     from hardware.deployment import tp_all_reduce

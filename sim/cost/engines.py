@@ -23,6 +23,7 @@ class EngineProfile:
     moe_kernels_visit_experts: bool        # MoE kernels cost a little per local expert (calibration)
     fp8_block_gemm_share: float            # block-scaled FP8 GEMMs' rate over per-tensor FP8's
     request_host_s: float                  # API server time per request before its first token reaches the client
+    nvls_all_reduce: bool                  # an NVLS (multimem) all-reduce kernel where the NVSwitch reduces
     source: str
 
     def with_overrides(self, **overrides) -> EngineProfile:
@@ -50,5 +51,5 @@ def engines() -> dict[str, EngineProfile]:
                                 e["graph_max_batch"],
                                 {int(k): v * 1e-6 for k, v in e["allreduce_floor_us"].items()}, e["fp8_attention"],
                                 e["moe_kernels_visit_experts"], e["fp8_block_gemm_share"], e["request_host_us"] * 1e-6,
-                                e["source"])
+                                e["nvls_all_reduce"], e["source"])
             for name, e in table.items()}
