@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hardware.cluster import Cluster
-from hardware.collectives import (FREE, CollectivePrice, all_reduce, all_to_all, custom_all_reduce,
+from hardware.collectives import (FREE, CollectivePrice, all_gather, all_reduce, all_to_all, custom_all_reduce,
                                   nvls_all_reduce, one_sided_all_to_all, point_to_point)
 
 GIB = 2**30
@@ -40,10 +40,16 @@ class Layout:
     ep: int = 1
     dp: int = 1
     dcp: int = 1     # decode context parallelism: each tp group's KV striped over dcp of its GPUs
+    cp: int = 1      # context parallelism: cp copies of the stage's tp group share each prompt and its KV
+
+    @property
+    def gpus_per_copy(self) -> int:
+        """The GPUs holding one copy of a stage's weights: its dp attention groups of tp."""
+        return self.tp * self.dp
 
     @property
     def gpus_per_stage(self) -> int:
-        return self.tp * self.dp
+        return self.gpus_per_copy * self.cp
 
     @property
     def gpus(self) -> int:
@@ -54,7 +60,7 @@ class Layout:
 class Replica:
     index: int
     layout: Layout
-    stages: tuple[tuple[str, ...], ...]  # stages[s] = the dp x tp GPUs of stage s, tp group by tp group
+    stages: tuple[tuple[str, ...], ...]  # stages[s] = the cp x dp x tp GPUs of stage s, tp group by tp group
 
     @property
     def gpus(self) -> list[str]:
@@ -70,6 +76,12 @@ class Replica:
         stride = self.layout.tp // self.layout.dcp
         return [group[i::stride] for group in self.tp_groups(s) for i in range(stride)]
 
+    def cp_groups(self, s: int) -> list[list[str]]:
+        """The GPUs at the same rank of each copy of the tp group (context parallelism): they hold the same
+        weights and heads, and pass KV between them."""
+        tp, stage = self.layout.tp, self.stages[s]
+        return [list(stage[i::tp]) for i in range(tp)]
+
 
 @dataclass(frozen=True)
 class ReplicaComm:
@@ -81,6 +93,8 @@ class ReplicaComm:
     ep_all_to_all: tuple[CollectivePrice, ...]
     pp_send: tuple[CollectivePrice, ...]
     dcp_all_to_all: tuple[CollectivePrice, ...] = ()
+    cp_all_gather: tuple[CollectivePrice, ...] = ()   # per stage, context parallelism's KV ring (cp > 1 only)
+    cp_all_reduce: tuple[CollectivePrice, ...] = ()   # ... and its merge of decode's partial outputs
     ep_one_sided: tuple[CollectivePrice, ...] = ()    # DeepEP's low-latency kernels over the stage (if used)
 
 
@@ -145,6 +159,10 @@ def price_replica(cluster: Cluster, replica: Replica, custom_floor=None, one_sid
                              if replica.layout.dcp > 1 else FREE for s in range(len(stages))),
         ep_one_sided=tuple(one_sided_all_to_all(cluster, list(s)) if one_sided_ep and replica.layout.dp > 1 else FREE
                            for s in stages),
+        cp_all_gather=tuple(_slowest([all_gather(cluster, g) for g in replica.cp_groups(s)])
+                            if replica.layout.cp > 1 else FREE for s in range(len(stages))),
+        cp_all_reduce=tuple(_slowest([all_reduce(cluster, g) for g in replica.cp_groups(s)])
+                            if replica.layout.cp > 1 else FREE for s in range(len(stages))),
     )
 
 
@@ -163,8 +181,8 @@ def placement_warnings(cluster: Cluster, replica: Replica) -> list[str]:
 
 
 def comm_groups(layout: Layout) -> int:
-    """Collective communicators a GPU of this layout joins: its tp group, and its stage's EP group."""
-    return (layout.tp > 1) + (layout.dp > 1)
+    """Collective communicators a GPU of this layout joins: its tp group, its stage's EP group, its cp group."""
+    return (layout.tp > 1) + (layout.dp > 1) + (layout.cp > 1)
 
 
 @dataclass(frozen=True)

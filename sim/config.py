@@ -222,6 +222,12 @@ class DeploymentSpec(_ClusterKeys):
     # dcp; attention gathers the queries and merges partial outputs by log-sum-exp (docs.sglang.io
     # advanced_features/dcp; vLLM --decode-context-parallel-size, RFC vllm-project/vllm#25749).
     dcp: int = Field(1, ge=1, le=1024)
+    # Context parallelism for long prompts (ring attention): each stage runs cp copies of its tp group; a
+    # prompt's tokens are split evenly over the copies, each attending with the others' KV passed around
+    # the ring under its own attention (Liu et al., arXiv 2310.01889; vLLM's prefill context parallelism,
+    # RFC vllm-project/vllm#25749), and every sequence's KV stays striped over them. A decode token runs on
+    # every copy, each attending its stripe; their partial outputs merge by log-sum-exp (an all-reduce).
+    cp: int = Field(1, ge=1, le=1024)
     # Kernels that send tokens to their experts across data-parallel attention groups (dp > 1): "normal",
     # DeepEP's normal kernels (a token once to each GPU holding one of its experts, NVLink-forwarded);
     # "low_latency", DeepEP's low-latency kernels (one message per routed expert, all posted at once by
@@ -343,6 +349,9 @@ class DeploymentSpec(_ClusterKeys):
             raise ValueError(f"{moe.n_experts} experts of {self.model} + {self.redundant_experts} redundant do not "
                              f"split over ep {self.ep}; valid: redundant_experts that make the sum a multiple of "
                              f"{self.ep}")
+        if self.cp > 1 and (self.dp > 1 or self.tp % self.ep):
+            raise ValueError(f"cp {self.cp} copies the tp group, each copy holding the experts; valid with cp > 1: "
+                             f"dp = 1 and an ep that divides tp {self.tp} (here dp {self.dp}, ep {self.ep})")
         if self.ep_dispatch != "normal" and (self.dp == 1 or self.ep != self.tp * self.dp):
             raise ValueError(f"ep_dispatch '{self.ep_dispatch}' sends tokens to whole experts across data-parallel "
                              f"attention groups (DeepEP's low-latency kernels need num_experts divisible by the "

@@ -116,7 +116,7 @@ def _does_not_fit(path: str, table: str, spec: DeploymentSpec, cluster: Cluster,
 def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
     table = f"deployments.{name}"
     arch = spec.architecture
-    layout = Layout(spec.tp, spec.pp, spec.ep, spec.dp, spec.dcp)
+    layout = Layout(spec.tp, spec.pp, spec.ep, spec.dp, spec.dcp, spec.cp)
     if arch.n_heads % spec.tp:
         raise ConfigError(path, table, "tp", f"{arch.n_heads} attention heads of {spec.model} do not split over "
                           f"tp {spec.tp}; valid: a divisor of {arch.n_heads}")
@@ -127,7 +127,7 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
     else:
         if not spec.replicas and n_gpus % layout.gpus:
             raise ConfigError(path, table, "nodes", f"{n_gpus} GPUs do not split into replicas of tp {spec.tp} x "
-                              f"dp {spec.dp} x pp {spec.pp} = {layout.gpus}; valid: a GPU count that is a "
+                              f"dp {spec.dp} x cp {spec.cp} x pp {spec.pp} = {layout.gpus}; valid: a GPU count that is a "
                               f"multiple of {layout.gpus}, or set replicas")
         replicas = spec.replicas or n_gpus // layout.gpus
     if spec.pp > arch.n_layers:

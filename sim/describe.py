@@ -51,7 +51,8 @@ def describe(built: BuiltDeployment) -> str:
              f"  cluster: {spec.nodes} x {node.display_name} with {accel.display_name}"
              + (f"; {cluster.fabric.display_name}, {'rail-optimized' if cluster.rail_optimized else 'top-of-rack'}"
                 if cluster.fabric else "") + f"; {len(cluster.gpus)} GPUs",
-             f"  layout: {len(built.replicas)} replica(s) of tp {layout.tp} x dp {layout.dp} x pp {layout.pp} "
+             f"  layout: {len(built.replicas)} replica(s) of tp {layout.tp} x dp {layout.dp}"
+             f"{f' x cp {layout.cp}' if layout.cp > 1 else ''} x pp {layout.pp} "
              f"(ep {layout.ep}{f', dcp {layout.dcp}' if layout.dcp > 1 else ''}) = {layout.gpus} GPUs each"]
     for rep in built.replicas:
         stages = "; ".join(f"stage {s}: {_gpu_ranges(cluster, g)}" for s, g in enumerate(rep.placement.stages))

@@ -409,3 +409,50 @@ def test_weights_run_at_their_precision_where_the_hardware_has_it():
     hopper = cost_model("llama31_70b", "h200", 1, 8, 1, 1, "fp4")
     assert hopper.weight_bytes == 0.5
     assert hopper.linear_flops_per_s == pytest.approx(989.4e12 * 0.803 * calibration.COMPUTE_EFFICIENCY)
+
+
+def test_context_parallelism_splits_a_long_prompt_over_copies_of_the_tp_group():
+    """Llama-3.1-70B at TP8 on each of 2 H100 nodes, cp 2: a 32,768-token prompt is split over the two copies.
+    Each GPU runs half the tokens through its linear layers (the one sampled token's LM head aside), attends
+    half the query-key pairs and writes half the KV; its all-reduces carry half the activations. Ring
+    attention passes each layer's KV (32,768 x 2 x 128 x 1 B = 8.4 MB of a GPU's one FP8 KV head), half of it
+    across the nodes at 50 GB/s in 84 us, under the ~1.7 ms of attention it feeds, so nothing of it shows. A decode token runs on
+    both copies, each attending its stripe, and all-reduces its 8 heads' partial outputs (8 x (128 x 2 + 4)
+    = 2,080 B) per layer over the cp pair. Each sequence's KV per GPU halves."""
+    cluster = Cluster(hw.accelerators()["h100_sxm"], hw.node_types()["hgx_8gpu"], 2, hw.fabrics()["ib_ndr"])
+    engine = engines()["vllm"]
+
+    def model(cp):
+        layout = Layout(8, 1, cp=cp)
+        replica = place_replicas(cluster, 1, layout)[0]
+        return ReplicaCostModel(catalog()["llama31_70b"], cluster.accelerator,
+                                price_replica(cluster, replica, engine.allreduce_floor), layout, "fp8", 1.0,
+                                engine=engine)
+
+    one, two = model(1), model(2)
+    c, d, layers = 32768, 8192, 80
+    head_c = 2 * two._head_params / two.linear_flops_per_s
+    a, b = one.step([c], [0], [True], []), two.step([c], [0], [True], [])
+    assert float(b.parts_s["compute"][0]) == pytest.approx((float(a.parts_s["compute"][0]) - head_c) / 2 + head_c,
+                                                           rel=1e-9)
+    assert float(b.parts_s["kv"][0]) == pytest.approx(float(a.parts_s["kv"][0]) / 2, rel=1e-9)
+    kv_layer = c * 2 * 128 * 1.0
+    ring_s = float(two.comm.cp_all_gather[0].time_s(kv_layer))
+    assert ring_s == pytest.approx(kv_layer / 2 / 50e9, rel=0.05)
+    allreduce = two.comm.tp_allreduce[0]
+    assert float(b.parts_s["collectives"][0]) == pytest.approx(
+        2 * layers * float(allreduce.time_s(c / 2 * d * 2)), rel=1e-9)          # the ring hides
+    assert float(b.flops[0]) == pytest.approx(float(a.flops[0]), rel=1e-3)     # the same work, split
+    decode_a, decode_b = one.step([], [], [], [4000]), two.step([], [], [], [4000])
+    merge_s = float(two.comm.cp_all_reduce[0].time_s(8 * (128 * 2 + 4)))
+    assert float(decode_b.parts_s["collectives"][0]) == pytest.approx(
+        float(decode_a.parts_s["collectives"][0]) + layers * merge_s, rel=1e-9)
+    assert two.stage_kv_bytes_per_token(0) == one.stage_kv_bytes_per_token(0) / 2 == layers * 2 * 128 / 2
+
+
+def test_context_parallelism_needs_one_attention_group_and_experts_inside_each_copy():
+    from sim.config import DeploymentSpec
+    base = dict(model="deepseek_v3", gpu="h200", nodes=2, weights="fp8", cp=2)
+    with pytest.raises(ValueError, match="cp 2 copies the tp group"):
+        DeploymentSpec.model_validate(dict(base, tp=1, dp=8, ep=8))
+    assert DeploymentSpec.model_validate(dict(base, tp=8, ep=8)).cp == 2

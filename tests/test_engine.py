@@ -220,6 +220,20 @@ def test_two_batch_overlap_and_low_latency_dispatch_keep_the_books():
     assert_same_run(bulk, run_all(exp, bulk=False))
 
 
+def test_context_parallel_copies_hold_twice_the_context_and_keep_the_books():
+    """Llama-3.1-8B on 2 H100s as one tp 1 x cp 2 replica: twice one GPU's KV capacity in tokens, long prompts
+    split over the pair; every turn ends ok, joules add up, bulk and per-step agree."""
+    base = {"model": "llama31_8b", "gpu": "h100_sxm", "nodes": 1, "tp": 1, "replicas": 1}
+    exp = experiment({"cp": {**base, "cp": 2, "gpus": ["n0/gpu0", "n0/gpu1"]}, "one": base}, kind="concurrency",
+                     clients=2, requests=6, input_tokens=20000, output_tokens=40)
+    bulk = run_all(exp)
+    check_invariants(bulk)
+    assert all(t.status == "ok" for r in bulk for t in r.turns)
+    assert_same_run(bulk, run_all(exp, bulk=False))
+    cp, one = (r.engines[0].pools[0] for r in bulk)
+    assert cp.capacity_tokens > 1.9 * one.capacity_tokens
+
+
 @pytest.mark.parametrize("chunked", [True, False])
 def test_unchunked_prefill_runs_whole_prompts(chunked):
     """Three 5,000-token prompts at t = 0 with a budget of 8,192 tokens per step. Chunked (vLLM), step 1

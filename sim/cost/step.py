@@ -36,7 +36,13 @@ group g, with T_g its tokens and T all the stage's tokens:
                   groups of its top-k experts (dispatch_destinations), or with DeepEP's low-latency
                   kernels (ep_dispatch) to each of its top-k experts off its own GPU, every message posted
                   at once (one pair latency, not n - 1); with dcp > 1, per attention layer
-                  an all-to-all in each dcp group of the gathered queries and partial outputs
+                  an all-to-all in each dcp group of the gathered queries and partial outputs; with
+                  cp > 1, per attention layer the ring's all-gather of the KV a prompt attends beyond
+                  the attention time it hides under, and an all-reduce of decodes' partial outputs
+
+Context parallelism (cp > 1) runs cp copies of the tp group: a prompt's tokens, query-key pairs and KV
+writes are split over them (T above counts one copy's share), a decode token runs on every copy, and
+every sequence's KV is striped over them.
 
 With attention tensor-parallel (dp = 1) every rank holds every token, so expert parallelism combines the
 experts' outputs with the same all-reduce (vLLM's and TensorRT-LLM's path); what ep changes is which
@@ -291,13 +297,14 @@ class ReplicaCostModel:
         self.arch, self.accel, self.comm = arch, accel, comm
         self.layout = layout
         self.tp, self.pp, self.ep, self.dp, self.dcp = layout.tp, layout.pp, layout.ep, layout.dp, layout.dcp
+        self.cp = layout.cp
         self.engine = engine or engines()["vllm"]
         self.mtp_draft_tokens, self.mtp_accept_length = mtp_draft_tokens, mtp_accept_length
         self.ep_dispatch, self.two_batch_overlap = ep_dispatch, two_batch_overlap
         # Expert slots of a stage: the routed experts plus redundant copies of hot ones (EPLB), spread over
         # ep groups of etp GPUs each; each GPU holds 1 / etp of its group's experts.
         self.expert_slots = (arch.moe.n_experts + redundant_experts) if arch.moe else 0
-        self.etp = layout.gpus_per_stage // layout.ep
+        self.etp = layout.gpus_per_copy // layout.ep
         self.stages = split_layers(arch, layout.pp)
         self.weight_bytes = PRECISION_BYTES[weight_precision]
         self.kv_dtype_bytes = kv_dtype_bytes
@@ -344,7 +351,7 @@ class ReplicaCostModel:
         # experts, router), and the routed experts' share of the whole stage's tokens.
         self._always_params = [self._per_gpu(s, sum(a.layer_always_params(i) for i in s.layers)) for s in self.stages]
         self._routed_params_per_token = [
-            s.n_moe * moe.top_k * a.expert_params / layout.gpus_per_stage if moe else 0.0 for s in self.stages]
+            s.n_moe * moe.top_k * a.expert_params / layout.gpus_per_copy if moe else 0.0 for s in self.stages]
         # The busiest GPU's share of the routed work over the mean's: uneven routing across ep groups.
         self._routed_busiest = expert_imbalance if layout.ep > 1 else 1.0
         # Per MoE layer: the engine's grouped GEMMs and routing kernels walk the experts a GPU holds.
@@ -360,6 +367,9 @@ class ReplicaCostModel:
                         else (a.head_dim, a.head_dim))
         self._dcp_bytes_per_token = (a.n_heads / layout.tp * layout.dcp
                                      * ((q_dim + o_dim) * calibration.ACTIVATION_BYTES + 4)) if layout.dcp > 1 else 0.0
+        # Context parallelism, per decode token and attention layer on one GPU: its heads' partial outputs
+        # (BF16) and log-sum-exps (FP32), all-reduced over the cp group.
+        self._cp_merge_bytes_per_token = a.n_heads / layout.tp * (o_dim * calibration.ACTIVATION_BYTES + 4)
 
     def attention_flops_per_s(self, keys, fp8: bool = False) -> np.ndarray:
         """Attention kernels' FLOP rate for queries attending `keys` positions: the measured matmul rate at
@@ -384,7 +394,7 @@ class ReplicaCostModel:
         """Weights on one GPU of stage s: layers at the weight precision (its attention group's share, plus
         1 / (tp x dp) of the routed experts), embedding / head in BF16."""
         a, stage = self.arch, self.stages[s]
-        routed = stage.n_moe * self.expert_slots * a.expert_params / self.layout.gpus_per_stage if a.moe else 0
+        routed = stage.n_moe * self.expert_slots * a.expert_params / self.layout.gpus_per_copy if a.moe else 0
         layers = self._always_params[s] + routed
         table = a.embedding_params if stage.first else 0
         if stage.last and not (stage.first and a.tie_embeddings):
@@ -416,13 +426,13 @@ class ReplicaCostModel:
         """KV bytes per token one GPU of stage s adds in its layers whose cache grows with the context (its
         1 / dcp stripe of them under decode context parallelism)."""
         b, tp = self.kv_dtype_bytes, self.tp
-        return self._stage_sum(s, lambda k: self.arch.kv_bytes_per_token_layer(k, b, tp) / self.dcp
+        return self._stage_sum(s, lambda k: self.arch.kv_bytes_per_token_layer(k, b, tp) / (self.dcp * self.cp)
                                if k == "attention" else 0)
 
     def stage_window_bytes_per_token(self, s: int) -> float:
         """KV bytes per token of stage s's sliding-window layers, held for the last window tokens only."""
         b, tp = self.kv_dtype_bytes, self.tp
-        return self._stage_sum(s, lambda k: self.arch.kv_bytes_per_token_layer(k, b, tp) / self.dcp
+        return self._stage_sum(s, lambda k: self.arch.kv_bytes_per_token_layer(k, b, tp) / (self.dcp * self.cp)
                                if k == "window" else 0)
 
     def stage_state_bytes(self, s: int) -> float:
@@ -497,8 +507,10 @@ class ReplicaCostModel:
         q = 1.0 + self.mtp_draft_tokens if len(decode_ctx) else 1.0
         sampled_i = np.concatenate([np.asarray(chunk_sampled, dtype=float), np.full(len(decode_ctx), q)])
         dec_pos = np.asarray(decode_ctx, dtype=float)[None, :] + np.arange(n_steps)[:, None]   # (steps, decode)
-        tokens = int(c.sum() + q * len(decode_ctx))
-        tokens_i = np.concatenate([c, np.full(len(decode_ctx), q)])
+        # Tokens through one GPU's linear layers: context parallelism splits a prompt over the cp copies of
+        # the tp group, and runs every decode token on each copy.
+        tokens_i = np.concatenate([c / self.cp, np.full(len(decode_ctx), q)])
+        tokens = int(math.ceil(tokens_i.sum()))
         # Per stage, per sequence (steps, sequences): attention or state FLOPs of all its layers, all heads,
         # and the cache bytes one GPU reads and writes for it (prefill reads p, writes c; decode reads
         # its L + 1 positions, writes 1).
@@ -508,8 +520,9 @@ class ReplicaCostModel:
 
         kinds = {k for stage in self.stages for k, _ in stage.kinds}   # each priced once, summed per stage
         attn_k = {k: per_sequence(a.prefill_flops(k, c, p), q * a.decode_flops(k, dec_pos)) for k in kinds}
-        # Decode context parallelism stripes the attention layers' KV over dcp GPUs: each reads and writes 1 / dcp.
-        stripe = {k: 1.0 / self.dcp if k in ATTENTION else 1.0 for k in kinds}
+        # Decode context parallelism stripes the attention layers' KV over dcp GPUs, context parallelism over
+        # the cp copies: each reads and writes 1 / (dcp cp).
+        stripe = {k: 1.0 / (self.dcp * self.cp) if k in ATTENTION else 1.0 for k in kinds}
         cache_k = {k: per_sequence(a.cache_bytes(k, p, c, self.kv_dtype_bytes, tp),
                                    a.cache_bytes(k, dec_pos, q, self.kv_dtype_bytes, tp)) * stripe[k] for k in kinds}
         attn_s = [sum(n * attn_k[k] for k, n in stage.kinds) for stage in self.stages]
@@ -521,6 +534,9 @@ class ReplicaCostModel:
                            zip(attn_s, (sum(n for k, n in stage.kinds if k in ATTENTION) for stage in self.stages))]
         else:
             attn_rank_s = [x / tp for x in attn_s]
+        # Context parallelism: each copy attends 1 / cp of a prompt's query-key pairs (balanced causal split)
+        # and of a decode token's positions (its stripe).
+        attn_rank_s = [x / self.cp for x in attn_rank_s]
         # Attention math (steps, sequences) at its kernels' rate for the keys each query attends: a chunk's
         # mean p + (c + 1) / 2 (causal), a decode token's context (FP8 where the engine runs it).
         attn_rate_i = per_sequence(self.attention_flops_per_s(p + (c + 1) / 2), self.attention_flops_per_s(
@@ -559,6 +575,13 @@ class ReplicaCostModel:
                         for k in kinds if k in ATTENTION}
             dcp_s = [_by_group(sum(n * exchange[k] for k, n in stage.kinds if k in ATTENTION), in_group).max(axis=1)
                      for stage in self.stages]
+        # Context parallelism, per stage (steps,): the KV of every position the prompts attend (each GPU's
+        # tp share, whole), and per attention layer the decodes' partial outputs to merge.
+        if self.cp > 1:
+            cp_kv_s = [sum(n * per_sequence(a.cache_bytes(k, p, c, self.kv_dtype_bytes, tp),
+                                            np.zeros((n_steps, len(decode_ctx)))).sum(axis=1)
+                           for k, n in stage.kinds if k in ATTENTION) for stage in self.stages]
+            cp_merge_bytes = q * len(decode_ctx) * self._cp_merge_bytes_per_token
         eff_bw = self.hbm_bytes_per_s * self.hbm_efficiency
         expert_bw = self.hbm_bytes_per_s * self.expert_hbm_efficiency
         zeros = np.zeros(n_steps)
@@ -606,9 +629,17 @@ class ReplicaCostModel:
             a2a = (self.comm.ep_one_sided if one_sided else self.comm.ep_all_to_all)[s]
             comm_s = (n_allreduce * self.comm.tp_allreduce[s].time_s(act_bytes)
                       + n_all_to_all * (a2a.time_s(dispatch_bytes) + a2a.time_s(combine_bytes)))
+            n_attention = sum(n for kind, n in stage.kinds if kind in ATTENTION)
             if self.dcp > 1:   # one exchange per attention layer, of the layers' mean bytes
-                n_attention = sum(n for kind, n in stage.kinds if kind in ATTENTION)
                 comm_s = comm_s + n_attention * self.comm.dcp_all_to_all[s].time_s(dcp_s[s] / max(n_attention, 1))
+            if self.cp > 1:
+                # Per attention layer, ring attention passes the copies' KV stripes of the positions a prompt
+                # attends around the cp group under the attention they feed (only the excess shows), and a
+                # decode's partial outputs are all-reduced.
+                layers = max(n_attention, 1)
+                ring_s = self.comm.cp_all_gather[s].time_s(cp_kv_s[s] / layers)
+                merge_s = self.comm.cp_all_reduce[s].time_s(cp_merge_bytes)
+                comm_s = comm_s + n_attention * (np.maximum(ring_s - att_c[:, 0] / layers, 0.0) + merge_s)
             pick = group_s.argmax(axis=1)[:, None]
             parts["weights"] += lin_m
             parts["kv"] += np.take_along_axis(att_m, pick, 1)[:, 0]
@@ -621,12 +652,15 @@ class ReplicaCostModel:
             memory_s += np.where(lin_c1 >= lin_m, 0.0, lin_m) + np.where(att_c1 >= att_m1, 0.0, att_m1)
             network_s += comm_s
             gpu_s = gpu_s + kernel_s + comm_s
-            flops += (lin_flops + attn_flops).sum(axis=1) * tp
-            hbm += (w_mean * dp + kv_bytes.sum(axis=1)) * tp
-            comm_bytes += (n_allreduce * tokens * a.d_model * calibration.ACTIVATION_BYTES * tp
+            copies = tp * self.cp       # the stage's GPUs per attention group
+            flops += (lin_flops + attn_flops).sum(axis=1) * copies
+            hbm += (w_mean * dp + kv_bytes.sum(axis=1)) * copies
+            comm_bytes += (n_allreduce * tokens * a.d_model * calibration.ACTIVATION_BYTES * copies
                            + n_all_to_all * (dispatch_bytes + combine_bytes) * tp * dp
-                           + (dcp_s[s] * (self.dcp - 1) / self.dcp * tp * dp if self.dcp > 1 else 0.0))
-            weight_bytes_all += w_mean * tp * dp
+                           + (dcp_s[s] * (self.dcp - 1) / self.dcp * tp * dp if self.dcp > 1 else 0.0)
+                           + (n_attention * ((self.cp - 1) / self.cp * cp_kv_s[s] / max(n_attention, 1)
+                                             + 2 * cp_merge_bytes) * copies if self.cp > 1 else 0.0))
+            weight_bytes_all += w_mean * copies * dp
             per_stage.append((mean_kernel_s, comm_s))
         for send in self.comm.pp_send:
             pp_s = send.time_s(act_bytes)
@@ -681,7 +715,7 @@ class ReplicaCostModel:
         for kernel_s, _ in per_stage:
             activity = np.minimum(1.0, kernel_s / duration)
             stage_energy.append((accel.idle_w + (self.max_power_w - accel.idle_w) * activity) * duration)
-        energy = sum(e * self.tp * self.dp for e in stage_energy)
+        energy = sum(e * self.layout.gpus_per_stage for e in stage_energy)
         bound = np.argmax(np.stack([work.compute_s, work.memory_s, work.network_s]), axis=0)
         # Each sequence's share: the mean of its share of the FLOPs and of the HBM bytes it caused.
         w = (work.flop_i / work.flop_i.sum(axis=1, keepdims=True)
