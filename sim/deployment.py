@@ -127,8 +127,8 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
     else:
         if not spec.replicas and n_gpus % layout.gpus:
             raise ConfigError(path, table, "nodes", f"{n_gpus} GPUs do not split into replicas of tp {spec.tp} x "
-                              f"dp {spec.dp} x cp {spec.cp} x pp {spec.pp} = {layout.gpus}; valid: a GPU count that is a "
-                              f"multiple of {layout.gpus}, or set replicas")
+                              f"dp {spec.dp} x cp {spec.cp} x pp {spec.pp} = {layout.gpus}; valid: a GPU count that "
+                              f"is a multiple of {layout.gpus}, or set replicas")
         replicas = spec.replicas or n_gpus // layout.gpus
     if spec.pp > arch.n_layers:
         raise ConfigError(path, table, "pp", f"pp {spec.pp} exceeds the {arch.n_layers} layers of {spec.model}")

@@ -55,9 +55,10 @@ prefill chunk, decode batches past the engine's capture size) at least kernels x
 CPU's launches. With two-batch overlap (dp > 1) the batch runs as two micro-batches, each priced alone,
 and GPU time = max(kernel time of both, collectives of both). Host time = HOST_STEP_S + the engine's
 per-sequence time + STREAM_TOKEN_HOST_S per token streamed, of the busiest attention group (each
-data-parallel rank schedules, and captures its CUDA graphs, for its own batch). Step time = GPU time + host time, or with an overlap scheduler max(GPU time, host time +
-launches). With multi-token prediction a decode sequence verifies 1 + k tokens after k draft passes of one
-layer and the LM head, and each row is one emitted token: the step over its mean accepted length.
+data-parallel rank schedules, and captures its CUDA graphs, for its own batch). Step time = GPU time +
+host time, or with an overlap scheduler max(GPU time, host time + launches). With multi-token prediction
+a decode sequence verifies 1 + k tokens after k draft passes of one layer and the LM head, and each row
+is one emitted token: the step over its mean accepted length.
 GPU power = P_idle + (P_max - P_idle) x activity (P_max = TDP, or a lower power cap, which also slows
 the matmuls to the clock share ((cap - P_idle) / (TDP - P_idle))^(1 / POWER_CLOCK_EXPONENT)), where
 activity is the share of the step the GPU's kernels run (kernel time / step time);
@@ -210,9 +211,9 @@ class Batch:
         for group in np.unique(decode_rank):
             mine = decode_rank == group
             turn[mine] = np.arange(mine.sum())
+        first = [int(t) // 2 for t in self.chunk_tokens]
         halves = []
         for h in (0, 1):
-            first = [int(t) // 2 for t in self.chunk_tokens]
             tokens = first if h == 0 else [int(t) - f for t, f in zip(self.chunk_tokens, first)]
             chunks = [j for j in range(n_chunks) if tokens[j] > 0]
             decodes = np.flatnonzero(turn % 2 == h)
@@ -424,7 +425,7 @@ class ReplicaCostModel:
 
     def stage_kv_bytes_per_token(self, s: int) -> float:
         """KV bytes per token one GPU of stage s adds in its layers whose cache grows with the context (its
-        1 / dcp stripe of them under decode context parallelism)."""
+        1 / (dcp cp) stripe of them under decode context parallelism and context parallelism)."""
         b, tp = self.kv_dtype_bytes, self.tp
         return self._stage_sum(s, lambda k: self.arch.kv_bytes_per_token_layer(k, b, tp) / (self.dcp * self.cp)
                                if k == "attention" else 0)
