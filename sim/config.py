@@ -290,7 +290,8 @@ class DeploymentSpec(_ClusterKeys):
     # Return each token to its client as it is sampled (an online server, and every benchmark that times
     # tokens: NVIDIA's MLPerf Server harness, its generation_config 'streaming' true except for Offline;
     # genai-perf; the ML.ENERGY client's 'stream': True); false returns whole replies (MLPerf Offline,
-    # trtllm-bench throughput). A streamed token costs the engine host time (calibration.STREAM_TOKEN_HOST_S).
+    # trtllm-bench throughput). A streamed token costs the engine's step host time
+    # (calibration.STREAM_TOKEN_HOST_S) where its loop builds the responses (engines.toml stream_on_step).
     streaming: bool = True
     # Requests come through the engine's OpenAI-compatible API server, each paying its request_host_us
     # (sim/data/engines.toml) before its first token: every HTTP client, the podcast's included; false for

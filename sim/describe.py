@@ -87,8 +87,9 @@ def describe(built: BuiltDeployment) -> str:
                     else "; no API server (token ids handed in process)"))
     lines.append(f"  scheduler: up to {spec.max_seqs:,} sequences and {spec.max_batched_tokens:,} tokens a step, prompts "
                  f"{'chunked' if spec.chunked_prefill else 'whole'}; "
-                 + (f"tokens streamed ({rep.cost.stream_token_s * 1e6:g} us of host time each)" if spec.streaming
-                    else "replies returned whole")
+                 + ((f"tokens streamed ({rep.cost.stream_token_s * 1e6:g} us of host time each)"
+                     if rep.cost.stream_token_s else "tokens streamed by a process of their own (no step host time)")
+                    if spec.streaming else "replies returned whole")
                  + (f"; power capped at {spec.power_cap_w:g} W per GPU" if spec.power_cap_w else ""))
     token_bytes = arch.d_model * calibration.ACTIVATION_BYTES
     sizes = [("1 token", token_bytes), (f"{spec.max_batched_tokens:,} tokens", spec.max_batched_tokens * token_bytes)]

@@ -118,7 +118,7 @@ def test_describe_shows_tensorrt_llm_memory_rule(tmp_path):
 
 def test_describe_says_how_kv_is_allocated(tmp_path):
     path = tmp_path / "on_demand.toml"
-    deployment = 'model = "llama31_8b"\ngpu = "h100_sxm"\nnodes = 1\ntp = 1\nreplicas = 1\n'
+    deployment = 'model = "llama31_8b"\ngpu = "h100_sxm"\nnodes = 1\ntp = 1\nreplicas = 1\nengine = "trtllm"\n'
     path.write_text(f'[deployments.a]\n{deployment}\n[deployments.b]\n{deployment}kv_allocation = "reserve"\n')
     result = CliRunner().invoke(main, ["describe", str(path)])
     assert result.exit_code == 0, result.output
@@ -130,7 +130,7 @@ def test_describe_says_how_kv_is_allocated(tmp_path):
 def test_describe_states_the_engine_settings(tmp_path):
     """Batch and step budget, whole or chunked prompts, streaming with its host cost, and a power cap."""
     path = tmp_path / "engine.toml"
-    deployment = 'model = "llama31_8b"\ngpu = "h100_sxm"\nnodes = 1\ntp = 1\nreplicas = 1\n'
+    deployment = 'model = "llama31_8b"\ngpu = "h100_sxm"\nnodes = 1\ntp = 1\nreplicas = 1\nengine = "trtllm"\n'
     path.write_text(f'[deployments.a]\n{deployment}\n[deployments.b]\n{deployment}streaming = false\n'
                     'chunked_prefill = false\nmax_seqs = 64\nmax_batched_tokens = 2048\npower_cap_w = 500\n')
     result = CliRunner().invoke(main, ["describe", str(path)])
@@ -140,6 +140,10 @@ def test_describe_states_the_engine_settings(tmp_path):
             f"({calibration.STREAM_TOKEN_HOST_S * 1e6:g} us of host time each)") in default
     assert ("scheduler: up to 64 sequences and 2,048 tokens a step, prompts whole; replies returned whole; "
             "power capped at 500 W per GPU") in custom
+    vllm = tmp_path / "vllm.toml"
+    vllm.write_text(f'[deployments.a]\n{deployment.replace("trtllm", "vllm")}')
+    assert "tokens streamed by a process of their own (no step host time)" in CliRunner().invoke(
+        main, ["describe", str(vllm)]).output
 
 
 def test_describe_says_which_engine_and_where_the_time_goes(tmp_path):

@@ -117,7 +117,8 @@ EAGER_LAUNCH_S = 7.0e-6
 GEMM_HALF_WIDTH = 352.0
 
 # Host time per token streamed to its client, on the engine's critical path between steps (building and
-# queueing one response per sequence per step). Streaming is known to cost throughput once batches are
+# queueing one response per sequence per step), for the engines whose own loop does it (engines.toml
+# stream_on_step: TensorRT-LLM's; vLLM V1 and SGLang stream from a process of their own). Streaming is known to cost throughput once batches are
 # large (TensorRT-LLM issue #2613 and PR #6332, which adds stream_interval to amortise it; vLLM PR #8335
 # measured a 6% TPOT penalty for Llama-3.1-8B on H100), but no source gives it per token. The nearest
 # per-token figure is incremental detokenisation, 17-18 us per call per sequence (vLLM issue #5206, T3),

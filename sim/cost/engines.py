@@ -22,6 +22,7 @@ class EngineProfile:
     fp8_attention: bool                    # FP8 KV is attended with FP8 math
     moe_kernels_visit_experts: bool        # MoE kernels cost a little per local expert (calibration)
     fp8_block_gemm_share: float            # block-scaled FP8 GEMMs' rate over per-tensor FP8's
+    stream_on_step: bool                   # each streamed token costs the step's host thread (STREAM_TOKEN_HOST_S)
     request_host_s: float                  # API server time per request before its first token reaches the client
     nvls_all_reduce: bool                  # an NVLS (multimem) all-reduce kernel where the NVSwitch reduces
     source: str
@@ -50,6 +51,7 @@ def engines() -> dict[str, EngineProfile]:
     return {name: EngineProfile(name, e["display_name"], e["host_seq_us"] * 1e-6, e["overlap"], e["cuda_graphs"],
                                 e["graph_max_batch"],
                                 {int(k): v * 1e-6 for k, v in e["allreduce_floor_us"].items()}, e["fp8_attention"],
-                                e["moe_kernels_visit_experts"], e["fp8_block_gemm_share"], e["request_host_us"] * 1e-6,
+                                e["moe_kernels_visit_experts"], e["fp8_block_gemm_share"], e["stream_on_step"],
+                                e["request_host_us"] * 1e-6,
                                 e["nvls_all_reduce"], e["source"])
             for name, e in table.items()}

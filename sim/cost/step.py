@@ -342,7 +342,7 @@ class ReplicaCostModel:
         self.host_step_s = calibration.HOST_STEP_S
         self.kernel_floor_s = calibration.KERNEL_FLOOR_S
         self.eager_launch_s = calibration.EAGER_LAUNCH_S
-        self.stream_token_s = calibration.STREAM_TOKEN_HOST_S if streaming else 0.0
+        self.stream_token_s = calibration.STREAM_TOKEN_HOST_S if streaming and self.engine.stream_on_step else 0.0
         # A routed expert's GEMMs on one GPU are as wide as its slice: the narrower of d and the expert's
         # FFN width / etp sets their share of the matmul rate, w / (w + GEMM_HALF_WIDTH).
         width = min(arch.d_model, arch.moe.expert_ffn_dim / self.etp) if arch.moe else arch.d_model
