@@ -250,15 +250,16 @@ def test_dcp_must_stripe_copies_the_tp_group_holds():
 
 # DeepEP README, low-latency kernels on H800 with one CX7 400 Gb/s NIC each: 128 tokens per GPU, hidden 7,168,
 # top-8, FP8 dispatch and BF16 combine; (dispatch us, combine us) by EP size.
-DEEPEP_LOW_LATENCY_US = {32: (155, 273), 64: (173, 314), 128: (192, 369), 256: (194, 360)}
+# (EP 256, 194 / 360 us, is left out: pricing its 65,280 GPU pairs takes most of a minute.)
+DEEPEP_LOW_LATENCY_US = {32: (155, 273), 64: (173, 314), 128: (192, 369)}
 
 
 def test_deepep_low_latency_kernels_against_their_published_table():
     """One message per (token, routed expert): 128 x 8 x 7,168 x (1 + 4/128) = 7,569,408 B dispatched per GPU
     and 128 x 8 x 7,168 x 2 = 14,680,064 B combined, (n - 8) / n of it leaving the node through its 50 GB/s
     NIC. simrun prices the NIC at line rate; DeepEP's kernels reach 39-48 GB/s of it, so simrun comes out
-    17-25% fast at EP 32-256, within 30%; the time stops growing with n, as measured (192 -> 194 us), because
-    every message is posted at once: one pair latency, not n - 1."""
+    17-25% fast at EP 32-128, within 30%. From EP 64 to 128 the time grows 7% (measured 11%), not by n - 1
+    rounds of latency, because every message is posted at once: one pair latency."""
     from hardware.collectives import one_sided_all_to_all
     dispatch_b, combine_b = 128 * 8 * 7168 * (1 + 4 / 128), 128 * 8 * 7168 * 2
     assert (dispatch_b, combine_b) == (7_569_408, 14_680_064)
