@@ -189,7 +189,10 @@ def nonfinite_cells(folder: Path) -> str:
         table = pq.read_table(path)
         for name in table.column_names:
             column = table[name]
-            if pa.types.is_floating(column.type) and not pc.all(pc.is_finite(column.drop_null())).as_py():
+            if not pa.types.is_floating(column.type):
+                continue
+            # (min_count=0: a column with no value at all, e.g. speech times of a benchmark, holds no NaN)
+            if not pc.all(pc.is_finite(column.drop_null()), min_count=0).as_py():
                 return f"{path.name}:{name}"
     return ""
 
