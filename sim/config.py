@@ -64,6 +64,10 @@ class WorkloadSpec(_Strict):
     human_log_sigma: float = Field(0.6, ge=0, le=3)
     reply_median_tokens: float = Field(podcast.REPLY_MEDIAN_TOKENS, ge=1, le=100_000)
     reply_log_sigma: float = Field(podcast.REPLY_LOG_SIGMA, ge=0, le=3)
+    # When the model speaks: "streamed" from its first token, at the speech rate while it decodes, the voice
+    # stalling when a token is late (turns.stall_s); "after_reply" once the whole reply is decoded. The
+    # human replies when the model's speech ends.
+    speech: Literal["streamed", "after_reply"] = "streamed"
     # What a session does after a failed turn: go on with the next phrase, or end.
     on_failure: Literal["continue", "stop"] = "continue"
     # A reply that takes longer than this (seconds, 0 = no deadline) ends as `timeout` and is dropped.

@@ -52,6 +52,10 @@ TURNS = (
     Column("e2e_s", F64, "reply latency, finish_s - arrival_s; null unless ok"),
     Column("reply_speech_s", F64, "seconds the reply takes to speak at the workload's speech rate (0: a summary "
            "or a benchmark request)"),
+    Column("time_to_speech_s", F64, "from arrival to the model's first word: ttft_s when speech streams, e2e_s "
+           "when it waits for the whole reply (workload speech); null unless an ok podcast reply"),
+    Column("stall_s", F64, "seconds the model's voice waited for tokens decoded slower than it speaks (0 when "
+           "speech waits for the whole reply); null unless an ok podcast reply"),
     Column("energy_j", F64, "GPU energy charged to the turn: energy_prefill_j + energy_decode_j + "
            "energy_idle_j; over all turns, the deployment's GPU energy. A failed turn's is the cost of the failure"),
     Column("energy_prefill_j", F64, "its share of the steps that prefilled its prompt"),

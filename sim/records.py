@@ -46,6 +46,8 @@ class TurnRecord:
     energy_prefill_j: float = 0.0
     energy_decode_j: float = 0.0
     energy_idle_j: float = 0.0
+    speech_start_ns: int | None = None   # when the model began to speak the reply (a podcast turn, ok)
+    stall_s: float | None = None         # seconds its voice waited for tokens while speaking
     status: str = "pending"
     reason: str | None = None
 
@@ -73,6 +75,8 @@ class TurnRecord:
             "tpot_s": tpot,
             "e2e_s": None if finish is None else finish - arrival_s,
             "reply_speech_s": self.reply_speech_s,
+            "time_to_speech_s": None if self.speech_start_ns is None else self.speech_start_ns / NS_PER_S - arrival_s,
+            "stall_s": self.stall_s,
             "energy_j": self.gpu_energy_j,
             "energy_prefill_j": self.energy_prefill_j, "energy_decode_j": self.energy_decode_j,
             "energy_idle_j": self.energy_idle_j, "energy_retrieval_j": self.energy_retrieval_j, "replica": self.replica,

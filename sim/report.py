@@ -76,8 +76,8 @@ def _fmt_s(value) -> str:
 def render(turns: pa.Table, deployments: dict[str, str], minutes: list[float], brain_w: float) -> str:
     """Text table; `deployments` maps name -> one-line description, in the experiment's order."""
     lines, rows = [], turns.to_pylist()
-    header = (f"{'minute':>6} {'context':>8} {'TTFT':>9} {'reply':>9} {'energy Wh':>11} {'active':>7} "
-              f"{'idle':>7} {'brain Wh':>9}  status")
+    header = (f"{'minute':>6} {'context':>8} {'to speech':>9} {'stall':>8} {'reply':>9} {'energy Wh':>11} "
+              f"{'active':>7} {'idle':>7} {'brain Wh':>9}  status")
     failed_any = False
     for name, description in deployments.items():
         lines += ["", f"{name}: {description}", header]
@@ -90,9 +90,9 @@ def render(turns: pa.Table, deployments: dict[str, str], minutes: list[float], b
             failed_any |= failed
             status = f"{r['status']}: {r['reason']}" if failed else r["status"]
             energy = f"{energy_wh:.3f}" + ("*" if failed else " ")
-            lines.append(f"{minute_of(r):>6.1f} {r['context_tokens']:>8d} {_fmt_s(r['ttft_s']):>9} "
-                         f"{_fmt_s(r['e2e_s']):>9} {energy:>11} {active:>7.0%} {1 - active:>7.0%} "
-                         f"{brain_wh:>9.4f}  {status}")
+            lines.append(f"{minute_of(r):>6.1f} {r['context_tokens']:>8d} {_fmt_s(r.get('time_to_speech_s')):>9} "
+                         f"{_fmt_s(r.get('stall_s')):>8} {_fmt_s(r['e2e_s']):>9} {energy:>11} {active:>7.0%} "
+                         f"{1 - active:>7.0%} {brain_wh:>9.4f}  {status}")
         missed = [mark for mark, r in marks if r is None]
         if missed:
             mine = replies(rows, name)
@@ -100,6 +100,8 @@ def render(turns: pa.Table, deployments: dict[str, str], minutes: list[float], b
             lines.append(f"minute {', '.join(f'{m:g}' for m in missed)}: past the end of the conversation ({last})")
         lines.append(_growth_line(rows, name, minutes))
     lines.append("")
+    lines.append("to speech: from the end of the human's phrase to the model's first word (its first token when "
+                 "speech streams); stall: how long the voice waited for tokens; reply: to the last token.")
     lines.append(f"energy: GPU energy charged to the phrase (its share of steps + idle time of the GPUs holding "
                  f"the conversation); brain: {brain_w:g} W x the reply's speaking time.")
     if failed_any:

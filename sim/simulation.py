@@ -13,7 +13,7 @@ from sim.engine import EngineLimits, ReplicaEngine, SessionState
 from sim.kv import KVPool
 from sim.records import NS_PER_S, StepLog, TurnRecord
 from workloads.benchmark import requests
-from workloads.podcast import exchanges
+from workloads.podcast import exchanges, speech_stall_s
 
 
 @dataclass
@@ -94,6 +94,17 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         if record.status == "ok":
             conv.summarised()
 
+    def speak(record: TurnRecord, reply) -> int:
+        """Record when the model starts speaking the reply and how long its voice stalls; the time its
+        speech ends."""
+        if workload.speech == "streamed":
+            record.speech_start_ns = record.first_token_ns
+            record.stall_s = speech_stall_s(record.output_tokens, reply.speech_s,
+                                            (record.finish_ns - record.first_token_ns) / NS_PER_S)
+        else:
+            record.speech_start_ns, record.stall_s = record.finish_ns, 0.0
+        return max(env.now, record.speech_start_ns + _ns(reply.speech_s + record.stall_s))
+
     def session(index: int):
         engine = engines[index % len(engines)]  # session affinity: a session always meets its replica
         state = engine.sessions[index]
@@ -129,7 +140,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             if ok:
                 if conv.wants_summary:  # compacted while the reply is spoken
                     summary = env.process(summarise(engine, conv, index, ex.index, start_ns))
-                yield env.timeout(_ns(ex.reply.speech_s))
+                yield env.timeout(speak(record, ex.reply) - env.now)
             elif workload.on_failure == "stop":
                 break
         if summary is not None:

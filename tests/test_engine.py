@@ -33,6 +33,9 @@ def check_invariants(results):
                 assert t.finish_ns == t.end_ns and t.first_step <= t.last_step
             else:
                 assert t.output_tokens == 0 and t.finish_ns is None
+            # Speech is a podcast reply's: when it started and how long it stalled, only once it came back.
+            assert (row["stall_s"] is None) == (row["time_to_speech_s"] is None)
+            assert row["stall_s"] is None or (ok and t.kind == "reply" and row["stall_s"] >= 0)
             if t.status in ("kv_oom", "context_overflow"):   # refused at the door: it ran in no step
                 assert t.first_step is None
                 # (a retrieval comes before the door, and so does the API server)

@@ -63,6 +63,19 @@ def _reply(spec: PodcastSpec, rng: np.random.Generator) -> Phrase:
     return Phrase(words, tokens, words / spec.words_per_minute * 60.0)
 
 
+def speech_stall_s(tokens: int, speech_s: float, decode_s: float) -> float:
+    """Seconds a reply's voice waits for its tokens when the model speaks from its first token on.
+
+    Its n tokens are sampled evenly over decode_s after the first (one every tau = decode_s / (n - 1)),
+    and speaking one takes d = speech_s / n. Token k starts when the one before is spoken and it has
+    arrived, p_k = max(p_(k-1) + d, k tau), so p_k = k max(d, tau) and the voice ends at
+    (n - 1) max(d, tau) + d: (n - 1) max(0, tau - d) after it would have without waiting.
+    """
+    if tokens < 2:
+        return 0.0
+    return (tokens - 1) * max(0.0, decode_s / (tokens - 1) - speech_s / tokens)
+
+
 def exchanges(spec: PodcastSpec, seed: int, session: int) -> Iterator[Exchange]:
     """Endless stream of exchanges for one session; the caller stops when its clock passes duration_s."""
     rng = np.random.default_rng([seed, session])
