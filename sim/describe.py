@@ -119,12 +119,13 @@ def describe(built: BuiltDeployment) -> str:
 
 def where_the_time_goes(built: BuiltDeployment, context_tokens: int = 8192, prefill_tokens: int = 8192) -> list[str]:
     """Lines splitting three steps of replica 0 into their parts (sim.cost.step.PARTS): a decode step at batch
-    1 and at a large batch (the scheduler's cap, at most 256), each sequence attending `context_tokens`, and
-    one prefill of `prefill_tokens`."""
+    1 and at a large batch (the scheduler's cap, at most 256, spread over the attention groups), each
+    sequence attending `context_tokens`, and one prefill of `prefill_tokens`."""
     spec, cost = built.spec, built.replicas[0].cost
-    batch = min(spec.max_seqs, 256)
+    batch = min(spec.max_seqs * spec.dp, 256)
     steps = [("decode, batch 1", cost.step([], [], [], [context_tokens])),
-             (f"decode, batch {batch}", cost.step([], [], [], [context_tokens] * batch)),
+             (f"decode, batch {batch}", cost.step([], [], [], [context_tokens] * batch,
+                                                  decode_rank=[i % spec.dp for i in range(batch)])),
              (f"prefill of {prefill_tokens:,}", cost.step([prefill_tokens], [0], [1], []))]
     lines = [f"  where the time goes (replica 0, ms; decode at {context_tokens:,} tokens of context; parts overlap, "
              "so they add up to more than the step):",
