@@ -144,6 +144,13 @@ def all_reduce(cluster: Cluster, group: list[str]) -> CollectivePrice:
                             _pairwise(cluster, group, 2, "direct")))
 
 
+def _peer_link(cluster: Cluster, group: list[str]) -> tuple[float, str]:
+    """Seconds per byte over one GPU's scale-up link when it reads from (or sends to) all its peers at once,
+    their bytes sharing the busiest route; and that route described."""
+    worst, _, bottleneck = _load(cluster, [(cluster.path(group[0], b), 1.0) for b in group[1:]])
+    return worst / (len(group) - 1), bottleneck
+
+
 def custom_all_reduce(cluster: Cluster, group: list[str], floor_s: float) -> CollectivePrice:
     """An engine's one-shot and two-shot NVLink all-reduce over `group` (inside one scale-up domain), with
     `floor_s` its measured latency on a tiny message; bytes cross the GPU's busiest peer route at NCCL's
@@ -151,8 +158,7 @@ def custom_all_reduce(cluster: Cluster, group: list[str], floor_s: float) -> Col
     n = len(group)
     if n == 1:
         return FREE
-    worst, _, bottleneck = _load(cluster, [(cluster.path(group[0], b), 1.0) for b in group[1:]])
-    per_byte = worst / (n - 1)    # seconds per byte over one GPU's scale-up link, all peers' reads shared
+    per_byte, bottleneck = _peer_link(cluster, group)
     return CollectivePrice((Algorithm("one-shot", (n - 1) * per_byte, floor_s, bottleneck),
                             Algorithm("two-shot", 2 * (n - 1) / n * per_byte, 2 * floor_s, bottleneck)))
 
@@ -160,11 +166,9 @@ def custom_all_reduce(cluster: Cluster, group: list[str], floor_s: float) -> Col
 def nvls_all_reduce(cluster: Cluster, group: list[str]) -> CollectivePrice:
     """An engine's NVLS all-reduce kernel over `group`, inside one scale-up domain whose switch reduces (the
     caller checks): NVLS_FLOOR_S plus NVLS_LINK_LOAD bytes per byte over the GPU's busiest peer route."""
-    n = len(group)
-    if n == 1:
+    if len(group) == 1:
         return FREE
-    worst, _, bottleneck = _load(cluster, [(cluster.path(group[0], b), 1.0) for b in group[1:]])
-    per_byte = worst / (n - 1)    # seconds per byte over one GPU's scale-up link
+    per_byte, bottleneck = _peer_link(cluster, group)
     return CollectivePrice((Algorithm("nvls", NVLS_LINK_LOAD * per_byte, NVLS_FLOOR_S, bottleneck),))
 
 
