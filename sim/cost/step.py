@@ -496,17 +496,22 @@ class ReplicaCostModel:
             work = self._gpu_work(batch, n_steps)
         return self._finish(batch, work)
 
+    def _sampled(self, batch: Batch) -> np.ndarray:
+        """Tokens each sequence samples in a step: 1 for a chunk that ends its prompt, 1 + the draft tokens
+        (multi-token prediction) for a decode."""
+        return np.concatenate([np.asarray(batch.chunk_sampled, dtype=float),
+                               np.full(len(batch.decode_ctx), 1.0 + self.mtp_draft_tokens)])
+
     def _gpu_work(self, batch: Batch, n_steps: int) -> GpuWork:
         """The GPUs' side of `n_steps` steps of `batch` run alone: kernels, collectives, and what they move."""
         a, tp, dp = self.arch, self.tp, self.dp
-        chunk_tokens, chunk_prior, chunk_sampled, decode_ctx = (batch.chunk_tokens, batch.chunk_prior,
-                                                                batch.chunk_sampled, batch.decode_ctx)
+        chunk_tokens, chunk_prior, decode_ctx = batch.chunk_tokens, batch.chunk_prior, batch.decode_ctx
         c = np.asarray(chunk_tokens, dtype=float)
         p = np.asarray(chunk_prior, dtype=float)
         # With multi-token prediction a decode sequence verifies its k draft tokens with its next one: q = 1 + k
         # query tokens, each sampled; the step is then priced per emitted token (see the end).
         q = 1.0 + self.mtp_draft_tokens if len(decode_ctx) else 1.0
-        sampled_i = np.concatenate([np.asarray(chunk_sampled, dtype=float), np.full(len(decode_ctx), q)])
+        sampled_i = self._sampled(batch)
         dec_pos = np.asarray(decode_ctx, dtype=float)[None, :] + np.arange(n_steps)[:, None]   # (steps, decode)
         # Tokens through one GPU's linear layers: context parallelism splits a prompt over the cp copies of
         # the tp group, and runs every decode token on each copy.
@@ -695,8 +700,7 @@ class ReplicaCostModel:
         accel, parts, per_stage = self.accel, dict(work.parts_s), work.per_stage
         # Each attention group has its own scheduler (SGLang's and vLLM's data-parallel ranks): the busiest
         # one's host work, and its decode batch, count.
-        sampled_i = np.concatenate([np.asarray(batch.chunk_sampled, dtype=float),
-                                    np.full(len(batch.decode_ctx), 1.0 + self.mtp_draft_tokens)])
+        sampled_i = self._sampled(batch)
         ranks = batch.ranks()
         host_s = self.host_step_s + float(np.max(
             self.engine.host_seq_s * np.bincount(ranks, minlength=1)
