@@ -275,6 +275,18 @@ def test_deepep_low_latency_kernels_against_their_published_table():
         assert float(price.time_s(combine_b)) * 1e6 == pytest.approx(combine_us, rel=0.30)
 
 
+def dp16_over_two_nodes(**options):
+    """DeepSeek-V3 over 2 nodes of 8 H200, attention data parallel over 16 GPUs (tp 1, dp 16, ep 16)."""
+    cluster = Cluster(hw.accelerators()["h200"], hw.node_types()["hgx_8gpu"], 2, hw.fabrics()["ib_ndr"])
+    layout = Layout(1, 1, 16, 16)
+    (replica,) = place_replicas(cluster, 1, layout)
+    engine = engines()["sglang"]
+    comm = price_replica(cluster, replica, engine.allreduce_floor,
+                         one_sided_ep=options.get("ep_dispatch", "normal") != "normal")
+    return ReplicaCostModel(catalog()["deepseek_v3"], cluster.accelerator, comm, layout, "fp8", 2.0, engine=engine,
+                            **options)
+
+
 def test_low_latency_dispatch_sends_every_routed_copy_on_decode_steps_only():
     """DeepSeek-V3 over 2 nodes of 8 H200, attention data parallel over 16 GPUs (tp 1, dp 16, ep 16), 16
     decodes (one per group). 'auto' decodes with DeepEP's low-latency kernels: each token's 8 routed copies
@@ -284,17 +296,8 @@ def test_low_latency_dispatch_sends_every_routed_copy_on_decode_steps_only():
     prompt keeps the normal kernels."""
     from hardware.collectives import all_to_all, one_sided_all_to_all
     from sim.cost.step import dispatch_destinations
+    normal, auto = dp16_over_two_nodes(), dp16_over_two_nodes(ep_dispatch="auto")
     cluster = Cluster(hw.accelerators()["h200"], hw.node_types()["hgx_8gpu"], 2, hw.fabrics()["ib_ndr"])
-    layout = Layout(1, 1, 16, 16)
-    (replica,) = place_replicas(cluster, 1, layout)
-    engine = engines()["sglang"]
-
-    def model(mode):
-        comm = price_replica(cluster, replica, engine.allreduce_floor, one_sided_ep=mode != "normal")
-        return ReplicaCostModel(catalog()["deepseek_v3"], cluster.accelerator, comm, layout, "fp8", 2.0,
-                                engine=engine, ep_dispatch=mode)
-
-    normal, auto = model("normal"), model("auto")
     ranks = list(range(16))
     decode = dict(decode_ctx=[2000] * 16, decode_rank=ranks)
     a, b = normal.step([], [], [], **decode), auto.step([], [], [], **decode)
@@ -319,18 +322,6 @@ def test_low_latency_dispatch_and_two_batch_overlap_need_data_parallel_attention
     assert DeploymentSpec.model_validate(dict(base, tp=1, dp=16, ep=16)).ep_dispatch == "auto"
     with pytest.raises(ValueError, match="two_batch_overlap hides the expert all-to-alls"):
         DeploymentSpec.model_validate(dict(base, tp=8, ep=8, ep_dispatch="normal", two_batch_overlap=True))
-
-
-def dp16_over_two_nodes(**options):
-    """DeepSeek-V3 over 2 nodes of 8 H200, attention data parallel over 16 GPUs (tp 1, dp 16, ep 16)."""
-    cluster = Cluster(hw.accelerators()["h200"], hw.node_types()["hgx_8gpu"], 2, hw.fabrics()["ib_ndr"])
-    layout = Layout(1, 1, 16, 16)
-    (replica,) = place_replicas(cluster, 1, layout)
-    engine = engines()["sglang"]
-    comm = price_replica(cluster, replica, engine.allreduce_floor,
-                         one_sided_ep=options.get("ep_dispatch", "normal") != "normal")
-    return ReplicaCostModel(catalog()["deepseek_v3"], cluster.accelerator, comm, layout, "fp8", 2.0, engine=engine,
-                            **options)
 
 
 def test_two_batch_overlap_hides_one_micro_batchs_collectives_under_the_others_kernels():
