@@ -22,9 +22,11 @@ class Accelerator:
     scaleup_gb_s: float
     scaleup_collective_share: float  # share of scale-up bandwidth NCCL moves bytes at (0 < share <= 1)
     tdp_w: float
-    idle_w: float
+    idle_w: float                # idle with a serving engine's context loaded
+    hbm_pj_per_bit: float        # energy per bit moved to or from HBM (DRAM, PHY and controller)
     matmul_efficiency_bf16: float
     source: str
+    power_source: str            # where idle_w and hbm_pj_per_bit come from
     hbm_mib: float | None = None
     fp8_tflops: float | None = None
     fp4_tflops: float | None = None
@@ -85,7 +87,10 @@ class NodeType:
     nvme_drives: int
     nvme_tb_per_drive: float
     nvme_gb_s_per_drive: float
+    host_idle_w: float           # everything but the GPU boards, at the node's power input, idle ...
+    host_max_w: float            # ... and with every GPU at its TDP
     source: str
+    power_source: str
 
     def scaleup_link_bytes_per_s(self, accel: Accelerator) -> float:
         """One scale-up link, one direction: a GPU's whole NVLink bandwidth to the switch, or its
@@ -100,6 +105,23 @@ class Fabric:
     display_name: str
     port_gb_s: float
     switch_latency_s: float
+    port_w: float                # a switch port, its share of the switch and its optic
+    nic_optic_w: float           # the optic at a NIC's end of its link
+    source: str
+    power_source: str
+
+
+@dataclass(frozen=True)
+class Pue:
+    name: str
+    value: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    gco2e_per_kwh: float
     source: str
 
 
@@ -158,6 +180,17 @@ def clusters() -> dict[str, ClusterType]:
     return _build(ClusterType, _read("clusters.toml")["clusters"])
 
 
+@cache
+def pues() -> dict[str, Pue]:
+    return _build(Pue, _read("facility.toml")["pue"])
+
+
+@cache
+def grids() -> dict[str, Grid]:
+    return _build(Grid, _read("facility.toml")["grids"])
+
+
 def all_entries() -> dict[str, dict]:
     """Every catalog table by name, for checks that must hold for each entry (a source, for one)."""
-    return {"accelerators": accelerators(), "nodes": node_types(), "fabrics": fabrics(), "clusters": clusters()}
+    return {"accelerators": accelerators(), "nodes": node_types(), "fabrics": fabrics(), "clusters": clusters(),
+            "pue": pues(), "grids": grids()}
