@@ -277,6 +277,9 @@ SGLANG_870 = {8: 0.0128, 16: 0.0172, 32: 0.0256, 64: 0.0346}
 GPTOSS_828_SOURCE = ("github SemiAnalysisAI/InferenceX issue #828 (2026-03, automated run): vLLM, gpt-oss-120b "
                      "MXFP4 (Marlin MoE kernels) on 8x H100, TP8, ISL/OSL 1k/1k, max-num-seqs = concurrency")
 GPTOSS_828 = {4: 0.00372, 8: 0.00405, 16: 0.00483}
+# GPU energy per output token: 1.23 J at concurrency 4 (published.md section 10); at 8 and 16 the issue's
+# per-GPU power (173 and 189 W) x 8 GPUs / (concurrency / TPOT) output tokens per second.
+GPTOSS_828_J_PER_TOKEN = {4: 1.23, 8: 173 * 8 / (8 / 0.00405), 16: 189 * 8 / (16 / 0.00483)}
 
 
 def moe() -> None:
@@ -341,7 +344,8 @@ def moe() -> None:
               {"source": GPTOSS_828_SOURCE, "trust": "T3",
                "notes": "vllm serve --max-num-seqs = concurrency, --max-num-batched-tokens 8192, "
                         "gpu-memory-utilization 0.9, no prefix caching; BF16 KV; MXFP4 weights multiplied in BF16"},
-              {"tpot_p50_s": tpot_s}, concurrency(clients, 1024, 1024, 3),
+              {"tpot_p50_s": tpot_s, "energy_per_output_token_j": round(GPTOSS_828_J_PER_TOKEN[clients], 4)},
+              concurrency(clients, 1024, 1024, 3),
               {"model": "gpt_oss_120b", "gpu": "h100_sxm", "nodes": 1, "tp": 8, "replicas": 1, "weights": "fp4",
                "kv_cache": "bf16", "engine": "vllm", "max_seqs": clients, "max_batched_tokens": 8192,
                "prefix_caching": False})

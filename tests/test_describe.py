@@ -166,14 +166,16 @@ def test_describe_says_which_engine_and_where_the_time_goes(tmp_path):
                         ("decode, batch 64", cost.step([], [], [], [8192] * 64)),
                         ("prefill of 8,192", cost.step([8192], [0], [1], []))):
         line = next(x for x in result.output.splitlines() if x.strip().startswith(label))
-        assert float(line.split()[-7]) == pytest.approx(step.duration_s[0] * 1e3, abs=0.006)
-        assert float(line.split()[-2]) == pytest.approx(step.parts_s["launches"][0] * 1e3, abs=0.006)
+        assert float(line.split()[-len(PARTS) - 1]) == pytest.approx(step.duration_s[0] * 1e3, abs=0.006)
+        assert float(line.split()[PARTS.index("launches") - len(PARTS)]) == pytest.approx(
+            step.parts_s["launches"][0] * 1e3, abs=0.006)
 
 
 def test_describe_spreads_the_large_decode_batch_over_the_attention_groups(tmp_path):
     """With attention data parallel (dp 16, 64 sequences a group) the large decode batch of 256 is 16 per
     group, as the groups' own schedulers would hold it, not 256 on one group."""
     from sim import config
+    from sim.cost.step import PARTS
     from sim.deployment import build
     path = tmp_path / "dp.toml"
     path.write_text('[deployments.dp]\nmodel = "deepseek_v3"\ngpu = "h200"\nnodes = 2\ntp = 1\ndp = 16\nep = 16\n'
@@ -184,5 +186,5 @@ def test_describe_spreads_the_large_decode_batch_over_the_attention_groups(tmp_p
     cost = build(str(path), name, spec).replicas[0].cost
     step = cost.step([], [], [], [8192] * 256, decode_rank=[i % 16 for i in range(256)])
     line = next(x for x in result.output.splitlines() if x.strip().startswith("decode, batch 256"))
-    assert float(line.split()[-7]) == pytest.approx(step.duration_s[0] * 1e3, abs=0.006)
+    assert float(line.split()[-len(PARTS) - 1]) == pytest.approx(step.duration_s[0] * 1e3, abs=0.006)
     assert step.duration_s[0] < cost.step([], [], [], [8192] * 256).duration_s[0]

@@ -158,8 +158,20 @@ EMBEDDING_BYTES = 2.0
 # reach neither ceiling there.
 ROOFLINE_SHARPNESS = 1.5
 
-# How a GPU's clock follows the dynamic power a power cap leaves it: clock share = (dynamic power
-# share)^(1 / exponent). Dynamic power is C V^2 f, and in the DVFS range the voltage rises with the clock,
-# so the exponent is between 1 (voltage fixed) and 3 (voltage in proportion to the clock). Fitted: 2 on
-# the MLPerf MaxQ rows (tried 1, 2, 3, see above).
+# How a GPU's dynamic power follows its clock when a power limit (the TDP, or a cap) holds the board:
+# P_dynamic ~ clock^exponent (sim.cost.power), so compute energy per FLOP falls as clock^(exponent - 1).
+# Dynamic power is C V^2 f, and in the DVFS range the voltage rises with the clock, so the exponent is
+# between 1 (voltage fixed) and 3 (voltage in proportion to the clock). Fitted: 2 on the MLPerf MaxQ rows
+# (tried 1, 2, 3, see above, when the cap lowered only the compute clock; rechecked with the board model).
 POWER_CLOCK_EXPONENT = 2.0
+
+# The energy of a byte streamed from HBM into the SMs (through L2, the on-chip network, shared memory and
+# register files) over the catalog's HBM access energy (DRAM, PHY and controller): data movement on chip
+# costs as much as the DRAM access or more (Delestrac et al., ASAP 2024: up to 84% of an A100's dynamic
+# energy is data movement). Fitted on the GPU-energy rows (ML.ENERGY's Llama-3.1-8B at batch 64 on H100;
+# InferenceX #828's gpt-oss-120b on 8x H100 at concurrency 4, 8, 16; 2026-12-07, the other constants held):
+# 1 / 2 / 2.5 / 3 put them at -41.6, -10.3, -14.4, -24.9% / -24.9, -1.7, -1.4, -7.9% / -16.5, +2.6, +5.1,
+# +0.6% / -8.2, +7.0, +11.7, +9.0% (median |error| 19.7 / 4.8 / 3.9 / 8.6%), so 2.5: a memory-bound H100
+# decode draws ~120 + 355 W, near ML.ENERGY's ~600 W at batch 128 (T3, second-hand), while a single-run
+# H200 study reports 137-300 W in decode (arXiv 2605.11999, T1p): the spread is what this factor carries.
+ON_CHIP_BYTE_FACTOR = 2.5

@@ -59,11 +59,10 @@ data-parallel rank schedules, and captures its CUDA graphs, for its own batch). 
 host time, or with an overlap scheduler max(GPU time, host time + launches). With multi-token prediction
 a decode sequence verifies 1 + k tokens after k draft passes of one layer and the LM head, and each row
 is one emitted token: the step over its mean accepted length.
-GPU power = P_idle + (P_max - P_idle) x activity (P_max = TDP, or a lower power cap, which also slows
-the matmuls to the clock share ((cap - P_idle) / (TDP - P_idle))^(1 / POWER_CLOCK_EXPONENT)), where
-activity is the share of the step the GPU's kernels run (kernel time / step time);
-communication and host time count as idle.
-Step energy = sum over GPUs of power x step time.
+Step energy = sum over GPUs of P_idle x step time + the dynamic energy of their FLOPs, HBM bytes and
+collectives (sim.cost.power); where the kernels would draw more than the board's limit (TDP, or a power
+cap) they stretch until they do not (parts_s['power_limit']). Each sequence's share of the dynamic energy
+is the energy of the FLOPs and bytes it caused.
 """
 from __future__ import annotations
 
@@ -80,6 +79,7 @@ from sim.cost import calibration
 from sim.cost.attention import attention_curve, share_at
 from sim.cost.engines import EngineProfile, engines
 from sim.cost.kernels import STEP_KERNELS, layer_kernels
+from sim.cost.power import BoardPower
 from sim.kv import Footprint
 from sim.layers import ATTENTION, positions_attended
 from sim.models import Architecture
@@ -240,10 +240,11 @@ class GpuWork:
     flops: np.ndarray
     hbm_bytes: np.ndarray
     comm_bytes: np.ndarray
-    per_stage: list              # per stage (busy kernel time per GPU, collectives)
+    per_stage: list              # per stage (busy kernel time per GPU, collectives, dynamic energy per GPU)
     kernels: int
-    flop_i: np.ndarray
-    byte_i: np.ndarray
+    energy_i: np.ndarray         # (steps, sequences): the dynamic energy each sequence's FLOPs and bytes cost
+    kv_energy_i: np.ndarray      # ... of which reading and writing its KV
+    kv_bytes_i: np.ndarray       # its KV bytes read and written
 
     @staticmethod
     def overlapped(a: GpuWork, b: GpuWork, index: list, n_seqs: int) -> GpuWork:
@@ -253,15 +254,15 @@ class GpuWork:
         out). Each half launches every kernel and reads its own weights: at small batches that costs more
         than the overlap saves (sgl-project/DeepGEMM PR #14: TBO gains only from batch 64-128 on Hopper)."""
         kernels_s = (a.gpu_s - a.parts_s["collectives"]) + (b.gpu_s - b.parts_s["collectives"])
-        per_sequence = [np.zeros((len(a.gpu_s), n_seqs)) for _ in range(2)]
+        per_sequence = [np.zeros((len(a.gpu_s), n_seqs)) for _ in range(3)]
         for work, i in ((a, index[0]), (b, index[1])):
-            for total, mine in zip(per_sequence, (work.flop_i, work.byte_i)):
+            for total, mine in zip(per_sequence, (work.energy_i, work.kv_energy_i, work.kv_bytes_i)):
                 np.add.at(total, (slice(None), i), mine)
         return GpuWork(np.maximum(kernels_s, a.parts_s["collectives"] + b.parts_s["collectives"]),
                        {name: a.parts_s[name] + b.parts_s[name] for name in a.parts_s},
                        a.compute_s + b.compute_s, a.memory_s + b.memory_s, a.network_s + b.network_s,
                        a.flops + b.flops, a.hbm_bytes + b.hbm_bytes, a.comm_bytes + b.comm_bytes,
-                       [(ka + kb, ca + cb) for (ka, ca), (kb, cb) in zip(a.per_stage, b.per_stage)],
+                       [tuple(x + y for x, y in zip(sa, sb)) for sa, sb in zip(a.per_stage, b.per_stage)],
                        a.kernels + b.kernels, *per_sequence)
 
 
@@ -273,20 +274,24 @@ class StepCost:
     flops: np.ndarray
     hbm_bytes: np.ndarray
     comm_bytes: np.ndarray
-    energy_j: np.ndarray
+    energy_j: np.ndarray         # every GPU of the replica: idle power over the step + dynamic_j
+    dynamic_j: np.ndarray        # every GPU's energy above idle (sim.cost.power)
     bound: np.ndarray            # 0 compute, 1 memory, 2 network
     stage_busy_s: list           # per stage, per GPU
     stage_energy_j: list         # per stage, per GPU
-    shares: np.ndarray           # (steps, sequences): each sequence's share of the step, rows sum to 1
+    shares: np.ndarray           # (steps, sequences): each sequence's share of dynamic_j, rows sum to 1
+    kv_shares: np.ndarray        # (steps, sequences): the part of its share spent on its KV
+    kv_read_s: np.ndarray        # (steps, sequences): its share of the step's KV time (parts_s['kv'])
     parts_s: dict                # where the time goes, per step (see PARTS); summed over stages, busiest group
 
 
 BOUND_NAMES = ("compute", "memory", "network")
 # The parts of StepCost.parts_s, each the time that part alone would take: weights and KV at HBM bandwidth,
 # compute at the matmul rates, collectives, the kernels' floors (or the CPU's launches where longer), host
-# work outside the kernels. Weights, KV and compute overlap in the roofline, and host work under an overlap
+# work outside the kernels, and the kernels' slowdown that keeps the board within its power limit
+# (sim.cost.power). Weights, KV and compute overlap in the roofline, and host work under an overlap
 # scheduler, so the parts sum to more than the step.
-PARTS = ("weights", "kv", "compute", "collectives", "launches", "host")
+PARTS = ("weights", "kv", "compute", "collectives", "launches", "host", "power_limit")
 
 
 class ReplicaCostModel:
@@ -309,19 +314,16 @@ class ReplicaCostModel:
         self.stages = split_layers(arch, layout.pp)
         self.weight_bytes = PRECISION_BYTES[weight_precision]
         self.kv_dtype_bytes = kv_dtype_bytes
-        # A power cap below TDP lowers the clocks: the matmul rate falls with the clock, which follows the
-        # dynamic power allowed as clock share = ((cap - idle) / (TDP - idle))^(1 / POWER_CLOCK_EXPONENT);
-        # HBM bandwidth does not. The board then draws at most the cap.
-        self.max_power_w = min(accel.tdp_w, power_cap_w) if power_cap_w else accel.tdp_w
-        throttle = ((self.max_power_w - accel.idle_w) / (accel.tdp_w - accel.idle_w)) \
-            ** (1.0 / calibration.POWER_CLOCK_EXPONENT)
+        # The board's power over a step, held within its TDP or a lower power cap (sim.cost.power).
+        self.power = BoardPower.of(accel, power_cap_w)
         # Weights of a precision the GPU has no tensor cores for (MXFP4 on Hopper) are dequantised in the
         # kernel and multiplied in BF16 (weight-only quantisation: Marlin, Triton MoE).
         math = weight_precision if accel.supports(weight_precision) else "bf16"
         linear_efficiency = (calibration.FP4_MATMUL_EFFICIENCY if math == "fp4"
                              and accel.measured_matmul_efficiency("fp4") is None
                              else accel.matmul_efficiency(math))
-        self.linear_flops_per_s = (accel.peak_flops_per_s(math) * linear_efficiency * throttle
+        self._linear_j_per_flop = self.power.j_per_flop(accel.peak_flops_per_s(math) * linear_efficiency)
+        self.linear_flops_per_s = (accel.peak_flops_per_s(math) * linear_efficiency
                                    * calibration.COMPUTE_EFFICIENCY)
         if math == "fp8" and arch.fp8_block_scales:   # DeepSeek-style 128 x 128 scales: the engine's kernels
             self.linear_flops_per_s *= self.engine.fp8_block_gemm_share
@@ -331,8 +333,10 @@ class ReplicaCostModel:
         self.fp8_decode_attention = (self.engine.fp8_attention and kv_dtype_bytes == PRECISION_BYTES["fp8"]
                                      and accel.supports("fp8"))
         self.attention_matmul_flops_per_s = {
-            fp8: accel.peak_flops_per_s(p) * accel.matmul_efficiency(p) * throttle
+            fp8: accel.peak_flops_per_s(p) * accel.matmul_efficiency(p)
             for fp8, p in ((False, "bf16"), (True, "fp8")) if p == "bf16" or accel.supports(p)}
+        # Attention FLOPs priced at BF16's energy (FP8 decode attention, where run, costs less: not modelled).
+        self._attention_j_per_flop = self.power.j_per_flop(self.attention_matmul_flops_per_s[False])
         head_dim = arch.mla.qk_nope_head_dim + arch.mla.qk_rope_head_dim if arch.mla else arch.head_dim
         self._attention_curve = {fp8: attention_curve(head_dim, fp8) for fp8 in self.attention_matmul_flops_per_s}
         self.hbm_bytes_per_s = accel.hbm_bytes_per_s
@@ -646,6 +650,22 @@ class ReplicaCostModel:
                 ring_s = self.comm.cp_all_gather[s].time_s(cp_kv_s[s] / layers)
                 merge_s = self.comm.cp_all_reduce[s].time_s(cp_merge_bytes)
                 comm_s = comm_s + n_attention * (np.maximum(ring_s - att_c[:, 0] / layers, 0.0) + merge_s)
+            copies = tp * self.cp       # the stage's GPUs per attention group
+            stage_comm_bytes = (n_allreduce * tokens * a.d_model * calibration.ACTIVATION_BYTES * copies * (tp > 1)
+                                + n_all_to_all * (dispatch_bytes + combine_bytes) * tp * dp
+                                + (dcp_s[s] * (self.dcp - 1) / self.dcp * tp * dp if self.dcp > 1 else 0.0)
+                                + (n_attention * ((self.cp - 1) / self.cp * cp_kv_s[s] / max(n_attention, 1)
+                                                  + 2 * cp_merge_bytes) * copies if self.cp > 1 else 0.0))
+            # The mean GPU's dynamic energy at full clock; the kernels slow where it would pass the board's
+            # power limit (sim.cost.power), and their compute energy per FLOP falls with the clock.
+            compute_j = (self._linear_j_per_flop * np.mean(lin_flops, axis=-1)
+                         + self._attention_j_per_flop * attn_flops.mean(axis=1))
+            hbm_j = self.power.hbm_j_per_byte * (w_mean + kv_bytes.mean(axis=1))
+            stretch = self.power.stretch(compute_j, hbm_j, mean_kernel_s)
+            parts["power_limit"] += (stretch - 1.0) * kernel_s
+            kernel_s, mean_kernel_s = kernel_s * stretch, mean_kernel_s * stretch
+            dynamic_j = (compute_j * stretch ** (1.0 - self.power.clock_exponent) + hbm_j
+                         + self.power.link_j_per_byte * stage_comm_bytes / self.layout.gpus_per_stage)
             pick = group_s.argmax(axis=1)[:, None]
             parts["weights"] += lin_m
             parts["kv"] += np.take_along_axis(att_m, pick, 1)[:, 0]
@@ -658,16 +678,11 @@ class ReplicaCostModel:
             memory_s += np.where(lin_c1 >= lin_m, 0.0, lin_m) + np.where(att_c1 >= att_m1, 0.0, att_m1)
             network_s += comm_s
             gpu_s = gpu_s + kernel_s + comm_s
-            copies = tp * self.cp       # the stage's GPUs per attention group
             flops += (lin_flops + attn_flops).sum(axis=1) * copies
             hbm += (w_mean * dp + kv_bytes.sum(axis=1)) * copies
-            comm_bytes += (n_allreduce * tokens * a.d_model * calibration.ACTIVATION_BYTES * copies
-                           + n_all_to_all * (dispatch_bytes + combine_bytes) * tp * dp
-                           + (dcp_s[s] * (self.dcp - 1) / self.dcp * tp * dp if self.dcp > 1 else 0.0)
-                           + (n_attention * ((self.cp - 1) / self.cp * cp_kv_s[s] / max(n_attention, 1)
-                                             + 2 * cp_merge_bytes) * copies if self.cp > 1 else 0.0))
+            comm_bytes += stage_comm_bytes
             weight_bytes_all += w_mean * copies * dp
-            per_stage.append((mean_kernel_s, comm_s))
+            per_stage.append((mean_kernel_s, comm_s, dynamic_j))
         for send in self.comm.pp_send:
             pp_s = send.time_s(act_bytes)
             gpu_s = gpu_s + pp_s
@@ -684,16 +699,19 @@ class ReplicaCostModel:
             gpu_s = gpu_s + draft_s
             parts["compute"] += draft_s
             kernels += self.mtp_draft_tokens * (kernels - STEP_KERNELS) // a.n_layers
-        # What each sequence caused, for its share of the step: FLOPs and HBM bytes. Weights are shared by
-        # token count; attention and KV follow the sequence's own positions.
+        # What each sequence caused, for its share of the step's dynamic energy: its FLOPs and HBM bytes at
+        # their energy per operation (sim.cost.power). Weights are shared by token count; attention and KV
+        # follow the sequence's own positions.
         linear_flops_per_token = 2.0 * tp * sum(w + r * dp for w, r in zip(self._always_params,
                                                                           self._routed_params_per_token))
-        flop_i = (linear_flops_per_token * tokens_i + 2.0 * a.vocab * a.d_model * sampled_i)[None, :] \
-            + sum(attn_s)
-        byte_i = (weight_bytes_all * tokens_i / tokens)[None, :] \
-            + sum(cache_s) * tp
+        linear_flop_i = linear_flops_per_token * tokens_i + 2.0 * a.vocab * a.d_model * sampled_i
+        kv_bytes_i = sum(cache_s) * tp
+        kv_energy_i = self.power.hbm_j_per_byte * kv_bytes_i
+        energy_i = ((self._linear_j_per_flop * linear_flop_i
+                     + self.power.hbm_j_per_byte * weight_bytes_all * tokens_i / tokens)[None, :]
+                    + self._attention_j_per_flop * sum(attn_s) + kv_energy_i)
         return GpuWork(gpu_s, parts, compute_s, memory_s, network_s, flops, hbm, comm_bytes, per_stage, kernels,
-                       flop_i, byte_i)
+                       energy_i, kv_energy_i, kv_bytes_i)
 
     def _finish(self, batch: Batch, work: GpuWork) -> StepCost:
         """The steps around the GPUs' work: the CPU's launches and host work, energy, each sequence's share."""
@@ -716,24 +734,25 @@ class ReplicaCostModel:
         # The engine's CPU work (and its launches) runs under the kernels with an overlap scheduler, else
         # between steps.
         duration = np.maximum(gpu_s, host_s + launch_s) if self.engine.overlap else gpu_s + host_s
-        stage_energy = []
-        for kernel_s, _ in per_stage:
-            activity = np.minimum(1.0, kernel_s / duration)
-            stage_energy.append((accel.idle_w + (self.max_power_w - accel.idle_w) * activity) * duration)
-        energy = sum(e * self.layout.gpus_per_stage for e in stage_energy)
+        # Every GPU idles at P_idle through the step and adds its stage's dynamic energy (sim.cost.power).
+        stage_energy = [accel.idle_w * duration + dynamic_j for _, _, dynamic_j in per_stage]
+        gpus = self.layout.gpus_per_stage
+        dynamic = sum(dynamic_j * gpus for _, _, dynamic_j in per_stage)
+        energy = accel.idle_w * duration * gpus * len(per_stage) + dynamic
         bound = np.argmax(np.stack([work.compute_s, work.memory_s, work.network_s]), axis=0)
-        # Each sequence's share: the mean of its share of the FLOPs and of the HBM bytes it caused.
-        w = (work.flop_i / work.flop_i.sum(axis=1, keepdims=True)
-             + work.byte_i / work.byte_i.sum(axis=1, keepdims=True))
-        shares = w / w.sum(axis=1, keepdims=True)
+        shares = work.energy_i / work.energy_i.sum(axis=1, keepdims=True)
+        kv_shares = work.kv_energy_i / work.energy_i
+        kv_total = work.kv_bytes_i.sum(axis=1, keepdims=True)
+        kv_read_s = parts["kv"][:, None] * np.divide(work.kv_bytes_i, kv_total, out=np.zeros_like(work.kv_bytes_i),
+                                                     where=kv_total > 0)
         flops, hbm, comm_bytes = work.flops, work.hbm_bytes, work.comm_bytes
         if len(batch.decode_ctx) and self.mtp_draft_tokens:
             # One row per emitted token: a verify step emits mtp_accept_length tokens per sequence on average.
             per_token = 1.0 / self.mtp_accept_length
-            duration, flops, hbm, comm_bytes, energy = (x * per_token
-                                                        for x in (duration, flops, hbm, comm_bytes, energy))
+            duration, flops, hbm, comm_bytes, energy, dynamic, kv_read_s = (
+                x * per_token for x in (duration, flops, hbm, comm_bytes, energy, dynamic, kv_read_s))
             stage_energy = [e * per_token for e in stage_energy]
-            per_stage = [(k * per_token, c * per_token) for k, c in per_stage]
+            per_stage = [tuple(x * per_token for x in stage) for stage in per_stage]
             parts = {name: value * per_token for name, value in parts.items()}
-        return StepCost(duration, flops, hbm, comm_bytes, energy, bound,
-                        [k + c for k, c in per_stage], stage_energy, shares, parts)
+        return StepCost(duration, flops, hbm, comm_bytes, energy, dynamic, bound,
+                        [k + c for k, c, _ in per_stage], stage_energy, shares, kv_shares, kv_read_s, parts)
