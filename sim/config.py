@@ -120,6 +120,42 @@ class ReportSpec(_Strict):
     brain_w: float = Field(20.0, gt=0, le=1000)
 
 
+class EnergySpec(_Strict):
+    """[energy]: the facility around the deployments and how idle capacity is billed (sim.energy).
+
+    pue: a name from hardware/data/facility.toml (industry 1.58, google 1.10, meta 1.09) or a number;
+    grid: a region from the same file (gCO2e per kWh) or a number; idle_capacity: a replica no session
+    reaches is billed to the deployment's sessions (`spread`, as Google spreads idle capacity over
+    prompts) or left `unallocated` (run.json's ledger reports it).
+    """
+
+    pue: float | str = "industry"
+    grid: float | str = "us"
+    idle_capacity: Literal["spread", "unallocated"] = "spread"
+
+    @field_validator("pue", "grid")
+    @classmethod
+    def _named_or_number(cls, v, info: ValidationInfo):
+        """A name from hardware/data/facility.toml, or a number within the key's bounds."""
+        key = info.field_name
+        names, (low, high, what) = {"pue": (hw.pues(), (1.0, 3.0, "from 1 (no overhead) to 3")),
+                                    "grid": (hw.grids(), (0.0, 2000.0, "of gCO2e/kWh from 0 to 2000"))}[key]
+        if isinstance(v, str):
+            return _one_of(key, v, names)
+        if not low <= v <= high:
+            raise ValueError(f"{key} {v:g} is outside {low:g}-{high:g}; valid: a number {what}, or one of "
+                             f"{', '.join(sorted(names))}")
+        return v
+
+    @property
+    def pue_value(self) -> float:
+        return hw.pues()[self.pue].value if isinstance(self.pue, str) else float(self.pue)
+
+    @property
+    def gco2e_per_kwh(self) -> float:
+        return hw.grids()[self.grid].gco2e_per_kwh if isinstance(self.grid, str) else float(self.grid)
+
+
 def _known_hardware(key: str, name: str) -> str:
     catalog = {"gpu": hw.accelerators, "node": hw.node_types, "fabric": hw.fabrics}[key]()
     return _one_of({"node": "node type"}.get(key, key), name, catalog)
@@ -198,12 +234,28 @@ class ContextSpec(_Strict):
 MTP_ACCEPT_LENGTH = {1: 1.92, 2: 2.58, 3: 2.82, 4: 2.99, 5: 3.01}
 
 
+class BackgroundSpec(_Strict):
+    """[deployments.NAME.background]: chat traffic sharing the deployment with the podcast
+    (workloads.background: lengths from Azure's conversation trace), `clients` kept in flight or
+    `rate_per_s` Poisson arrivals, one of the two."""
+
+    clients: int = Field(0, ge=0, le=10_000)
+    rate_per_s: float = Field(0.0, ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _one_load(self):
+        if (self.clients > 0) == (self.rate_per_s > 0):
+            raise ValueError("background needs one of clients > 0 or rate_per_s > 0 (not both)")
+        return self
+
+
 class DeploymentSpec(_ClusterKeys):
     """[deployments.NAME]: a model on a cluster (named by `cluster`, or by the cluster keys here)."""
 
     model: str
     cluster: str = ""
     context: ContextSpec = ContextSpec()
+    background: BackgroundSpec | None = None
     _architecture: Architecture = PrivateAttr()
     # Parallel layout; 1,024 per dimension is far beyond any published deployment.
     tp: int = Field(1, ge=1, le=1024)
@@ -478,6 +530,7 @@ class Experiment(_Strict):
     run: RunSpec = RunSpec()
     workload: WorkloadSpec = WorkloadSpec()
     report: ReportSpec = ReportSpec()
+    energy: EnergySpec = EnergySpec()
     clusters: dict[str, ClusterSpec] = {}
     models: dict[str, dict] = {}
     deployments: dict[str, DeploymentSpec]

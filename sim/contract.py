@@ -31,7 +31,8 @@ TURNS = (
     Column("deployment", STR, "the [deployments.NAME] that served the request"),
     Column("session", I64, "conversation index from 0 (a benchmark request: its index in sending order)"),
     Column("turn", I64, "the phrase's index in its conversation, from 0 (a summary: the turn it follows)"),
-    Column("kind", STR, "`reply` answers a phrase; `summary` compacts the history (context policy summarize)"),
+    Column("kind", STR, "`reply` answers a phrase; `summary` compacts the history (context policy summarize); "
+           "`chat` is a background request sharing the deployment (deployments.NAME.background)"),
     Column("conversation_s", F64, "the conversation's clock when the request arrived: seconds since its "
            "session started (a benchmark request: since the run started)"),
     Column("conversation_tokens", I64, "tokens said in the conversation before this phrase"),
@@ -56,12 +57,26 @@ TURNS = (
            "when it waits for the whole reply (workload speech); null unless an ok podcast reply"),
     Column("stall_s", F64, "seconds the model's voice waited for tokens decoded slower than it speaks (0 when "
            "speech waits for the whole reply); null unless an ok podcast reply"),
-    Column("energy_j", F64, "GPU energy charged to the turn: energy_prefill_j + energy_decode_j + "
-           "energy_idle_j; over all turns, the deployment's GPU energy. A failed turn's is the cost of the failure"),
-    Column("energy_prefill_j", F64, "its share of the steps that prefilled its prompt"),
-    Column("energy_decode_j", F64, "its share of the steps that decoded its reply"),
-    Column("energy_idle_j", F64, "its share of the idle power of the GPUs holding its conversation since the "
-           "conversation's previous request"),
+    Column("energy_j", F64, "its attributed energy at the facility boundary, gpu_j + node_j + facility_j = "
+           "energy_prefill_j + energy_decode_j + energy_baseline_j: what its own FLOPs and bytes added and its share "
+           "of the baseline; over all turns (with run.json's unallocated_j), the deployment's energy. A failed "
+           "turn's is the cost of the failure"),
+    Column("gpu_j", F64, "the GPU-board layer of energy_j: its dynamic GPU energy + its share of the idle GPUs"),
+    Column("node_j", F64, "the node layer of energy_j: host (CPUs, DRAM, NICs, fans, NVSwitch trays, power-supply "
+           "losses) and network switch ports"),
+    Column("facility_j", F64, "the facility layer of energy_j: (PUE - 1) x (gpu_j + node_j)"),
+    Column("co2e_g", F64, "grams of CO2e of energy_j at the experiment's grid intensity"),
+    Column("marginal_j", F64, "the marginal view: what its own FLOPs and bytes added above the idle floor, at the "
+           "facility boundary (energy_prefill_j + energy_decode_j); what one more phrase costs a busy server"),
+    Column("dedicated_j", F64, "the dedicated view: the whole deployment's energy at the facility boundary over "
+           "its interval, from its arrival to its session's next phrase (the last: to the session's end; a "
+           "summary: its own span); what it costs when the deployment serves nothing else"),
+    Column("energy_prefill_j", F64, "the marginal energy of the steps that prefilled its prompt (its share)"),
+    Column("energy_decode_j", F64, "the marginal energy of the steps that decoded its reply (its share)"),
+    Column("energy_kv_j", F64, "of energy_prefill_j + energy_decode_j, reading and writing its KV cache"),
+    Column("energy_baseline_j", F64, "its share of the baseline (idle GPUs, host idle, switch ports, facility) "
+           "over its interval: by the KV bytes its session held x seconds, and equally over the sessions held"),
+    Column("kv_read_s", F64, "its share of its steps' KV time (the KV bytes it read and wrote at HBM bandwidth)"),
     Column("energy_retrieval_j", F64, "the retrieval's own energy, outside the GPU cluster (context policy "
            "retrieve); not in energy_j"),
     Column("replica", I64, "the replica it was sent to (steps.replica)"),
@@ -89,6 +104,7 @@ STEPS = (
     Column("replica_power_w", F64, "mean power of all the replica's GPUs together over the step"),
     Column("mean_gpu_power_w", F64, "replica_power_w over the replica's GPU count"),
     Column("replica_energy_j", F64, "energy of all the replica's GPUs over the step, replica_power_w x duration_s"),
+    Column("replica_dynamic_j", F64, "of replica_energy_j, what the GPUs drew above idle (sim.cost.power)"),
 )
 
 GPUS = (

@@ -19,12 +19,14 @@ the queue and, readmitted, prefills its prompt and the reply so far again (vLLM'
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
 
 from sim.cost.step import ReplicaCostModel
+from sim.energy.baseline import BaselineShares, Bills
 from sim.kv import KVPool
 from sim.records import NS_PER_S, StepLog, TurnRecord, accumulate
 
@@ -34,11 +36,10 @@ class SessionState:
     index: int
     replica: int
     group: int = 0               # the replica's attention group (data-parallel rank) it is served by
-    started: bool = False
+    start_ns: int | None = None  # when the conversation began (a benchmark request: when it was sent)
     ended: bool = False
     ended_ns: int = 0
-    pending_idle_j: float = 0.0
-    last_turn: TurnRecord | None = None
+    bills: Bills = field(default_factory=Bills)   # its phrases, which take its share of the baseline
 
 
 @dataclass(eq=False)
@@ -86,16 +87,17 @@ class ReplicaEngine:
     bulk: bool
     n_gpus: int
     steps: StepLog
+    baseline: BaselineShares
     sessions: dict[int, SessionState] = field(default_factory=dict)
     waiting: list[Sequence] = field(default_factory=list)
     running: list[Sequence] = field(default_factory=list)
     last_end_ns: int = 0
     steps_run: int = 0           # steps run so far: the index of the next one
-    idle_s: float = 0.0
-    idle_j: float = 0.0
-    step_j: float = 0.0
+    idle_s: float = 0.0          # seconds with no step running
+    dynamic_j: float = 0.0       # its GPUs' energy above idle, over the run
     stage_busy_s: np.ndarray = None
     stage_energy_j: np.ndarray = None
+    begin: Callable[[int], None] | None = None   # called with a session not yet begun when first admitted
 
     def __post_init__(self):
         self.wakeup = self.env.event()
@@ -109,12 +111,9 @@ class ReplicaEngine:
                reusable_tokens: int | None = None) -> Sequence:
         """Hand a request to the engine; its `done` event fires when it has ended, ok or not. Of its
         prompt, the first `reusable_tokens` (default: the history) may be found in the prefix cache."""
-        session = self.sessions[record.session]
-        session.started = True
-        record.energy_idle_j, session.pending_idle_j = session.pending_idle_j, 0.0
-        session.last_turn = record
         reusable = record.context_tokens if reusable_tokens is None else reusable_tokens
-        seq = Sequence(record, prompt_tokens, output_tokens, self.env.event(), reusable, session.group)
+        seq = Sequence(record, prompt_tokens, output_tokens, self.env.event(), reusable,
+                       self.sessions[record.session].group)
         total = seq.total_tokens
         if self.limits.max_context and total > self.limits.max_context:
             self._fail(seq, "context_overflow",
@@ -157,21 +156,29 @@ class ReplicaEngine:
         seq.record.end_ns = self.env.now
         seq.done.succeed()
 
-    # ---- idle energy ---------------------------------------------------------------------------
+    # ---- the baseline ------------------------------------------------------------------------
     def settle_idle(self, now_ns: int) -> None:
-        """Charge the replica's idle time up to `now_ns` to the sessions it holds."""
+        """Share the replica's baseline over its idle time up to `now_ns` among the sessions it holds."""
         if now_ns <= self.last_end_ns:
             return
         gap_s = (now_ns - self.last_end_ns) / NS_PER_S
-        energy = self.n_gpus * self.cost.accel.idle_w * gap_s
         self.idle_s += gap_s
-        self.idle_j += energy
-        sessions = list(self.sessions.values())
-        held = ([s for s in sessions if s.started and not s.ended]
-                or [s for s in sessions if not s.ended] or sessions)
-        for s in held:
-            s.pending_idle_j += energy / len(held)
+        self.baseline.share(np.array([now_ns]), np.array([gap_s]), self._kv_bytes())
         self.last_end_ns = now_ns
+
+    def _kv_bytes(self) -> dict[int, float]:
+        """KV bytes each session holds: its cached prefix, or its running request's prompt (what it has
+        prefilled so far, or all of it once decoding: a reply's own KV is left out, so a run of decode steps
+        holds one figure however it is cut)."""
+        held: dict[int, float] = {}
+        for pool in self.pools:
+            for session, tokens in pool.cached.items():
+                held[session] = held.get(session, 0.0) + pool.footprint.bytes(tokens)
+        for seq in self.running:
+            tokens = seq.prefill_target if seq.decoding else seq.prefilled
+            session = seq.record.session
+            held[session] = held.get(session, 0.0) + self._pool(seq).footprint.bytes(tokens)
+        return held
 
     # ---- the loop ------------------------------------------------------------------------------
     def _admit(self) -> None:
@@ -197,6 +204,8 @@ class ReplicaEngine:
             if seq.admitted:
                 rec.recomputed_tokens += seq.prefill_target - cached
             else:
+                if self.begin and self.sessions[rec.session].start_ns is None:
+                    self.begin(rec.session)
                 rec.cached_tokens = cached
                 rec.recomputed_tokens = seq.prompt_tokens - rec.new_tokens - rec.retrieved_tokens - cached
             seq.prefilled, seq.allocated, seq.admitted = cached, hold, True
@@ -241,8 +250,11 @@ class ReplicaEngine:
         return [s for s in decode if id(s) in left]
 
     def _grow_for_run(self, decode: list[Sequence], n: int) -> int:
-        """on_demand: the most steps, up to n, whose new blocks every pool can give its decodes; their
-        blocks are taken now. At least 1 (_grow_decodes made room for the first)."""
+        """on_demand: the most steps, up to n, whose new blocks every pool can give its decodes without
+        evicting a cached prefix; their blocks are taken now. At least 1 (_grow_decodes made room for the
+        first). A run stops short of the step that would evict, so that prefixes are evicted at the step
+        that needs their blocks, as step by step: what sessions hold between steps (their share of the
+        baseline, sim.energy.baseline) is the same however the steps are priced."""
         groups = np.array([s.group for s in decode])
         held = np.array([_kv_held(s) for s in decode], dtype=np.int64)
         allocated = np.array([s.allocated for s in decode], dtype=np.int64)
@@ -250,7 +262,7 @@ class ReplicaEngine:
         lo, hi = 1, n
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            fits = all(pool.growth_blocks(allocated[mine], held[mine] + mid) <= pool.free_blocks
+            fits = all(pool.growth_blocks(allocated[mine], held[mine] + mid) <= pool.unused_blocks
                        for pool, mine in in_group)
             lo, hi = (mid, hi) if fits else (lo, mid - 1)
         for pool, mine in in_group:
@@ -311,6 +323,7 @@ class ReplicaEngine:
         decode_ctx = [s.prompt_tokens + s.decoded for s in decode]  # L + 1 positions attended
         # KV tokens held when the run starts; a turn aborted mid-run still held its KV in the steps before.
         kv_before = sum(_kv_held(s) for s in self.running)
+        kv_bytes = self._kv_bytes()
         cost = self.cost.step(sizes, prior, completes, decode_ctx, n,
                               [s.group for s, _ in chunks], [s.group for s in decode])
         durations = np.maximum(1, np.rint(cost.duration_s * NS_PER_S).astype(np.int64))
@@ -327,15 +340,23 @@ class ReplicaEngine:
                     yield self.env.timeout(done_at - self.env.now)
         done = int(np.searchsorted(ends, self.env.now, side="right"))
         self.last_end_ns = int(ends[done - 1])
-        self._apply(decode, chunks, completes, cost, ends, durations, done, kv_before)
+        self._apply(decode, chunks, completes, cost, ends, durations, done, kv_before, kv_bytes)
 
-    def _apply(self, decode, chunks, completes, cost, ends, durations, done, kv_before) -> None:
-        energy = cost.energy_j[:done]
-        per_seq = cost.shares[:done] * energy[:, None]
-        for i, (seq, _) in enumerate(chunks):
-            seq.record.energy_prefill_j = accumulate(seq.record.energy_prefill_j, per_seq[:, i])
-        for i, seq in enumerate(decode, start=len(chunks)):
-            seq.record.energy_decode_j = accumulate(seq.record.energy_decode_j, per_seq[:, i])
+    def _apply(self, decode, chunks, completes, cost, ends, durations, done, kv_before, kv_bytes) -> None:
+        energy, dynamic = cost.energy_j[:done], cost.dynamic_j[:done]
+        # Each sequence's share of the steps' dynamic energy, of which its KV's, and of the KV reading time.
+        per_seq = cost.shares[:done] * dynamic[:, None]
+        per_seq_kv = per_seq * cost.kv_shares[:done]
+        kv_read_s = cost.kv_read_s[:done]
+        for i, seq in enumerate([s for s, _ in chunks] + decode):
+            rec = seq.record
+            if i < len(chunks):
+                rec.dynamic_prefill_j = accumulate(rec.dynamic_prefill_j, per_seq[:, i])
+            else:
+                rec.dynamic_decode_j = accumulate(rec.dynamic_decode_j, per_seq[:, i])
+            rec.dynamic_kv_j = accumulate(rec.dynamic_kv_j, per_seq_kv[:, i])
+            rec.kv_read_s = accumulate(rec.kv_read_s, kv_read_s[:, i])
+        self.baseline.share(ends[:done], durations[:done] / NS_PER_S, kv_bytes)
         end_ns = int(ends[done - 1])
         for (seq, c), complete in zip(chunks, completes):
             seq.prefilled += c
@@ -365,8 +386,9 @@ class ReplicaEngine:
             duration_s=durations[:done] / NS_PER_S, prefill_tokens=sum(c for _, c in chunks),
             decode_seqs=len(decode), kv_tokens=kv_tokens, replica_flops=cost.flops[:done],
             replica_hbm_bytes=cost.hbm_bytes[:done], replica_comm_bytes=cost.comm_bytes[:done],
-            bound=cost.bound[:done], replica_power_w=energy / cost.duration_s[:done], replica_energy_j=energy)
-        self.step_j += float(energy.sum())
+            bound=cost.bound[:done], replica_power_w=energy / cost.duration_s[:done], replica_energy_j=energy,
+            replica_dynamic_j=dynamic)
+        self.dynamic_j = accumulate(self.dynamic_j, dynamic)
         for s, (busy, e) in enumerate(zip(cost.stage_busy_s, cost.stage_energy_j)):
             self.stage_busy_s[s] += float(busy[:done].sum())
             self.stage_energy_j[s] += float(e[:done].sum())

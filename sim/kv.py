@@ -57,6 +57,14 @@ class Footprint:
         """Whether a sequence's blocks grow with its tokens (some layer's KV grows with the context)."""
         return self.kv_bytes_per_token > 0
 
+    def bytes(self, tokens: int) -> float:
+        """Bytes a sequence holding `tokens` keeps (not rounded to blocks): its growing KV, its window KV and
+        its recurrent state."""
+        if tokens <= 0:
+            return 0.0
+        return (self.kv_bytes_per_token * tokens + self.window_bytes_per_token * min(tokens, self.window_tokens)
+                + self.state_bytes)
+
     def blocks(self, tokens: int) -> int:
         if not self.fixed_cap_bytes and self.bounded_by_tokens:   # KV only: the common case, kept fast
             return blocks_for(tokens, self.block_tokens) if tokens > 0 else 0
@@ -120,6 +128,11 @@ class KVPool:
             else:
                 hi = mid - 1
         return lo * self.block_tokens if fp.blocks(lo * self.block_tokens) <= keep else 0
+
+    @property
+    def unused_blocks(self) -> int:
+        """Blocks neither a running turn nor a cached prefix holds."""
+        return self.capacity_blocks - self.used_blocks
 
     @property
     def free_blocks(self) -> int:

@@ -7,7 +7,8 @@ measured arrival to the last finish:
   (MLPerf's TPOT); itl_mean_s: the mean of the per-request TPOT (NIM's ITL);
 - e2e_mean_s: finish - arrival;
 - energy_per_output_token_j: the GPU energy charged to the measured requests, failed ones included
-  (their prefill, decode and idle shares, which over all requests sum to the cluster's energy) / the
+  (turns.gpu_j: their share of the steps' energy above idle and of the idle GPUs, which over all
+  requests sum to the GPUs' energy; benchmarks measure GPU energy only) / the
   output tokens of those that succeeded; warm-up and cool-down requests' energy stays out as their
   tokens do;
 - in_flight_mean: requests in the system on average, sum of E2E / span (Little's law).
@@ -45,7 +46,7 @@ def benchmark_metrics(result, warmup_requests: int = 0, cooldown_requests: int =
         "finish_s": np.array([np.nan if t.finish_ns is None else t.finish_ns for t in turns]) / NS_PER_S,
         "output_tokens": np.array([t.output_tokens for t in turns], dtype=float),
         "new_tokens": np.array([t.new_tokens for t in turns], dtype=float),
-        "energy_j": np.array([t.gpu_energy_j for t in turns]),
+        "energy_j": np.array([t.energy(result.boundary)["gpu_j"] for t in turns]),
     }, warmup_requests, cooldown_requests)
 
 
@@ -54,7 +55,8 @@ def table_metrics(turns: pa.Table, deployment: str, warmup_requests: int = 0,
     """Every key of KEYS for one deployment of a run's turns table (what `simrun report` re-reads)."""
     mine = turns.filter(pc.equal(turns["deployment"], deployment))
     columns = {k: np.array(mine[k].to_pylist(), dtype=float) for k in (
-        "arrival_s", "first_token_s", "finish_s", "output_tokens", "new_tokens", "energy_j")}
+        "arrival_s", "first_token_s", "finish_s", "output_tokens", "new_tokens", "gpu_j")}
+    columns["energy_j"] = columns.pop("gpu_j")
     return metrics_of({**columns, "session": np.array(mine["session"].to_pylist()),
                        "status": np.array(mine["status"].to_pylist())}, warmup_requests, cooldown_requests)
 

@@ -21,7 +21,7 @@ from sim.cost.step import BOUND_NAMES
 from sim.simulation import DeploymentResult
 
 def turns_table(results: list[DeploymentResult]) -> pa.Table:
-    rows = [t.row() for r in results for t in r.turns]
+    rows = [t.row(r.boundary) for r in results for t in r.turns]
     return pa.Table.from_pylist(rows, schema=contract.schema(contract.TURNS))
 
 
@@ -35,7 +35,8 @@ def steps_table(results: list[DeploymentResult]) -> pa.Table:
         parts.append({
             **{c: cols[c].astype(np.int64) for c in ("step", "prefill_tokens", "decode_seqs", "kv_tokens")},
             **{c: cols[c].astype(float) for c in ("start_s", "duration_s", "replica_flops", "replica_hbm_bytes",
-                                                  "replica_comm_bytes", "replica_power_w", "replica_energy_j")},
+                                                  "replica_comm_bytes", "replica_power_w", "replica_energy_j",
+                                                  "replica_dynamic_j")},
             "deployment": [r.deployment.name] * n, "replica": replica,
             "bound": [BOUND_NAMES[b] for b in cols["bound"].astype(int)],
             "mean_gpu_power_w": cols["replica_power_w"].astype(float) / gpus[replica],

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.energy.ledger import Boundary
+
 NS_PER_S = 1_000_000_000
 
 
@@ -43,20 +45,29 @@ class TurnRecord:
     end_ns: int | None = None        # when it ended, whatever its status
     first_step: int | None = None    # the replica's first and last steps it took part in
     last_step: int | None = None
-    energy_prefill_j: float = 0.0
-    energy_decode_j: float = 0.0
-    energy_idle_j: float = 0.0
+    dynamic_prefill_j: float = 0.0   # GPU energy above idle: its share of the steps that prefilled it ...
+    dynamic_decode_j: float = 0.0    # ... and that decoded its reply
+    dynamic_kv_j: float = 0.0        # ... of which reading and writing its KV
+    kv_read_s: float = 0.0           # its share of those steps' KV time
+    baseline_s: float = 0.0          # seconds of its replica's baseline it takes (sim.energy.baseline)
+    dedicated_j: float | None = None  # the whole deployment's energy over its interval (sim.energy.views)
     speech_start_ns: int | None = None   # when the model began to speak the reply (a podcast turn, ok)
     stall_s: float | None = None         # seconds its voice waited for tokens while speaking
     status: str = "pending"
     reason: str | None = None
 
-    @property
-    def gpu_energy_j(self) -> float:
-        """The GPU cluster's energy charged to this turn (its steps and its idle share; not retrieval)."""
-        return self.energy_prefill_j + self.energy_decode_j + self.energy_idle_j
+    def energy(self, boundary: Boundary) -> dict[str, float]:
+        """Its attributed energy by layer and view (sim.energy.ledger): what its own FLOPs and bytes added
+        (marginal) and its share of the baseline, at the facility boundary."""
+        marginal = boundary.facility_j(1.0, 0.0)     # facility joules per joule of GPU dynamic energy
+        layers = boundary.layers(self.dynamic_prefill_j + self.dynamic_decode_j, self.baseline_s)
+        prefill, decode = self.dynamic_prefill_j * marginal, self.dynamic_decode_j * marginal
+        baseline = boundary.facility_j(0.0, self.baseline_s)
+        return {"energy_j": layers["gpu_j"] + layers["node_j"] + layers["facility_j"], **layers,
+                "marginal_j": prefill + decode, "dedicated_j": self.dedicated_j, "energy_prefill_j": prefill,
+                "energy_decode_j": decode, "energy_kv_j": self.dynamic_kv_j * marginal, "energy_baseline_j": baseline}
 
-    def row(self) -> dict:
+    def row(self, boundary: Boundary) -> dict:
         arrival_s = self.arrival_ns / NS_PER_S
         first = None if self.first_token_ns is None else self.first_token_ns / NS_PER_S
         finish = None if self.finish_ns is None else self.finish_ns / NS_PER_S
@@ -77,16 +88,15 @@ class TurnRecord:
             "reply_speech_s": self.reply_speech_s,
             "time_to_speech_s": None if self.speech_start_ns is None else self.speech_start_ns / NS_PER_S - arrival_s,
             "stall_s": self.stall_s,
-            "energy_j": self.gpu_energy_j,
-            "energy_prefill_j": self.energy_prefill_j, "energy_decode_j": self.energy_decode_j,
-            "energy_idle_j": self.energy_idle_j, "energy_retrieval_j": self.energy_retrieval_j, "replica": self.replica,
+            **self.energy(boundary), "kv_read_s": self.kv_read_s,
+            "energy_retrieval_j": self.energy_retrieval_j, "replica": self.replica,
             "first_step": self.first_step, "last_step": self.last_step, "status": self.status, "reason": self.reason,
         }
 
 
 STEP_COLUMNS = ("replica", "step", "start_s", "duration_s", "prefill_tokens", "decode_seqs", "kv_tokens",
                 "replica_flops", "replica_hbm_bytes", "replica_comm_bytes", "bound", "replica_power_w",
-                "replica_energy_j")
+                "replica_energy_j", "replica_dynamic_j")
 
 
 @dataclass

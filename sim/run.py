@@ -63,7 +63,7 @@ def run_experiment(path: str, mode: str | None = None, progress=None) -> RunResu
             "kv_capacity_tokens": b.replicas[0].kv_capacity_tokens,
             "gpus": sum(len(r.placement.gpus) for r in b.replicas),
         } for b in built},
-        "energy_j": {r.deployment.name: r.energy_j for r in results},
+        "ledger_j": {r.deployment.name: r.ledger() for r in results},
         "steps_table": "one row per engine step (not sampled or aggregated)",
     }
     # How it was run, which the config and seed do not fix: the path it was given by, the time it took.

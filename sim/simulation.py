@@ -9,9 +9,13 @@ import simpy
 from sim.config import Experiment
 from sim.context import Conversation, Prompt, Segment
 from sim.deployment import BuiltDeployment
+from sim.energy.baseline import BaselineShares
+from sim.energy.ledger import Boundary
+from sim.energy.views import set_dedicated
 from sim.engine import EngineLimits, ReplicaEngine, SessionState
 from sim.kv import KVPool
 from sim.records import NS_PER_S, StepLog, TurnRecord
+from workloads.background import chats, gaps_s
 from workloads.benchmark import requests
 from workloads.podcast import exchanges, speech_stall_s
 
@@ -23,10 +27,16 @@ class DeploymentResult:
     steps: StepLog
     engines: list[ReplicaEngine]
     end_ns: int
+    boundary: Boundary           # every replica's (they are alike)
 
-    @property
-    def energy_j(self) -> float:
-        return sum(e.step_j + e.idle_j for e in self.engines)
+    def ledger(self) -> dict[str, float]:
+        """The deployment's energy over the run by layer (sim.energy.ledger), its total at the facility
+        boundary, and the baseline no session held (unallocated_j; in `total_j`, on no request)."""
+        dynamic_j = sum(e.dynamic_j for e in self.engines)
+        layers = self.boundary.layers(dynamic_j, len(self.engines) * self.end_ns / NS_PER_S)
+        unallocated_s = sum(e.baseline.unallocated_s for e in self.engines)
+        return {**layers, "total_j": layers["gpu_j"] + layers["node_j"] + layers["facility_j"],
+                "unallocated_j": self.boundary.facility_j(0.0, unallocated_s)}
 
 
 def _ns(seconds: float) -> int:
@@ -54,7 +64,8 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     api_ns = _ns(built.replicas[0].cost.engine.request_host_s) if spec.api_server else 0
     engines = [
         ReplicaEngine(env, r, rep.cost, [KVPool(rep.kv_capacity_blocks, spec.block_tokens, rep.footprint)
-                                         for _ in range(spec.dp)], limits, bulk, len(rep.placement.gpus), steps)
+                                         for _ in range(spec.dp)], limits, bulk, len(rep.placement.gpus), steps,
+                      BaselineShares(rep.memory.kv_pool_bytes / rep.cost.accel.hbm_bytes))
         for r, rep in enumerate(built.replicas)]
     turns: list[TurnRecord] = []
     podcast = workload.podcast_spec()
@@ -64,6 +75,12 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         """Charge every replica's idle time up to now before a new request takes its share of it."""
         for e in engines:
             e.settle_idle(env.now)
+
+    def begin(index: int) -> None:
+        """A session begins: the replicas that bill it share their baseline with it from now on."""
+        states[index].start_ns = env.now
+        for engine in billers[index]:
+            engine.baseline.start(states[index])
 
     def ask(engine, record: TurnRecord, prompt, reply_tokens: int):
         """Pass a request through the API server to the engine and wait for it (up to the deadline, counted
@@ -111,6 +128,8 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         start_ns = _ns(index * workload.session_stagger_s)
         end_ns = start_ns + _ns(podcast.duration_s)
         yield env.timeout(start_ns)
+        settle_idle()
+        begin(index)
         conv = Conversation(spec.context, spec.max_context)
         summary = None
         for ex in exchanges(podcast, experiment.run.seed, index):
@@ -129,6 +148,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
                 context_tokens=prompt.context_tokens,
                 retrieved_tokens=prompt.retrieved_tokens, new_tokens=ex.human.tokens, reply_tokens=ex.reply.tokens,
                 reply_speech_s=ex.reply.speech_s, arrival_ns=arrival_ns, replica=engine.index)
+            state.bills.add(record, env.now)   # from now on the phrase takes its session's baseline share
             if prompt.retrieved_tokens:
                 record.energy_retrieval_j = spec.context.retrieval_j
                 yield env.timeout(_ns(spec.context.retrieval_s))
@@ -156,10 +176,41 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             context_tokens=0, new_tokens=req.input_tokens, reply_tokens=req.output_tokens, reply_speech_s=0.0,
             arrival_ns=env.now, replica=engine.index)
         settle_idle()
+        states[index].bills.add(record, env.now)   # its session begins when the engine admits it
         yield from ask(engine, record, Prompt((Segment(("request", index), req.input_tokens),), 0, 0, 0),
                        req.output_tokens)
         states[index].ended, states[index].ended_ns = True, env.now
         ended[0] += 1
+
+    def chat(prompt_tokens: int, reply_tokens: int):
+        """One background chat: a session of its own, on the next replica in turn."""
+        index = len(states)
+        state = states[index] = SessionState(index, index % len(engines), (index // len(engines)) % spec.dp)
+        engines[state.replica].sessions[index] = state
+        billers[index] = [e for e in engines if index in e.sessions]
+        engine = engines[state.replica]
+        record = TurnRecord(
+            run=experiment.run.name, deployment=built.name, session=index, turn=0, kind="chat",
+            conversation_s=0.0, context_tokens=0, new_tokens=prompt_tokens, reply_tokens=reply_tokens,
+            reply_speech_s=0.0, arrival_ns=env.now, replica=engine.index)
+        settle_idle()
+        begin(index)
+        state.bills.add(record, env.now)
+        yield from ask(engine, record, Prompt((Segment(("chat", index), prompt_tokens),), 0, 0, 0), reply_tokens)
+        state.ended, state.ended_ns = True, env.now
+
+    def chat_client(lengths, until_ns: int):
+        """A background client: its next chat as soon as its last one ended, until the podcasts end."""
+        while env.now < until_ns:
+            yield from chat(*next(lengths))
+
+    def chat_arrivals(lengths, gaps, until_ns: int):
+        """Background chats arriving at random (Poisson) until the podcasts end."""
+        while True:
+            yield env.timeout(_ns(next(gaps)))
+            if env.now >= until_ns:
+                return
+            env.process(chat(*next(lengths)))
 
     def arrive(req):
         yield env.timeout(_ns(req.arrival_s))
@@ -173,6 +224,12 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     if workload.kind == "podcast":
         sessions = workload.sessions
         processes = [session(i) for i in range(sessions)]
+        background = spec.background
+        if background:   # chats share the deployment until the last podcast ends
+            until_ns = _ns((sessions - 1) * workload.session_stagger_s + podcast.duration_s)
+            lengths = chats(experiment.run.seed)
+            processes += ([chat_client(lengths, until_ns) for _ in range(background.clients)] if background.clients
+                          else [chat_arrivals(lengths, gaps_s(experiment.run.seed, background.rate_per_s), until_ns)])
     else:
         reqs = requests(workload.kind, workload.requests, *workload.lengths(), experiment.run.seed, workload.rate_per_s)
         sessions = len(reqs)
@@ -183,8 +240,15 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     for i, state in states.items():
         engines[state.replica].sessions[i] = state
     for engine in engines:
-        if not engine.sessions:  # a replica no session reaches still idles on the deployment's bill
+        # A replica no session reaches still idles: on the deployment's sessions' bill, or unallocated.
+        if not engine.sessions and experiment.energy.idle_capacity == "spread":
             engine.sessions = states
+    billers = {i: [e for e in engines if i in e.sessions] for i in states}
+    if workload.kind != "podcast":
+        # A benchmark request shares its replica's baseline from its admission: a queue of thousands
+        # (offline) is not served yet.
+        for engine in engines:
+            engine.begin = begin
     for p in processes:
         env.process(p)
     if workload.kind == "podcast":
@@ -200,10 +264,17 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     end_ns = max([s.ended_ns for s in states.values()] + [e.last_end_ns for e in engines])
     for engine in engines:
         engine.settle_idle(end_ns)
-    for state in states.values():
-        state.last_turn.energy_idle_j += state.pending_idle_j
-        state.pending_idle_j = 0.0
-    return DeploymentResult(built, turns, steps, engines, end_ns)
+    result = DeploymentResult(built, turns, steps, engines, end_ns, boundary(experiment, built))
+    set_dedicated(result, states)
+    return result
+
+
+def boundary(experiment: Experiment, built: BuiltDeployment) -> Boundary:
+    """One replica's ledger boundary: its GPUs, its share of its nodes' hosts and of the fabric, the
+    experiment's facility."""
+    cluster = built.cluster
+    return Boundary.of(cluster.accelerator, cluster.node_type, cluster.fabric, len(built.replicas[0].placement.gpus),
+                       experiment.energy.pue_value, experiment.energy.gco2e_per_kwh)
 
 
 def _run(env: simpy.Environment, report: Callable[[], None] | None, horizon_ns: int) -> None:

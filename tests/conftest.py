@@ -15,8 +15,11 @@ REPO_EXPERIMENT = "experiments/podcast10h.toml"
 
 
 def experiment(deployments: dict, **workload) -> Experiment:
+    """An experiment of these deployments; keyword arguments are [workload] keys, but for the seed and an
+    [energy] table (energy={...})."""
     return Experiment.from_dict({
         "run": {"name": "test", "seed": workload.pop("seed", 7)},
+        "energy": workload.pop("energy", {}),
         "workload": {"duration_h": 0.25, **workload},
         "deployments": deployments,
     })

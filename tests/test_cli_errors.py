@@ -29,7 +29,7 @@ def run_cli(tmp_path, text):
 
 
 @pytest.mark.parametrize("old, new, table, key, expect", [
-    ("tp = 8", "tpp = 8", "deployments.d", "tpp", "unknown key; valid keys: gpu, node, nodes, fabric, rail_optimized, model, cluster, context, tp,"),
+    ("tp = 8", "tpp = 8", "deployments.d", "tpp", "unknown key; valid keys: gpu, node, nodes, fabric, rail_optimized, model, cluster, context, background, tp,"),
     ("tp = 8", 'tp = "eight"', "deployments.d", "tp", "valid integer"),
     ('gpu = "h100_sxm"', 'gpu = "h900"', "deployments.d", "gpu",
      "unknown gpu 'h900'; valid: a100_80gb, b200, gb200, gb300, h100_sxm, h200, h800, mi300x, mi325x, mi355x"),
@@ -55,10 +55,15 @@ def run_cli(tmp_path, text):
     ("duration_h = 0.05", "duration_h = -1", "workload", "duration_h", "greater than 0"),
     ("nodes = 1", "", "deployments.d", "nodes", "required key is missing"),
     ("[run]", "[runn]", "top level", "runn",
-     "unknown key; valid keys: run, workload, report, clusters, models, deployments"),
+     "unknown key; valid keys: run, workload, report, energy, clusters, models, deployments"),
     ("tp = 8", "tp = 3", "deployments.d", "tp", "do not split over tp 3; valid: a divisor of 32"),
     ("tp = 8", "tp = 8\npp = 3", "deployments.d", "nodes", "multiple of 24"),
-    ("tp = 8", "tp = 8\npower_cap_w = 60", "deployments.d", None, "at or below h100_sxm's idle power (80.3 W)"),
+    ("tp = 8", "tp = 8\npower_cap_w = 60", "deployments.d", None, "at or below h100_sxm's idle power (121.7 W)"),
+    ("[deployments.d]", "[energy]\npue = 0.5\n[deployments.d]", "energy", "pue",
+     "pue 0.5 is outside 1-3; valid: a number from 1 (no overhead) to 3, or one of google, industry, meta"),
+    ("[deployments.d]", "[energy]\ngrid = \"mars\"\n[deployments.d]", "energy", "grid", "unknown grid 'mars'; valid:"),
+    ("tp = 8", "tp = 8\nbackground = { clients = 2, rate_per_s = 1.0 }", "deployments.d", "background",
+     "background needs one of clients > 0 or rate_per_s > 0 (not both)"),
     ("duration_h = 0.05", 'kind = "offline"\nrequests = 4\ninput_tokens = 10\noutput_tokens = 10\nwarmup_requests = 4',
      "workload", None, "leave none of the 4 requests to measure"),
     ("duration_h = 0.05", 'kind = "offline"\nrequests = 4\ninput_tokens = 10\noutput_tokens = 10\nwarmup_requests = 2'
@@ -149,7 +154,8 @@ def test_good_file_runs_and_writes(tmp_path):
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.iterdir()} == {"turns.parquet", "steps.parquet", "gpus.parquet", "run.json",
                                               "timing.json", "plots"}
-    assert {p.name for p in (out / "plots").iterdir()} == {"energy_per_phrase.png", "latency.png", "kv_memory.png"}
+    assert {p.name for p in (out / "plots").iterdir()} == {"energy_per_phrase.png", "energy_views.png", "latency.png",
+                                                          "kv_memory.png"}
 
 
 def test_report_rerenders_from_files_alone(tmp_path):

@@ -94,7 +94,7 @@ def test_summarize_policy_end_to_end():
     replies = [t for t in r.turns if t.kind == "reply"]
     assert max(t.context_tokens for t in replies) <= 3000 + max(t.new_tokens + t.reply_tokens for t in replies)
     # Each summary's energy is its own row: per-turn energy still sums to the cluster's.
-    assert all(t.energy_prefill_j > 0 and t.energy_decode_j > 0 for t in summaries)
+    assert all(t.dynamic_prefill_j > 0 and t.dynamic_decode_j > 0 for t in summaries)
 
 
 def test_retrieve_policy_end_to_end():

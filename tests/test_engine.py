@@ -23,7 +23,7 @@ def check_invariants(results):
             ok = t.status == "ok"
             assert ok == (t.reason is None) and (ok or t.reason)
             assert t.end_ns is not None and t.end_ns >= t.arrival_ns
-            row = t.row()
+            row = t.row(r.boundary)
             # Null for what did not happen: only an ok turn finished, has a reply latency and a TPOT.
             assert (row["finish_s"] is not None) == (row["e2e_s"] is not None) == ok
             assert (row["first_token_s"] is None) == (row["ttft_s"] is None)
@@ -40,8 +40,7 @@ def check_invariants(results):
                 assert t.first_step is None
                 # (a retrieval comes before the door, and so does the API server)
                 assert t.retrieved_tokens or t.end_ns == t.arrival_ns + api_ns
-        total_turn_j = sum(t.energy_prefill_j + t.energy_decode_j + t.energy_idle_j for t in r.turns)
-        assert total_turn_j == pytest.approx(r.energy_j, rel=1e-9)
+        check_ledger(r)
         for pool in (p for e in r.engines for p in e.pools):
             assert pool.peak_used_blocks <= pool.capacity_blocks
         steps = r.steps.columns()
@@ -50,6 +49,27 @@ def check_invariants(results):
         for e in r.engines:   # each replica numbers its steps 0, 1, 2, ... in the order they ran
             mine = steps["replica"] == e.index
             assert sorted(steps["step"][mine].tolist()) == list(range(e.steps_run))
+
+
+def check_ledger(r):
+    """Joules add up: each request's layers sum to its energy, its views to their parts; over the requests
+    (with the unallocated baseline) every layer sums to the deployment's, and the marginal views to the GPUs'
+    energy above idle at the facility boundary."""
+    rows = [t.energy(r.boundary) for t in r.turns]
+    ledger = r.ledger()
+    for row in rows:
+        assert row["gpu_j"] + row["node_j"] + row["facility_j"] == pytest.approx(row["energy_j"], rel=1e-12)
+        assert row["energy_prefill_j"] + row["energy_decode_j"] + row["energy_baseline_j"] == pytest.approx(
+            row["energy_j"], rel=1e-12)
+        assert row["marginal_j"] <= row["energy_j"] * (1 + 1e-12) and row["energy_kv_j"] <= row["marginal_j"] * (1 + 1e-12)
+    allocated_s = sum(t.baseline_s for t in r.turns) + sum(e.baseline.unallocated_s for e in r.engines)
+    assert allocated_s == pytest.approx(len(r.engines) * r.end_ns / 1e9, rel=1e-9)
+    assert sum(row["energy_j"] for row in rows) + ledger["unallocated_j"] == pytest.approx(ledger["total_j"], rel=1e-9)
+    unallocated = r.boundary.layers(0.0, sum(e.baseline.unallocated_s for e in r.engines))
+    for layer in ("gpu_j", "node_j", "facility_j", "co2e_g"):
+        assert sum(row[layer] for row in rows) + unallocated[layer] == pytest.approx(ledger[layer], rel=1e-9)
+    dynamic_j = sum(e.dynamic_j for e in r.engines)
+    assert sum(row["marginal_j"] for row in rows) == pytest.approx(r.boundary.facility_j(dynamic_j, 0.0), rel=1e-9)
 
 
 def tables(results):
@@ -64,7 +84,8 @@ def assert_same_run(bulk, per_step):
     assert steps_b.equals(steps_p)
     for b, p in zip(bulk, per_step):
         assert b.end_ns == p.end_ns
-        assert [e.idle_j for e in b.engines] == [e.idle_j for e in p.engines]
+        assert [e.idle_s for e in b.engines] == [e.idle_s for e in p.engines]
+        assert [e.baseline.unallocated_s for e in b.engines] == [e.baseline.unallocated_s for e in p.engines]
 
 
 def test_bulk_and_per_step_give_identical_tables():
@@ -80,14 +101,22 @@ def test_bulk_and_per_step_give_identical_tables():
     assert steps_b.num_rows > 5 * len(bulk[0].turns)
 
 
-def test_idle_replicas_charge_each_turn_as_it_comes():
-    """A replica no session reaches idles all run long; its energy is charged turn by turn, not all to
-    the last turn."""
-    r, = run_all(experiment({"d": {**LLAMA8B_H100, "tp": 4}}, duration_h=0.5))
-    assert len(r.engines) == 2 and not any(t.replica == 1 for t in r.turns)
-    idle = sorted(t.energy_idle_j for t in r.turns)
-    assert r.turns[-1].energy_idle_j < 3 * idle[len(idle) // 2]
-    check_invariants([r])
+def test_idle_replicas_are_spread_over_the_sessions_or_left_unallocated():
+    """A replica no session reaches idles all run long: by default its baseline is spread over the
+    deployment's sessions, phrase by phrase (not all on the last); with idle_capacity = 'unallocated' it is
+    left on no phrase, reported in the ledger, and a phrase is billed only its own replica's baseline."""
+    spread, = run_all(experiment({"d": {**LLAMA8B_H100, "tp": 4}}, duration_h=0.5))
+    alone, = run_all(experiment({"d": {**LLAMA8B_H100, "tp": 4}}, duration_h=0.5,
+                                energy={"idle_capacity": "unallocated"}))
+    assert len(spread.engines) == 2 and not any(t.replica == 1 for t in spread.turns)
+    baseline = sorted(t.baseline_s for t in spread.turns)
+    assert spread.turns[-1].baseline_s < 3 * baseline[len(baseline) // 2]
+    check_invariants([spread, alone])
+    # Spread, the phrases take both replicas' baseline seconds; unallocated, only their own replica's.
+    end_s = spread.end_ns / 1e9
+    assert sum(t.baseline_s for t in spread.turns) == pytest.approx(2 * end_s, rel=1e-9)
+    assert sum(t.baseline_s for t in alone.turns) == pytest.approx(end_s, rel=1e-9)
+    assert alone.ledger()["unallocated_j"] == pytest.approx(alone.boundary.facility_j(0.0, end_s), rel=1e-9)
 
 
 def test_same_seed_same_tables_other_seed_differs():
@@ -129,7 +158,7 @@ def test_reply_deadline_drops_the_reply():
     for t in timeouts:
         # Aborted at the deadline, not when the reply would have finished; nothing was delivered.
         assert t.end_ns - t.arrival_ns == 500_000_000 and t.finish_ns is None
-        assert t.output_tokens == 0 and t.row()["e2e_s"] is None
+        assert t.output_tokens == 0 and t.row(r.boundary)["e2e_s"] is None
         assert t.first_token_ns is None or t.first_token_ns <= t.end_ns
     after = r.turns[r.turns.index(timeouts[0]) + 1]
     # The dropped reply never entered the context.
@@ -292,6 +321,7 @@ def _tiny_engine(bulk: bool, capacity_blocks: int, limits=None):
     """One Llama-3.1-8B replica on one H100 with a KV pool of `capacity_blocks` 16-token blocks."""
     import simpy
     from sim.deployment import build
+    from sim.energy.baseline import BaselineShares
     from sim.engine import EngineLimits, ReplicaEngine, SessionState
     from sim.kv import KVPool
     from sim.records import StepLog
@@ -299,7 +329,7 @@ def _tiny_engine(bulk: bool, capacity_blocks: int, limits=None):
     rep = build("test.toml", "d", spec).replicas[0]
     env = simpy.Environment()
     engine = ReplicaEngine(env, 0, rep.cost, [KVPool(capacity_blocks, 16)],
-                           limits or EngineLimits(8192, 1024, 100_000, True), bulk, 1, StepLog())
+                           limits or EngineLimits(8192, 1024, 100_000, True), bulk, 1, StepLog(), BaselineShares(0.5))
     engine.sessions = {i: SessionState(i, 0) for i in range(3)}
     return env, engine
 

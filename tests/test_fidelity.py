@@ -53,13 +53,17 @@ def test_poisson_arrivals_have_the_rate():
 
 
 def test_metrics_by_hand_on_one_request():
-    """One request: arrives at 0, first token at 0.1 s, 11 tokens by 1.1 s: TPOT (1.1 - 0.1) / 10 = 0.1 s."""
+    """One request: arrives at 0, first token at 0.1 s, 11 tokens by 1.1 s: TPOT (1.1 - 0.1) / 10 = 0.1 s.
+    Its GPU energy: 20 + 25 J above idle + 0.5 s of a 20 W idle replica = 55 J, 5 J per token (the host and
+    facility layers are not in a benchmark's GPU energy)."""
     from types import SimpleNamespace
+    from sim.energy.ledger import Boundary
     from sim.records import TurnRecord
     t = TurnRecord("r", "d", 0, 0, 0.0, 0, 100, 11, 0.0, 0, 0, status="ok", output_tokens=11,
                    first_token_ns=100_000_000, finish_ns=1_100_000_000,
-                   energy_prefill_j=20.0, energy_decode_j=30.0, energy_idle_j=5.0)   # 55 J / 11 tokens
-    m = benchmark_metrics(SimpleNamespace(turns=[t]))
+                   dynamic_prefill_j=20.0, dynamic_decode_j=25.0, baseline_s=0.5)
+    boundary = Boundary(gpu_idle_w=20.0, host_idle_w=300.0, host_slope=0.5, switch_w=50.0, pue=1.5, gco2e_per_kwh=350)
+    m = benchmark_metrics(SimpleNamespace(turns=[t], boundary=boundary))
     assert m["output_tokens_per_s"] == pytest.approx(11 / 1.1)
     assert m["input_tokens_per_s"] == pytest.approx(100 / 1.1)
     assert m["ttft_p50_s"] == m["ttft_p99_s"] == pytest.approx(0.1)
@@ -93,15 +97,20 @@ def test_concurrency_keeps_that_many_requests_in_flight():
     assert 7.0 < m["in_flight_mean"] <= 8.0       # Little's law: 8 clients, minus the ramp-down at the end
     # Every request measured: the requests' energy is the cluster's. With 8 warm-up requests left out,
     # their energy leaves with their tokens: the last 56 requests' joules over their 56 x 100 tokens.
-    assert m["energy_per_output_token_j"] * 64 * 100 == pytest.approx(r.energy_j, rel=1e-9)
-    measured_j = sum(t.gpu_energy_j for t in r.turns if t.session >= 8)
+    gpu_j = lambda t: t.energy(r.boundary)["gpu_j"]   # noqa: E731
+    # (a request shares the baseline from its admission: before the first, in the API server, none is held)
+    unallocated_s = sum(e.baseline.unallocated_s for e in r.engines)
+    assert 0 < unallocated_s < 0.1
+    requests_j = r.ledger()["gpu_j"] - r.boundary.layers(0.0, unallocated_s)["gpu_j"]
+    assert m["energy_per_output_token_j"] * 64 * 100 == pytest.approx(requests_j, rel=1e-9)
+    measured_j = sum(gpu_j(t) for t in r.turns if t.session >= 8)
     warm = benchmark_metrics(r, warmup_requests=8)["energy_per_output_token_j"]
     assert warm == pytest.approx(measured_j / (56 * 100), rel=1e-12)
-    assert measured_j < r.energy_j
+    assert measured_j < r.ledger()["gpu_j"]
     # Cool-down: the last 8 requests sent (sessions 56-63) are left out the same way.
     cool = benchmark_metrics(r, cooldown_requests=8)
     assert cool["energy_per_output_token_j"] == pytest.approx(
-        sum(t.gpu_energy_j for t in r.turns if t.session < 56) / (56 * 100), rel=1e-12)
+        sum(gpu_j(t) for t in r.turns if t.session < 56) / (56 * 100), rel=1e-12)
     last_finish_s = max(t.finish_ns for t in r.turns if t.session < 56) / 1e9
     assert cool["requests_per_s"] == pytest.approx(56 / (last_finish_s - 0.0))   # all 8 clients start at 0
 

@@ -95,7 +95,8 @@ def test_a_model_table_is_refused_in_one_line_or_costs_finite_positive_amounts(t
     for step in (cost.step([512], [0], [True], []), cost.step([], [], [], [1000, 50], n_steps=3)):
         assert finite_positive(*step.duration_s, *step.energy_j, *step.flops, *step.hbm_bytes)
     result = simulate(exp, built)
-    assert result.turns and finite_positive(result.energy_j)
+    ledger = result.ledger()
+    assert result.turns and finite_positive(*(ledger[k] for k in ("gpu_j", "node_j", "facility_j", "co2e_g")))
     assert all(t.status == "ok" or t.reason for t in result.turns)
     event("simulated")
 

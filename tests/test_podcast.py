@@ -75,7 +75,7 @@ def test_the_model_speaks_from_its_first_token_and_the_human_waits_for_its_last_
     assert all(t.status == "ok" for t in turns) and len(turns) > 3
     next(phrases)
     for turn, following, phrase in zip(turns, turns[1:], phrases):
-        row = turn.row()
+        row = turn.row(result.boundary)
         decode_s = (turn.finish_ns - turn.first_token_ns) / 1e9
         if speech == "streamed":
             assert row["time_to_speech_s"] == row["ttft_s"]

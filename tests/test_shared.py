@@ -1,0 +1,69 @@
+"""A podcast on a shared server (issue 'What the next phrase really costs', item 3): background chats with
+Azure conversation-trace lengths share the deployment; the three views of a phrase's energy hold."""
+import pytest
+
+from conftest import experiment, run_all
+from test_engine import assert_same_run, check_invariants
+
+BACKGROUND = {"rate_per_s": 0.3}
+NOCACHE = {"model": "llama31_8b", "gpu": "h100_sxm", "nodes": 1, "tp": 1, "replicas": 1, "prefix_caching": False,
+           "background": BACKGROUND}
+RECURRENT = {"model": "mamba2_2p7b", "gpu": "h100_sxm", "nodes": 1, "tp": 1, "replicas": 1, "background": BACKGROUND}
+
+
+@pytest.fixture(scope="module")
+def shared():
+    return {r.deployment.name: r for r in run_all(experiment({"nocache": NOCACHE, "recurrent": RECURRENT},
+                                                             duration_h=0.5))}
+
+
+def replies(result):
+    return [t for t in result.turns if t.kind == "reply" and t.status == "ok"]
+
+
+def test_chats_share_the_deployment_and_the_books_balance(shared):
+    for r in shared.values():
+        chats = [t for t in r.turns if t.kind == "chat"]
+        # ~0.3 chats a second for the half hour (540 expected), each its own session after the podcast's
+        assert 430 < len(chats) < 650 and all(t.session > 0 for t in chats)
+        assert {t.session for t in r.turns if t.kind == "reply"} == {0}
+    check_invariants(list(shared.values()))
+
+
+def test_shared_runs_are_the_same_in_bulk_and_step_by_step():
+    exp = experiment({"nocache": NOCACHE, "clients": {**NOCACHE, "background": {"clients": 4}}}, duration_h=0.05)
+    assert_same_run(run_all(exp, bulk=True), run_all(exp, bulk=False))
+
+
+def test_no_cache_phrase_grows_by_its_prefill_physics_and_recurrent_stays_flat(shared):
+    """Without a prefix cache each phrase prefills its whole history, c tokens. By hand, for Llama-3.1-8B
+    on an H100: the linear layers' 2 x 7.5e9 FLOPs per token (8.0e9 parameters less the 0.5e9 of the
+    embedding table, a lookup) and causal attention's 2 x 32 layers x 4,096 x c^2, each FLOP at
+    (700 - 121.7) W / (989.4e12 x 0.803) FLOP/s = 7.28e-13 J; each chunk of up to 8,192 tokens reads the
+    16.1 GB of BF16 weights at 6.0 pJ/bit x 8 x 2.5 = 120 pJ/B, 1.93 J. Prompts of 2,000 tokens and more
+    (compute-bound) land within 15% of that, so the marginal energy of the phrase grows by the ratio of
+    those energies. The recurrent model prefills only the new phrase against a fixed state: flat per token."""
+    j_per_flop = (700 - 121.7) / (989.4e12 * 0.803)
+    by_hand = lambda c: (j_per_flop * (2 * 7.5e9 * c + 2 * 32 * 4096 * c ** 2)   # noqa: E731
+                         + 16.06e9 * 6.0e-12 * 8 * 2.5 * -(-c // 8192))
+    prompt = lambda t: t.context_tokens + t.new_tokens   # noqa: E731
+    long = [t for t in replies(shared["nocache"]) if prompt(t) >= 2000]
+    first, last = long[0], long[-1]
+    for t in (first, last):
+        assert t.dynamic_prefill_j == pytest.approx(by_hand(prompt(t)), rel=0.15)
+    physics = by_hand(prompt(last)) / by_hand(prompt(first))
+    assert physics > 2.5
+    assert last.dynamic_prefill_j / first.dynamic_prefill_j == pytest.approx(physics, rel=0.15)
+    flat = replies(shared["recurrent"])
+    rb = shared["recurrent"].boundary
+    per_token = [t.energy(rb)["marginal_j"] / (t.new_tokens + t.output_tokens) for t in flat]
+    assert max(per_token[len(per_token) // 2:]) < 2 * min(per_token[:len(per_token) // 2])
+
+
+def test_views_are_ordered_marginal_attributed_dedicated(shared):
+    """On a shared server a phrase's marginal energy is part of its attributed energy, which is part of
+    what the whole deployment drew over the phrase's interval (its dedicated view)."""
+    for r in shared.values():
+        for t in replies(r):
+            views = t.energy(r.boundary)
+            assert views["marginal_j"] <= views["energy_j"] <= views["dedicated_j"] * (1 + 1e-9)

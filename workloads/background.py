@@ -1,0 +1,42 @@
+"""Background chat traffic that shares a deployment with the podcast.
+
+Each chat is one request of its own (no shared history), its prompt and reply lengths a row drawn at
+random from Azure's public LLM inference trace of a conversation service (2023, published with the
+Splitwise paper, ISCA 2024; the 19,366 requests as processed in microsoft/vidur, MIT License), shipped
+as workloads/data/azure_conv_2023.csv. They arrive at a rate (Poisson) or are kept at a concurrency
+(each client sends its next chat when its last one ended), from the start of the run until the last
+podcast ends.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from importlib import resources
+
+import numpy as np
+
+TRACE = "azure_conv_2023.csv"
+
+
+@functools.cache
+def trace_lengths() -> tuple[np.ndarray, np.ndarray]:
+    """Prompt and reply tokens of every request in the trace."""
+    with resources.files("workloads").joinpath("data", TRACE).open() as f:
+        table = np.loadtxt(f, delimiter=",", skiprows=1)
+    return table[:, 1].astype(np.int64), table[:, 2].astype(np.int64)
+
+
+def chats(seed: int) -> Iterator[tuple[int, int]]:
+    """(prompt tokens, reply tokens) of chat after chat, rows of the trace drawn at random (seeded)."""
+    prompts, replies = trace_lengths()
+    rng = np.random.default_rng([seed, 2])
+    while True:
+        for row in rng.integers(0, len(prompts), 1024).tolist():
+            yield int(prompts[row]), max(int(replies[row]), 1)
+
+
+def gaps_s(seed: int, rate_per_s: float) -> Iterator[float]:
+    """Seconds between Poisson arrivals at `rate_per_s`."""
+    rng = np.random.default_rng([seed, 3])
+    while True:
+        yield from rng.exponential(1.0 / rate_per_s, 1024).tolist()
