@@ -1,7 +1,10 @@
 """PNG plots of a run, drawn from the turns table and run.json alone (matplotlib, headless Agg backend).
 
-- energy_per_phrase.png: energy charged to each phrase (Wh) vs conversation minute, log y, beside a
-  human brain (report.brain_w) speaking the same reply.
+- energy_per_phrase.png: the attributed energy of each phrase (Wh) vs conversation minute, log y, beside
+  a human brain (report.brain_w) speaking the same reply.
+- energy_views.png: per deployment, each phrase's attributed energy stacked by component (its prefill,
+  its decode, its share of the baseline; their sum is the attributed view, prefill + decode the
+  marginal), the KV reading within them, and the dedicated view, vs minute.
 - latency.png: TTFT and reply latency (s) vs minute, log y.
 - kv_memory.png: KV and recurrent state the conversation holds (context x KV bytes per token, capped
   sliding windows, fixed state) vs minute, with each deployment's KV capacity.
@@ -63,9 +66,10 @@ def render(turns: pa.Table, info: dict, out_dir: Path) -> list[Path]:
         ax.plot([minute_of(r) for r in first], [brain_w * r["reply_speech_s"] / J_PER_WH for r in first], lw=0.8,
                 color="0.5", ls="--", label=f"{brain_w:g} W brain speaking the reply")
     ax.set(yscale="log", xlabel="conversation minute", ylabel="energy per phrase (Wh)",
-           title="Energy charged to each phrase (x: failed turn)")
+           title="Energy charged to each phrase, attributed (x: failed turn)")
     _legend(ax)
     written.append(_save(fig, out_dir / "energy_per_phrase.png"))
+    written.append(_views_plot(rows, out_dir / "energy_views.png"))
 
     fig, ax = plt.subplots(figsize=(12, 5))
     for name, rs in rows.items():
@@ -88,6 +92,23 @@ def render(turns: pa.Table, info: dict, out_dir: Path) -> list[Path]:
     _legend(ax)
     written.append(_save(fig, out_dir / "kv_memory.png"))
     return written
+
+
+def _views_plot(rows: dict[str, list[dict]], path: Path) -> Path:
+    """Per deployment: each phrase's attributed energy stacked by component, its KV part and the dedicated
+    view (Wh), vs minute."""
+    fig, axes = plt.subplots(len(rows), 1, figsize=(12, 2.6 * max(len(rows), 1)), squeeze=False, sharex=True)
+    for ax, (name, rs) in zip(axes[:, 0], rows.items()):
+        x = [minute_of(r) for r in rs]
+        wh = lambda column: [r[column] / J_PER_WH for r in rs]  # noqa: E731
+        ax.stackplot(x, wh("energy_prefill_j"), wh("energy_decode_j"), wh("energy_baseline_j"),
+                     labels=["prefill", "decode", "baseline share"], alpha=0.8)
+        ax.plot(x, wh("energy_kv_j"), color="k", lw=0.7, label="KV read and write (in prefill + decode)")
+        ax.plot(x, wh("dedicated_j"), color="0.4", lw=0.7, ls="--", label="dedicated: the whole deployment")
+        ax.set(ylabel="Wh per phrase", title=name)
+        _legend(ax)
+    axes[-1, 0].set(xlabel="conversation minute")
+    return _save(fig, path)
 
 
 def _latencies(ax, reply_label: str, ttft_label: str, rows: list[dict], x_of, color, reply_style: dict,

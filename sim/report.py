@@ -1,4 +1,5 @@
-"""The default report: per deployment, the phrase at each minute mark, beside a human brain."""
+"""The default report: per deployment, the phrase at each minute mark (latency, speech, its energy in three views)
+beside a human brain, and how each component of a phrase's cost grows with its context (affine fits)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,41 +33,83 @@ def _found(marks: list[tuple[float, dict | None]]) -> list[dict]:
     return [r for _, r in marks if r is not None]
 
 
+# The components of a phrase's cost that growth is fitted for: (label, column, unit). Seconds: its prefill
+# (time to first token), its decode (first token to last) and its share of the KV reading; joules: its
+# marginal prefill and decode energy, the KV part of them, and its share of the baseline.
+COMPONENTS = (("prefill", "ttft_s", "s"), ("decode", "decode_s", "s"), ("KV read", "kv_read_s", "s"),
+              ("prefill", "energy_prefill_j", "J"), ("decode", "energy_decode_j", "J"),
+              ("KV read", "energy_kv_j", "J"), ("baseline", "energy_baseline_j", "J"))
+
+
 @dataclass(frozen=True)
-class Growth:
-    """How a per-phrase figure grows with the conversation: y ~ tokens^exponent, least squares in log-log
-    over the session-0 replies that succeeded, x = tokens said before the phrase + the phrase. `ratio`
-    is the fit's growth between the first and last minute marks, (x_last / x_first)^exponent: single
-    phrases swing with their reply's length, the fit does not."""
+class Affine:
+    """y = a + b x context tokens, least squares over a deployment's phrases."""
 
-    exponent: float
-    ratio: float | None
-    replies: int
-    span_minutes: tuple[float, float] | None = None   # the first and last minute marks the ratio spans
+    a: float
+    b: float                     # per token of context
+    phrases: int
+
+    @property
+    def crossover_tokens(self) -> float | None:
+        """The context at which the context-dependent part b x equals the fixed part a (None unless both
+        are positive)."""
+        return self.a / self.b if self.a > 0 and self.b > 0 else None
 
 
-def growth(rows: list[dict], deployment: str, minutes: list[float], column: str) -> Growth | None:
-    ok = [r for r in replies(rows, deployment) if r["status"] == "ok" and r[column]]
-    if len(ok) < 3:
+def phrases(rows: list[dict], deployment: str) -> list[dict]:
+    """Every ok reply of a deployment's podcast conversations, each with the summary requests that
+    compacted the history it followed folded in (their energy and time are the phrase's cost too), and
+    its decode seconds (e2e - ttft)."""
+    mine = [r for r in rows if r["deployment"] == deployment]
+    summaries = {}
+    for r in mine:
+        if r["kind"] == "summary":
+            summaries.setdefault((r["session"], r["turn"]), []).append(r)
+    out = []
+    for r in mine:
+        if r["kind"] != "reply" or r["status"] != "ok":
+            continue
+        phrase = {**r, "decode_s": r["e2e_s"] - r["ttft_s"]}
+        for extra in summaries.get((r["session"], r["turn"]), []):
+            for column in ("energy_prefill_j", "energy_decode_j", "energy_kv_j", "energy_baseline_j", "kv_read_s"):
+                phrase[column] += extra[column]
+        out.append(phrase)
+    return out
+
+
+def affine(rows: list[dict], deployment: str, column: str) -> Affine | None:
+    """The affine fit of `column` against context tokens over the deployment's phrases (None: fewer than
+    three, or one context for all)."""
+    found = phrases(rows, deployment)
+    x = np.array([r["context_tokens"] for r in found], dtype=float)
+    if len(found) < 3 or np.ptp(x) == 0:
         return None
-    x = np.log([r["conversation_tokens"] + r["new_tokens"] for r in ok])
-    exponent = float(np.polyfit(x, np.log([r[column] for r in ok]), 1)[0])
-    marks = _found(minute_marks(rows, deployment, minutes))
-    tokens = [r["conversation_tokens"] + r["new_tokens"] for r in marks]
-    if len(marks) < 2:
-        return Growth(exponent, None, len(ok))
-    return Growth(exponent, (tokens[-1] / tokens[0]) ** exponent, len(ok), (minute_of(marks[0]), minute_of(marks[-1])))
+    b, a = np.polyfit(x, np.array([r[column] for r in found], dtype=float), 1)
+    return Affine(float(a), float(b), len(found))
 
 
-def _growth_line(rows, name, minutes) -> str:
-    parts = []
-    for label, column in (("energy per phrase", "energy_j"), ("reply latency", "e2e_s")):
-        g = growth(rows, name, minutes, column)
-        if g:
-            ratio = (f" (x{g.ratio:.2f} from minute {g.span_minutes[0]:.0f} to {g.span_minutes[1]:.0f})"
-                     if g.ratio else "")
-            parts.append(f"{label} ~ tokens^{g.exponent:.2f}{ratio}")
-    return "growth with the conversation: " + "; ".join(parts) if parts else ""
+def _amount(value: float, unit: str) -> str:
+    if unit == "J":
+        return f"{value / J_PER_WH:.3g} Wh"
+    return f"{value * 1e3:.3g} ms" if abs(value) < 1 else f"{value:.3g} s"
+
+
+def _growth_lines(rows, name) -> list[str]:
+    """Per component: b per 1,000 tokens of context, the fixed part a, and where b x overtakes a."""
+    parts = {"s": [], "J": []}
+    for label, column, unit in COMPONENTS:
+        fit = affine(rows, name, column)
+        if fit is None:
+            continue
+        cross = fit.crossover_tokens
+        where = f", passes it at {cross:,.0f} tokens" if cross else ""
+        parts[unit].append(f"{label} {'+' if fit.b >= 0 else '-'}{_amount(abs(fit.b) * 1000, unit)} "
+                           f"(fixed {_amount(fit.a, unit)}{where})")
+    if not parts["s"]:
+        return []
+    n = affine(rows, name, "ttft_s").phrases
+    return [f"growth per 1,000 tokens of context, a + b x context over {n} phrases:",
+            "  time:   " + "; ".join(parts["s"]), "  energy: " + "; ".join(parts["J"])]
 
 
 def _fmt_s(value) -> str:
@@ -76,34 +119,33 @@ def _fmt_s(value) -> str:
 def render(turns: pa.Table, deployments: dict[str, str], minutes: list[float], brain_w: float) -> str:
     """Text table; `deployments` maps name -> one-line description, in the experiment's order."""
     lines, rows = [], turns.to_pylist()
-    header = (f"{'minute':>6} {'context':>8} {'to speech':>9} {'stall':>8} {'reply':>9} {'energy Wh':>11} "
-              f"{'active':>7} {'idle':>7} {'brain Wh':>9}  status")
+    header = (f"{'minute':>6} {'context':>8} {'to speech':>9} {'stall':>8} {'reply':>9} {'marginal':>9} "
+              f"{'attributed':>10} {'dedicated':>10} {'brain':>8}  status")
     failed_any = False
     for name, description in deployments.items():
         lines += ["", f"{name}: {description}", header]
         marks = minute_marks(rows, name, minutes)
         for r in _found(marks):
-            energy_wh = r["energy_j"] / J_PER_WH
-            active = (r["energy_prefill_j"] + r["energy_decode_j"]) / r["energy_j"] if r["energy_j"] else 0.0
-            brain_wh = brain_w * r["reply_speech_s"] / J_PER_WH
             failed = r["status"] != "ok"
             failed_any |= failed
             status = f"{r['status']}: {r['reason']}" if failed else r["status"]
-            energy = f"{energy_wh:.3f}" + ("*" if failed else " ")
+            wh = [f"{r[c] / J_PER_WH:.3f}" + ("*" if failed else " ") for c in ("marginal_j", "energy_j", "dedicated_j")]
             lines.append(f"{minute_of(r):>6.1f} {r['context_tokens']:>8d} {_fmt_s(r.get('time_to_speech_s')):>9} "
-                         f"{_fmt_s(r.get('stall_s')):>8} {_fmt_s(r['e2e_s']):>9} {energy:>11} {active:>7.0%} "
-                         f"{1 - active:>7.0%} {brain_wh:>9.4f}  {status}")
+                         f"{_fmt_s(r.get('stall_s')):>8} {_fmt_s(r['e2e_s']):>9} {wh[0]:>9} {wh[1]:>10} {wh[2]:>10} "
+                         f"{brain_w * r['reply_speech_s'] / J_PER_WH:>8.4f}  {status}")
         missed = [mark for mark, r in marks if r is None]
         if missed:
             mine = replies(rows, name)
             last = f"its last phrase came at minute {minute_of(mine[-1]):.1f}" if mine else "it had no phrase"
             lines.append(f"minute {', '.join(f'{m:g}' for m in missed)}: past the end of the conversation ({last})")
-        lines.append(_growth_line(rows, name, minutes))
+        lines += _growth_lines(rows, name)
     lines.append("")
     lines.append("to speech: from the end of the human's phrase to the model's first word (its first token when "
                  "speech streams); stall: how long the voice waited for tokens; reply: to the last token.")
-    lines.append(f"energy: GPU energy charged to the phrase (its share of steps + idle time of the GPUs holding "
-                 f"the conversation); brain: {brain_w:g} W x the reply's speaking time.")
+    lines.append("Wh of the phrase at the facility boundary (GPUs, hosts, switches, PUE), from its arrival to the "
+                 "next: marginal, what its own FLOPs and bytes added; attributed, that plus its share of the "
+                 "baseline (by KV held x seconds, and per session served); dedicated, the whole deployment over "
+                 f"its interval. brain: {brain_w:g} W x the reply's speaking time.")
     if failed_any:
         lines.append("*: the phrase failed; its energy (the GPUs held for it, and any work done) is the cost of "
                      "the failure, not of a reply.")

@@ -18,16 +18,16 @@ from workloads.podcast import exchanges
 DESIGN_TURN_COLUMNS = {
     "run", "deployment", "session", "turn", "conversation_s", "context_tokens", "new_tokens", "output_tokens",
     "cached_tokens", "recomputed_tokens", "arrival_s", "first_token_s", "finish_s", "ttft_s", "tpot_s", "e2e_s",
-    "energy_j", "energy_prefill_j", "energy_decode_j", "energy_idle_j", "replica", "status", "reason"}
+    "energy_j", "energy_prefill_j", "energy_decode_j", "energy_baseline_j", "replica", "status", "reason"}
 
 
 def turns_of(podcast10h, name):
     return next(r for r in podcast10h.results if r.deployment.name == name).turns
 
 
-def test_invariants_hold_on_all_four(podcast10h):
+def test_invariants_hold_on_all_five(podcast10h):
     assert [r.deployment.name for r in podcast10h.results] == [
-        "kimi_k2_h200", "ling_1t_h200", "megatron_1t_h100", "kimi_k2_h200_nocache"]
+        "kimi_k2_h200", "ling_1t_h200", "megatron_1t_h100", "kimi_k2_h200_nocache", "kimi_k2_h200_nocache_shared"]
     check_invariants(podcast10h.results)
     turns = podcast10h.tables["turns"]
     assert DESIGN_TURN_COLUMNS <= set(turns.column_names)
@@ -90,9 +90,10 @@ def test_cli_prints_the_minute_table_and_tables_read_everywhere(tmp_path, podcas
     again = write(tmp_path / "again", podcast10h.tables, podcast10h.info, timing=podcast10h.timing)
     for name in ("turns.parquet", "steps.parquet", "gpus.parquet", "run.json"):
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
-    for name in ("kimi_k2_h200", "ling_1t_h200", "megatron_1t_h100", "kimi_k2_h200_nocache"):
+    for name in ("kimi_k2_h200", "ling_1t_h200", "megatron_1t_h100", "kimi_k2_h200_nocache",
+                 "kimi_k2_h200_nocache_shared"):
         assert f"{name}:" in result.output
-    assert "kv_oom" in result.output and "brain Wh" in result.output
+    assert "kv_oom" in result.output and "attributed" in result.output and "brain" in result.output
     turns = out / "turns.parquet"
     pdf = pd.read_parquet(turns)
     assert len(pl.read_parquet(turns)) == len(pdf)
@@ -100,11 +101,13 @@ def test_cli_prints_the_minute_table_and_tables_read_everywhere(tmp_path, podcas
     assert count == (pdf.status == "ok").sum()
     steps = pd.read_parquet(out / "steps.parquet")
     gpus = pd.read_parquet(out / "gpus.parquet")
-    assert len(gpus) == 16 + 16 + 32 + 16
-    # Per-turn energy, per-step plus idle energy and per-GPU energy are three views of the same joules.
+    assert len(gpus) == 16 + 16 + 32 + 16 + 16
+    # The turns' GPU layer and the per-GPU energy are two views of the same joules.
     for name, g in pdf.groupby("deployment"):
-        assert g.energy_j.sum() == pytest.approx(gpus[gpus.deployment == name].energy_j.sum(), rel=1e-9)
-    # The turns' active (prefill + decode) energy is exactly the steps' energy: shares sum to one.
+        assert g.gpu_j.sum() == pytest.approx(gpus[gpus.deployment == name].energy_j.sum(), rel=1e-9)
+    # The turns' marginal (prefill + decode) energy is exactly the steps' energy above idle, taken to the
+    # facility boundary: shares sum to one.
+    boundaries = {r.deployment.name: r.boundary for r in podcast10h.results}
     for name, g in pdf.groupby("deployment"):
-        active = g.energy_prefill_j.sum() + g.energy_decode_j.sum()
-        assert active == pytest.approx(steps[steps.deployment == name].replica_energy_j.sum(), rel=1e-9)
+        dynamic_j = steps[steps.deployment == name].replica_dynamic_j.sum()
+        assert g.marginal_j.sum() == pytest.approx(boundaries[name].facility_j(dynamic_j, 0.0), rel=1e-9)
