@@ -169,16 +169,12 @@ class ReplicaEngine:
     def _kv_bytes(self) -> dict[int, float]:
         """KV bytes each session holds: its cached prefix, or its running request's prompt (what it has
         prefilled so far, or all of it once decoding: a reply's own KV is left out, so a run of decode steps
-        holds one figure however it is cut)."""
-        held: dict[int, float] = {}
-        for pool in self.pools:
-            for session, tokens in pool.cached.items():
-                held[session] = held.get(session, 0.0) + pool.footprint.bytes(tokens)
-        for seq in self.running:
-            tokens = seq.prefill_target if seq.decoding else seq.prefilled
-            session = seq.record.session
-            held[session] = held.get(session, 0.0) + self._pool(seq).footprint.bytes(tokens)
-        return held
+        holds one figure however it is cut). A session is in one pool, cached or running, never both."""
+        sessions = [session for pool in self.pools for session in pool.cached]
+        tokens = [t for pool in self.pools for t in pool.cached.values()]
+        sessions += [seq.record.session for seq in self.running]
+        tokens += [seq.prefill_target if seq.decoding else seq.prefilled for seq in self.running]
+        return dict(zip(sessions, self.pools[0].footprint.bytes_array(np.array(tokens, dtype=np.int64)).tolist()))
 
     # ---- the loop ------------------------------------------------------------------------------
     def _admit(self) -> None:
@@ -348,14 +344,12 @@ class ReplicaEngine:
         per_seq = cost.shares[:done] * dynamic[:, None]
         per_seq_kv = per_seq * cost.kv_shares[:done]
         kv_read_s = cost.kv_read_s[:done]
-        for i, seq in enumerate([s for s, _ in chunks] + decode):
-            rec = seq.record
-            if i < len(chunks):
-                rec.dynamic_prefill_j = accumulate(rec.dynamic_prefill_j, per_seq[:, i])
-            else:
-                rec.dynamic_decode_j = accumulate(rec.dynamic_decode_j, per_seq[:, i])
-            rec.dynamic_kv_j = accumulate(rec.dynamic_kv_j, per_seq_kv[:, i])
-            rec.kv_read_s = accumulate(rec.kv_read_s, kv_read_s[:, i])
+        records = [s.record for s, _ in chunks] + [s.record for s in decode]
+        prefill, decoding = records[:len(chunks)], records[len(chunks):]
+        _add_by_column(prefill, "dynamic_prefill_j", per_seq[:, :len(chunks)])
+        _add_by_column(decoding, "dynamic_decode_j", per_seq[:, len(chunks):])
+        _add_by_column(records, "dynamic_kv_j", per_seq_kv)
+        _add_by_column(records, "kv_read_s", kv_read_s)
         self.baseline.share(ends[:done], durations[:done] / NS_PER_S, kv_bytes)
         end_ns = int(ends[done - 1])
         for (seq, c), complete in zip(chunks, completes):
@@ -405,6 +399,17 @@ class ReplicaEngine:
         keep = seq.total_tokens - 1  # the last sampled token was never fed back
         self._pool(seq).release(rec.session, seq.allocated, keep if self.limits.prefix_caching else 0)
         seq.done.succeed()
+
+
+def _add_by_column(records: list[TurnRecord], name: str, values: np.ndarray) -> None:
+    """Add column j of `values` (steps, records), step by step in order, to records[j].name: numpy's
+    cumulative sum is sequential, so a run of steps added at once and one step at a time give the same
+    floats."""
+    if records:
+        start = np.array([getattr(r, name) for r in records], dtype=float)
+        totals = np.cumsum(np.vstack([start[None, :], values]), axis=0)[-1].tolist()
+        for record, total in zip(records, totals):
+            setattr(record, name, total)
 
 
 def _resize(pool: KVPool, seqs: list[Sequence], tokens) -> bool:

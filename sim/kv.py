@@ -57,13 +57,12 @@ class Footprint:
         """Whether a sequence's blocks grow with its tokens (some layer's KV grows with the context)."""
         return self.kv_bytes_per_token > 0
 
-    def bytes(self, tokens: int) -> float:
-        """Bytes a sequence holding `tokens` keeps (not rounded to blocks): its growing KV, its window KV and
-        its recurrent state."""
-        if tokens <= 0:
-            return 0.0
-        return (self.kv_bytes_per_token * tokens + self.window_bytes_per_token * min(tokens, self.window_tokens)
-                + self.state_bytes)
+    def bytes_array(self, tokens: np.ndarray) -> np.ndarray:
+        """Bytes sequences holding `tokens` each keep (not rounded to blocks): their growing KV, their window
+        KV and their recurrent state."""
+        tokens = np.asarray(tokens, dtype=float)
+        return np.where(tokens > 0, self.kv_bytes_per_token * tokens
+                        + self.window_bytes_per_token * np.minimum(tokens, self.window_tokens) + self.state_bytes, 0.0)
 
     def blocks(self, tokens: int) -> int:
         if not self.fixed_cap_bytes and self.bounded_by_tokens:   # KV only: the common case, kept fast

@@ -76,11 +76,19 @@ def tables(results):
     return turns_table(results), steps_table(results)
 
 
+# Columns carrying a turn's share of the baseline: after a deadline aborts a request mid-run, the two modes
+# may add that share's pieces in another order, a last-digit difference (issue 20's note).
+BASELINE_COLUMNS = ("energy_j", "gpu_j", "node_j", "facility_j", "co2e_g", "energy_baseline_j")
+
+
 def assert_same_run(bulk, per_step):
-    """Both modes give the same tables, the same run end and the same idle energy."""
+    """Both modes give the same tables (the baseline's share to 1e-12), the same run end and idle time."""
     turns_b, steps_b = tables(bulk)
     turns_p, steps_p = tables(per_step)
-    assert turns_b.equals(turns_p)
+    exact = [c for c in turns_b.column_names if c not in BASELINE_COLUMNS]
+    assert turns_b.select(exact).equals(turns_p.select(exact))
+    for column in BASELINE_COLUMNS:
+        assert turns_b[column].to_pylist() == pytest.approx(turns_p[column].to_pylist(), rel=1e-12)
     assert steps_b.equals(steps_p)
     for b, p in zip(bulk, per_step):
         assert b.end_ns == p.end_ns
