@@ -28,7 +28,7 @@ import simpy
 from sim.cost.step import ReplicaCostModel
 from sim.energy.baseline import BaselineShares, Bills
 from sim.kv import KVPool
-from sim.records import NS_PER_S, StepLog, TurnRecord, accumulate
+from sim.records import NS_PER_S, StepLog, TurnRecord, accumulate, add_by_column
 
 
 @dataclass
@@ -346,10 +346,10 @@ class ReplicaEngine:
         kv_read_s = cost.kv_read_s[:done]
         records = [s.record for s, _ in chunks] + [s.record for s in decode]
         prefill, decoding = records[:len(chunks)], records[len(chunks):]
-        _add_by_column(prefill, "dynamic_prefill_j", per_seq[:, :len(chunks)])
-        _add_by_column(decoding, "dynamic_decode_j", per_seq[:, len(chunks):])
-        _add_by_column(records, "dynamic_kv_j", per_seq_kv)
-        _add_by_column(records, "kv_read_s", kv_read_s)
+        add_by_column(prefill, "dynamic_prefill_j", per_seq[:, :len(chunks)])
+        add_by_column(decoding, "dynamic_decode_j", per_seq[:, len(chunks):])
+        add_by_column(records, "dynamic_kv_j", per_seq_kv)
+        add_by_column(records, "kv_read_s", kv_read_s)
         self.baseline.share(ends[:done], durations[:done] / NS_PER_S, kv_bytes)
         end_ns = int(ends[done - 1])
         for (seq, c), complete in zip(chunks, completes):
@@ -399,17 +399,6 @@ class ReplicaEngine:
         keep = seq.total_tokens - 1  # the last sampled token was never fed back
         self._pool(seq).release(rec.session, seq.allocated, keep if self.limits.prefix_caching else 0)
         seq.done.succeed()
-
-
-def _add_by_column(records: list[TurnRecord], name: str, values: np.ndarray) -> None:
-    """Add column j of `values` (steps, records), step by step in order, to records[j].name: numpy's
-    cumulative sum is sequential, so a run of steps added at once and one step at a time give the same
-    floats."""
-    if records:
-        start = np.array([getattr(r, name) for r in records], dtype=float)
-        totals = np.cumsum(np.vstack([start[None, :], values]), axis=0)[-1].tolist()
-        for record, total in zip(records, totals):
-            setattr(record, name, total)
 
 
 def _resize(pool: KVPool, seqs: list[Sequence], tokens) -> bool:

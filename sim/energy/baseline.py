@@ -12,7 +12,7 @@ With no session held, the seconds are unallocated capacity.
 
 A session's share goes to the request whose interval holds it: from the moment one of its phrases
 (requests that are not summaries) is put to the model to the next; before its first phrase, to its first. Shares are added
-in time order, piece by piece (numpy's cumulative sum is sequential), so a run of steps priced at once
+in time order, piece by piece (sim.records.accumulate), so a run of steps priced at once
 and the same steps priced one by one give the same floats.
 """
 from __future__ import annotations
@@ -21,10 +21,7 @@ import math
 
 import numpy as np
 
-
-def add_in_order(start: float, values: np.ndarray) -> float:
-    """start + values[0] + values[1] + ..., left to right."""
-    return float(np.cumsum(np.concatenate(([start], values)))[-1]) if len(values) else start
+from sim.records import accumulate, add_by_column
 
 
 class Bills:
@@ -47,14 +44,14 @@ class Bills:
         """Add per-piece seconds (pieces ending at `ends_ns`, in time order) to the requests whose
         intervals hold them."""
         if not self.records:
-            self.before_first_s = add_in_order(self.before_first_s, seconds)
+            self.before_first_s = accumulate(self.before_first_s, seconds)
             return
         # A piece ending after a phrase's arrival is that phrase's; earlier ones the phrase before it's (the
         # first phrase takes those before it too).
         owner = np.maximum(np.searchsorted(self.arrivals_ns, ends_ns, side="left") - 1, 0)
         for index in np.unique(owner):
             record = self.records[index]
-            record.baseline_s = add_in_order(record.baseline_s, seconds[owner == index])
+            record.baseline_s = accumulate(record.baseline_s, seconds[owner == index])
 
 
 class BaselineShares:
@@ -76,7 +73,7 @@ class BaselineShares:
             del self.live[i]
         live = list(self.live.values())
         if not live:
-            self.unallocated_s = add_in_order(self.unallocated_s, seconds)
+            self.unallocated_s = accumulate(self.unallocated_s, seconds)
             return
         start = np.array([s.start_ns for s in live], dtype=float)
         end = np.array([s.ended_ns if s.ended else math.inf for s in live], dtype=float)
@@ -84,7 +81,7 @@ class BaselineShares:
         held = (start[None, :] < t) & (end[None, :] >= t)
         n_held = held.sum(axis=1)
         if not n_held.all():
-            self.unallocated_s = add_in_order(self.unallocated_s, seconds[n_held == 0])
+            self.unallocated_s = accumulate(self.unallocated_s, seconds[n_held == 0])
         kv = held * np.array([kv_bytes.get(s.index, 0.0) for s in live])[None, :]
         kv_total = kv.sum(axis=1)
         equal_share = np.where(kv_total > 0, 1.0 - self.kv_share, 1.0) * seconds / np.maximum(n_held, 1)
@@ -99,8 +96,4 @@ class BaselineShares:
                 columns.append(j)
             elif held[:, j].any():
                 bills.charge(ends_ns, pieces[:, j])
-        if latest:
-            start_s = np.array([r.baseline_s for r in latest])
-            totals = np.cumsum(np.vstack([start_s[None, :], pieces[:, columns]]), axis=0)[-1]
-            for record, total in zip(latest, totals.tolist()):
-                record.baseline_s = total
+        add_by_column(latest, "baseline_s", pieces[:, columns])

@@ -28,7 +28,7 @@ def _dynamic_until(columns: dict, replicas: int, t_s: np.ndarray) -> np.ndarray:
         i = np.searchsorted(start, t_s, side="right")            # steps started by t
         last = np.maximum(i - 1, 0)
         done = np.clip((t_s - start[last]) / duration[last], 0.0, 1.0)
-        out += before[np.maximum(i - 1, 0)] + np.where(i > 0, dynamic[last] * done, 0.0)
+        out += before[last] + np.where(i > 0, dynamic[last] * done, 0.0)
     return out
 
 
@@ -48,7 +48,8 @@ def set_dedicated(result, sessions: dict) -> None:
     close = np.array([spans[id(t)][1] if id(t) in spans else (t.end_ns or result.end_ns) / NS_PER_S for t in turns])
     close = np.minimum(close, end_s)
     columns = result.steps.columns()
-    dynamic = _dynamic_until(columns, replicas, close) - _dynamic_until(columns, replicas, begin)
+    until_close, until_begin = np.split(_dynamic_until(columns, replicas, np.concatenate([close, begin])), 2)
+    dynamic = until_close - until_begin
     energy = replicas * boundary.baseline_w * (close - begin) + boundary.facility_j(1.0, 0.0) * dynamic
     for turn, joules in zip(turns, energy.tolist()):
         turn.dedicated_j = joules
