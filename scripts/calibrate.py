@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from sim import fidelity
 from sim.cost import calibration
+from sim.pool import default_jobs
 
 SEARCH = {  # constant -> (lowest, highest) values tried
     "COMPUTE_EFFICIENCY": (0.6, 1.0),
@@ -66,7 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument("--points", type=int, default=5)
-    parser.add_argument("--jobs", type=int, default=fidelity.default_jobs())
+    parser.add_argument("--jobs", type=int, default=default_jobs())
     parser.add_argument("--cases", action="append", default=[], metavar="DIR",
                         help="case files or folders (default: experiments/validation)")
     parser.add_argument("--try", dest="trial", type=_override, action="append", default=[], metavar="NAME=VALUE")

@@ -10,8 +10,6 @@ the whole set.
 from __future__ import annotations
 
 import multiprocessing
-import os
-import signal
 import statistics
 import time
 import zlib
@@ -25,6 +23,7 @@ from sim import config
 from sim.deployment import build
 from sim.errors import ConfigError
 from sim.metrics import KEYS, benchmark_metrics, family
+from sim.pool import die_on_interrupt
 from sim.simulation import simulate
 
 DEFAULT_DIR = Path("experiments") / "validation"
@@ -96,7 +95,7 @@ def run_all(paths: list[str], jobs: int, progress=None) -> list[dict]:
     """Every case, in parallel over `jobs` processes; rows in the order of `paths`. Interrupted, the
     pool's exit terminates its workers, whichever process the signal reached."""
     results: dict[str, list[dict]] = {}
-    with multiprocessing.Pool(jobs, initializer=_die_on_interrupt) if jobs > 1 else nullcontext() as pool:
+    with multiprocessing.Pool(jobs, initializer=die_on_interrupt) if jobs > 1 else nullcontext() as pool:
         done = pool.imap_unordered(_run_case_of, paths) if pool else map(_run_case_of, paths)
         for i, (path, rows, wall) in enumerate(done, 1):
             results[path] = rows
@@ -107,15 +106,6 @@ def run_all(paths: list[str], jobs: int, progress=None) -> list[dict]:
 
 def _run_case_of(path: str) -> tuple[str, list[dict], float]:
     return path, *run_case(path)
-
-
-def _die_on_interrupt() -> None:
-    """A worker ends at once on Ctrl-C, without a traceback: the command line answers for the run."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def default_jobs() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def summary(rows: list[dict]) -> list[dict]:
