@@ -16,7 +16,11 @@ from sim.deployment import build
 from sim.describe import describe, graph_path, write_graph
 from sim.errors import ConfigError, Interrupted
 from sim.output import ResultsError, output_problem, read, write
+from sim.pool import default_jobs
 from sim.run import default_output, render, run_experiment
+from sim.sweep import plan as sweep_plan
+from sim.sweep import report as sweep_report
+from sim.sweep import runner, store
 
 
 class _RunByDefault(click.Group):
@@ -36,8 +40,8 @@ class _RunByDefault(click.Group):
         return super().parse_args(ctx, args)
 
 
-USAGE = ("simrun EXPERIMENT.toml | simrun describe EXPERIMENT.toml | simrun report RESULTS_DIR | "
-         "simrun plot RESULTS_DIR | simrun validate (simrun --help)")
+USAGE = ("simrun EXPERIMENT.toml | simrun sweep EXPERIMENT.toml | simrun describe EXPERIMENT.toml | "
+         "simrun report RESULTS_DIR | simrun plot RESULTS_DIR | simrun validate (simrun --help)")
 
 
 def _interrupt(signum, frame) -> None:
@@ -51,6 +55,7 @@ def main() -> None:
         _fail(f"no experiment given; usage: {USAGE}")
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # not where the shell ignores it
         signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # `simrun report DIR | head` ends quietly, as other tools do
     try:
         code = cli.main(prog_name="simrun", standalone_mode=False)
     except click.ClickException as e:
@@ -153,14 +158,35 @@ def run_command(experiment: str, output_dir: str | None, mode: str | None, no_pl
 @cli.command("report")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--plots/--no-plots", "with_plots", default=True, help="Redraw the PNG plots into RUN_DIR/plots.")
-def report_command(run_dir: str, with_plots: bool) -> None:
-    """Re-render a finished run's report (minute marks, or benchmark metrics) and plots from its files alone."""
+@click.option("--metric", default=None, help="A sweep: the summary figure to plot (default: the first shown).")
+@click.option("--x", "x_param", default=None, help="A sweep: the parameter along x (default: the first swept).")
+@click.option("--lines", "lines_param", default=None,
+              help="A sweep: one line per value of this parameter (default: the second swept).")
+def report_command(run_dir: str, with_plots: bool, metric, x_param, lines_param) -> None:
+    """Re-render a finished run's report (minute marks, or benchmark metrics) and plots from its files alone;
+    for a sweep's folder, its summary table and a plot of --metric against --x, a line per value of --lines."""
+    if (Path(run_dir) / "sweep.json").is_file():
+        _sweep_report(run_dir, with_plots, metric, x_param, lines_param)
+        return
     with _results_folder(run_dir):
         turns, info = read(run_dir)
         table = render(turns, info)
         written = plots.render(turns, info, Path(run_dir) / "plots") if with_plots else []
     click.echo(table)
     for path in written:
+        click.echo(f"wrote {path}")
+
+
+def _sweep_report(sweep_dir: str, with_plots: bool, metric, x_param, lines_param) -> None:
+    with _results_folder(sweep_dir):
+        try:
+            summary, description = store.read_summary(sweep_dir)
+            path = sweep_report.plot(summary, description, metric, x_param, lines_param,
+                                     Path(sweep_dir) / "plots") if with_plots else None
+        except (sweep_report.ReportError, store.SweepFolderError) as e:
+            _fail(f"{sweep_dir}: {e}")
+    click.echo(sweep_report.render(summary, description))
+    if path:
         click.echo(f"wrote {path}")
 
 
@@ -174,6 +200,57 @@ def plot_command(run_dir: str) -> None:
         written = plots.render(turns, info, Path(run_dir) / "plots")
     for path in written:
         click.echo(f"wrote {path}")
+
+
+@cli.command("sweep")
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", "output_dir", type=click.Path(file_okay=False),
+              help="The sweep's dataset folder (default: results/<experiment name>/).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 4096), default=None,
+              help="Points run at once (default: the cores; with --backend ray and --address, the cluster's CPUs).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              help="Local processes, or Ray tasks (pip install -e '.[ray]').")
+@click.option("--address", default=None, help="A running Ray cluster's address (default: start a local instance).")
+@click.option("--mode", type=click.Choice(["bulk", "per_step"]), default=None, help="Override [run] mode at every point.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def sweep_command(experiment, output_dir, jobs, backend, address, mode, quiet) -> None:
+    """Run every point of EXPERIMENT's [sweep] table (a grid, zipped lists, random draws of parameters by
+    dotted path) into one Parquet dataset; run again, it skips the points done. Exit 1 if a point failed."""
+    sweep_dir = Path(output_dir) if output_dir is not None else default_output(experiment)
+    problem = store.folder_problem(sweep_dir) or (output_problem(sweep_dir) if not sweep_dir.exists() else None)
+    if problem:
+        _fail(f"{sweep_dir}: cannot write the sweep there: {problem}; valid: an empty folder or a sweep's")
+    try:
+        every = sweep_plan.load(experiment, mode)
+    except ConfigError as e:
+        _fail(str(e))
+    plan = sweep_plan.prepare(experiment, sweep_dir, every)
+    jobs = jobs or default_jobs()
+    try:
+        outcomes = runner.ray(plan.todo, jobs, address) if backend == "ray" else runner.local(plan.todo, jobs)
+    except runner.RayMissing as e:
+        _fail(str(e))
+    ran = failed = 0
+    labels = {task.key: task.label for task in plan.todo}
+    with tqdm(desc="sweep", total=len(plan.points), initial=plan.skipped, unit="point", file=sys.stderr,
+              disable=quiet, mininterval=0.5 if sys.stderr.isatty() else 10, dynamic_ncols=True) as bar:
+        try:
+            for outcome in outcomes:
+                store.commit(sweep_dir, outcome.key, outcome.tables, outcome.summary, outcome.files)
+                ran += 1
+                if outcome.error:
+                    failed += 1
+                    bar.write(f"{labels[outcome.key]} failed: {outcome.error}", file=sys.stderr)
+                bar.update(1)
+        except Interrupted:
+            click.echo(f"\nsweep: {plan.skipped + ran - failed} of {len(plan.points)} points done; the same command "
+                       f"resumes", err=True)
+            raise
+    merged = f" ({plan.merged} with a config another point has, run once)" if plan.merged else ""
+    click.echo(f"sweep: {len(plan.points)} points{merged}: {ran - failed} ran, {plan.skipped} skipped (done before), "
+               f"{failed} failed; dataset in {sweep_dir}/ (summary, turns, steps, gpus)")
+    if failed:
+        sys.exit(1)
 
 
 @cli.command("validate")
@@ -198,7 +275,7 @@ def validate_command(paths, case_name, check, jobs, output_dir, quiet) -> None:
         if not files:
             _fail(f"no case named {case_name!r}; valid: one of the {len(cases)} case names, e.g. {cases[0].name}")
     progress = None if quiet else (lambda msg: click.echo(msg, err=True))
-    rows = fidelity.run_all(files, jobs or fidelity.default_jobs(), progress)
+    rows = fidelity.run_all(files, jobs or default_jobs(), progress)
     sums = fidelity.summary(rows)
     click.echo(fidelity.render(rows, sums))
     measured, predicted = fidelity.knee(rows)

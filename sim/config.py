@@ -526,6 +526,70 @@ MeasuredSpec = create_model("MeasuredSpec", __base__=_Strict,
                             **{key: (Measurement | None, None) for key in MEASURED_KEYS})
 
 
+# A sweep's parameter: its values, one per point it takes part in (any TOML value, a table included).
+SweepValues = Annotated[list, Field(min_length=1, max_length=100_000)]
+# Points one sweep may run: far beyond what a laptop or a small Ray cluster gets through in a day.
+MAX_SWEEP_POINTS = 100_000
+
+
+class RangeSpec(_Strict):
+    """A random parameter's range: uniform over [min, max], integers when both bounds are, or log-uniform."""
+
+    min: int | float
+    max: int | float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not self.min < self.max:
+            raise ValueError(f"needs min < max (got {self.min} and {self.max})")
+        if self.log and self.min <= 0:
+            raise ValueError(f"a log range needs min > 0 (got {self.min})")
+        return self
+
+
+class RandomSpec(_Strict):
+    """[sweep.random]: `samples` draws (seeded by `seed`) of every parameter in `params`, each a range or
+    a list to pick from."""
+
+    samples: int = Field(ge=1, le=MAX_SWEEP_POINTS)
+    seed: int = Field(0, ge=0, lt=2**63)
+    params: dict[str, RangeSpec | SweepValues]
+
+
+class SweepSpec(_Strict):
+    """[sweep]: parameters by dotted path into the experiment (`deployments.NAME.tp`, `workload.sessions`;
+    `*` for every key of a table: `deployments.*.gpu`). The points are the product of the [sweep.grid]
+    lists, the rows of the [sweep.zip] lists (taken together, all of one length) and the draws of
+    [sweep.random] (sim.sweep.points)."""
+
+    grid: dict[str, SweepValues] = {}
+    zip: dict[str, SweepValues] = {}
+    random: RandomSpec | None = None
+
+    @model_validator(mode="after")
+    def _points(self):
+        paths = [*self.grid, *self.zip, *(self.random.params if self.random else ())]
+        if not paths:
+            raise ValueError("no parameters; valid: lists in [sweep.grid] or [sweep.zip], or [sweep.random] params")
+        repeated = sorted({p for p in paths if paths.count(p) > 1})
+        if repeated:
+            raise ValueError(f"parameter '{repeated[0]}' appears in more than one of grid, zip and random")
+        lengths = {len(v) for v in self.zip.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"the [sweep.zip] lists have lengths {sorted(lengths)}; valid: lists of one length")
+        if self.n_points > MAX_SWEEP_POINTS:
+            raise ValueError(f"{self.n_points:,} points; valid: at most {MAX_SWEEP_POINTS:,}")
+        return self
+
+    @property
+    def n_points(self) -> int:
+        n = 1
+        for values in self.grid.values():
+            n *= len(values)
+        return n * (len(next(iter(self.zip.values()))) if self.zip else 1) * (self.random.samples if self.random else 1)
+
+
 class Experiment(_Strict):
     run: RunSpec = RunSpec()
     workload: WorkloadSpec = WorkloadSpec()
@@ -536,6 +600,7 @@ class Experiment(_Strict):
     deployments: dict[str, DeploymentSpec]
     case: CaseSpec | None = None
     measured: MeasuredSpec | None = None
+    sweep: SweepSpec | None = None
 
     @classmethod
     def from_dict(cls, data: dict) -> "Experiment":
@@ -584,18 +649,23 @@ def _where(loc: tuple, kind: str = "") -> tuple[str, str | None]:
     if len(parts) == 1:
         # A rule over a whole [run] / [workload] / [report] table names the table; otherwise the key is
         # a top-level one (unknown, missing or of the wrong type).
-        if parts[0] in ("run", "workload", "report") and kind == "value_error":
+        if parts[0] in ("run", "workload", "report", "energy", "sweep") and kind == "value_error":
             return parts[0], None
         return "top level", parts[0]
-    depth = 2 if parts[0] in ("deployments", "clusters") else 1
-    if depth == 2 and len(parts) > 3 and parts[2] == "context":
+    depth = 2 if parts[0] in ("deployments", "clusters") or (parts[0] == "sweep" and len(parts) > 2) else 1
+    if depth == 2 and len(parts) > 3 and parts[2] in ("context", "background"):
         depth = 3
     return ".".join(parts[:depth]), ".".join(parts[depth:]) or None
 
 
 def _valid_keys(table: str) -> str:
     model = {"run": RunSpec, "workload": WorkloadSpec, "report": ReportSpec, "clusters": ClusterSpec,
-             "case": CaseSpec, "measured": MeasuredSpec}.get(table.split(".")[0], DeploymentSpec)
+             "energy": EnergySpec, "case": CaseSpec, "measured": MeasuredSpec,
+             "sweep": SweepSpec}.get(table.split(".")[0], DeploymentSpec)
+    if table == "sweep.random":
+        model = RandomSpec
+    if table.endswith(".background"):
+        model = BackgroundSpec
     if table.endswith(".context"):
         model = ContextSpec
     if table == "top level":

@@ -45,9 +45,23 @@ def run_experiment(path: str, mode: str | None = None, progress=None) -> RunResu
     is a context manager around each deployment's simulation yielding the callback simulate reports to."""
     started = time.perf_counter()
     experiment = config.load(path)
+    if experiment.sweep is not None:
+        raise config.ConfigError(path, "sweep", None, "the file describes a sweep of many runs; valid: run its "
+                                 "points with `simrun sweep`, or remove [sweep] to run the experiment once")
     if mode:
         experiment = experiment.model_copy(update={"run": experiment.run.model_copy(update={"mode": mode})})
-    built = [build(path, name, spec) for name, spec in experiment.deployments.items()]
+    return simulate_experiment(path, experiment, build_all(path, experiment), progress, started)
+
+
+def build_all(path: str, experiment: config.Experiment) -> list:
+    """Every deployment of an experiment built on its cluster (a ConfigError names `path` where one cannot be)."""
+    return [build(path, name, spec) for name, spec in experiment.deployments.items()]
+
+
+def simulate_experiment(path: str, experiment: config.Experiment, built: list, progress=None,
+                        started: float | None = None) -> RunResult:
+    """Simulate an experiment's built deployments in turn and make the tables; `path` is where it came from."""
+    started = time.perf_counter() if started is None else started
     results = []
     for b in built:
         with progress(b.name) if progress else nullcontext() as tick:
