@@ -35,10 +35,7 @@ class Prompt:
     context_tokens: int      # history (or its summary or window) in the prompt
     retrieved_tokens: int
     reusable_tokens: int     # prefix shared with what the previous request left cached
-
-    @property
-    def tokens(self) -> int:
-        return sum(s.tokens for s in self.segments)
+    tokens: int              # all of it: the history kept, the retrieved chunks, the new phrase
 
 
 def tail(segments: list[Segment], tokens: int) -> list[Segment]:
@@ -52,10 +49,16 @@ def tail(segments: list[Segment], tokens: int) -> list[Segment]:
     return kept[::-1]
 
 
-def common_prefix_tokens(a, b) -> int:
+def common_prefix_tokens(a, b, b_tokens: int | None = None) -> int:
+    """Tokens of the longest common prefix of two segment tuples; `b_tokens`, when given, is all of b's.
+    A turn's prompt most often begins with the whole of what the last request left cached: that is found
+    by one tuple comparison (C, each history segment the same object as last turn's), so a conversation
+    of n turns costs O(n) per turn in C, not in Python."""
+    if b_tokens is not None and len(a) >= len(b) and a[:len(b)] == b:
+        return b_tokens
     shared = 0
     for x, y in zip(a, b):
-        if x != y:
+        if x is not y and x != y:
             break
         shared += x.tokens
     return shared
@@ -67,17 +70,17 @@ class Conversation:
     max_context: int
     history: list[Segment] = field(default_factory=list)
     cached: tuple[Segment, ...] = ()     # what the last request left in the prefix cache
+    cached_tokens: int = 0               # its tokens
     summaries: int = 0
     said_tokens: int = 0                 # everything said so far, whatever the model still sees
-
-    @property
-    def history_tokens(self) -> int:
-        return sum(s.tokens for s in self.history)
+    history_tokens: int = 0              # the tokens of `history`, kept as it changes
 
     def _prompt(self, context: list[Segment], extra: list[Segment], new: list[Segment]) -> Prompt:
         segments = tuple(context + extra + new)
-        return Prompt(segments, sum(s.tokens for s in context), sum(s.tokens for s in extra),
-                      common_prefix_tokens(segments, self.cached))
+        context_tokens = self.history_tokens if context is self.history else sum(s.tokens for s in context)
+        extra_tokens, new_tokens = sum(s.tokens for s in extra), sum(s.tokens for s in new)
+        return Prompt(segments, context_tokens, extra_tokens, common_prefix_tokens(segments, self.cached, self.cached_tokens),
+                      context_tokens + extra_tokens + new_tokens)
 
     def prompt(self, turn: int, new_tokens: int, reply_tokens: int) -> Prompt:
         """The prompt for phrase `turn` of `new_tokens`, whose reply will be `reply_tokens` long."""
@@ -97,23 +100,27 @@ class Conversation:
         """A request ended: its prompt (and reply, if it was given) is what the prefix cache now holds."""
         reply = (Segment(reply_key, reply_tokens),) if reply_key else ()
         self.cached = prompt.segments + reply
+        self.cached_tokens = prompt.tokens + (reply_tokens if reply_key else 0)
 
     def said(self, turn: int, new_tokens: int, reply_tokens: int | None) -> None:
         """The phrase (and the reply, when the model gave one) join the history."""
         self.history.append(Segment(("human", turn), new_tokens))
         self.said_tokens += new_tokens
+        self.history_tokens += new_tokens
         if reply_tokens is not None:
             self.history.append(Segment(("model", turn), reply_tokens))
             self.said_tokens += reply_tokens
+            self.history_tokens += reply_tokens
 
     @property
     def wants_summary(self) -> bool:
         return self.spec.policy == "summarize" and self.history_tokens > self.spec.every_tokens
 
     def summary_prompt(self) -> Prompt:
-        return self._prompt(list(self.history), [], [])
+        return self._prompt(self.history, [], [])
 
     def summarised(self) -> None:
         """A summary request succeeded: its reply replaces the history."""
         self.summaries += 1
         self.history = [Segment(("summary", self.summaries), self.spec.summary_tokens)]
+        self.history_tokens = self.spec.summary_tokens

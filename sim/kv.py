@@ -74,6 +74,8 @@ class Footprint:
         the window KV (up to window_tokens) and the recurrent state, rounded up to whole blocks."""
         tokens = np.asarray(tokens, dtype=np.int64)
         growing = -(-tokens // self.block_tokens)
+        if not self.fixed_cap_bytes and self.bounded_by_tokens:   # KV only: the common case, kept fast
+            return np.maximum(growing, 0)
         fixed = (self.window_bytes_per_token * np.minimum(growing * self.block_tokens, self.window_tokens)
                  + self.state_bytes)
         extra = np.ceil(fixed / self.block_bytes).astype(np.int64) if self.fixed_cap_bytes else 0

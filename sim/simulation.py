@@ -177,8 +177,8 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             arrival_ns=env.now, replica=engine.index)
         settle_idle()
         states[index].bills.add(record, env.now)   # its session begins when the engine admits it
-        yield from ask(engine, record, Prompt((Segment(("request", index), req.input_tokens),), 0, 0, 0),
-                       req.output_tokens)
+        prompt = Prompt((Segment(("request", index), req.input_tokens),), 0, 0, 0, req.input_tokens)
+        yield from ask(engine, record, prompt, req.output_tokens)
         states[index].ended, states[index].ended_ns = True, env.now
         ended[0] += 1
 
@@ -196,7 +196,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         settle_idle()
         begin(index)
         state.bills.add(record, env.now)
-        yield from ask(engine, record, Prompt((Segment(("chat", index), prompt_tokens),), 0, 0, 0), reply_tokens)
+        yield from ask(engine, record, Prompt((Segment(("chat", index), prompt_tokens),), 0, 0, 0, prompt_tokens), reply_tokens)
         state.ended, state.ended_ns = True, env.now
 
     def chat_client(lengths, until_ns: int):

@@ -27,6 +27,9 @@ def test_segments_by_hand():
     assert tail([a, b, c], 1000) == [a, b, c]
     assert common_prefix_tokens([a, b, c], [a, b]) == 300
     assert common_prefix_tokens([a, c], [a, b]) == 100
+    # with b's tokens given: a prompt beginning with all of b takes them at once, anything else as before
+    assert common_prefix_tokens((a, b, c), (a, b), 300) == 300
+    assert common_prefix_tokens((a, c), (a, b), 300) == 100 and common_prefix_tokens((a,), (a, b), 300) == 100
 
 
 def test_full_history_reuses_everything_said():

@@ -122,10 +122,10 @@ def roofline_s(compute_s, memory_s):
     because a kernel near the ridge point cannot keep both its math units and HBM busy all the time.
     Inputs are finite times in seconds (scalars or arrays that broadcast)."""
     k = calibration.ROOFLINE_SHARPNESS
-    compute_s, memory_s = np.broadcast_arrays(np.asarray(compute_s, float), np.asarray(memory_s, float))
-    longer = np.maximum(compute_s, memory_s)
-    scale = np.where(longer > 0, longer, 1.0)           # scaled by the longer part, so no power underflows
-    return longer * ((compute_s / scale) ** k + (memory_s / scale) ** k) ** (1.0 / k)
+    longer, shorter = np.maximum(compute_s, memory_s), np.minimum(compute_s, memory_s)
+    # longer x (1 + (shorter / longer)^k)^(1/k): scaled by the longer part, so no power underflows
+    ratio = np.divide(shorter, longer, out=np.zeros(np.shape(longer)), where=longer > 0)
+    return longer * (1.0 + ratio ** k) ** (1.0 / k)
 
 
 def _log_choose(n: float, m: float) -> float:
@@ -173,6 +173,12 @@ def _by_group(per_sequence, in_group):
     in order: unlike a BLAS product, each step's sums do not depend on how many steps are priced at once, so
     bulk and per-step runs agree to the last bit."""
     return (np.asarray(per_sequence)[..., None] * in_group).sum(axis=-2)
+
+
+def _group_mean(per_group):
+    """The mean over attention groups (the last axis); with one group, that group's values as they are."""
+    per_group = np.asarray(per_group)
+    return per_group[..., 0] if per_group.shape[-1] == 1 else per_group.mean(axis=-1)
 
 
 @dataclass(frozen=True)
@@ -594,7 +600,7 @@ class ReplicaCostModel:
             cp_merge_bytes = q * len(decode_ctx) * self._cp_merge_bytes_per_token
         eff_bw = self.hbm_bytes_per_s * self.hbm_efficiency
         expert_bw = self.hbm_bytes_per_s * self.expert_hbm_efficiency
-        zeros = np.zeros(n_steps)
+        zeros, steps = np.zeros(n_steps), np.arange(n_steps)
         gpu_s = zeros.copy()
         compute_s, memory_s, network_s = zeros.copy(), zeros.copy(), zeros.copy()
         parts = {name: zeros.copy() for name in PARTS}
@@ -628,17 +634,19 @@ class ReplicaCostModel:
             # Every kernel costs its floor beyond its roofline time (sim.cost.kernels); grouped expert GEMMs
             # that visit every local expert pay a little per expert held, whether it has tokens or not.
             fixed_s = stage.kernels * self.kernel_floor_s + stage.n_moe * self._expert_visit_s
-            group_s = roofline_s(lin_c, lin_m) + roofline_s(att_c, att_m) + fixed_s        # (steps, groups)
+            attention_s = roofline_s(att_c, att_m)
+            group_s = roofline_s(lin_c, lin_m) + attention_s + fixed_s        # (steps, groups)
             kernel_s = group_s.max(axis=1)
-            mean_kernel_s = (roofline_s(lin_c, w_mean / eff_bw + experts_mean * expert_extra_s)
-                             + roofline_s(att_c, att_m)).mean(axis=1) + fixed_s
+            mean_kernel_s = _group_mean(roofline_s(lin_c, w_mean / eff_bw + experts_mean * expert_extra_s)
+                                        + attention_s) + fixed_s
             # Dense layers all-reduce twice; MoE layers too, or with data-parallel attention once, then
             # dispatch tokens to their experts and combine them back by all-to-all.
             n_allreduce = 2 * stage.n_dense + (1 if dp > 1 else 2) * stage.n_moe
             n_all_to_all = stage.n_moe if dp > 1 else 0   # each a dispatch and a combine
             a2a = (self.comm.ep_one_sided if one_sided else self.comm.ep_all_to_all)[s]
-            comm_s = (n_allreduce * self.comm.tp_allreduce[s].time_s(act_bytes)
-                      + n_all_to_all * (a2a.time_s(dispatch_bytes) + a2a.time_s(combine_bytes)))
+            comm_s = n_allreduce * self.comm.tp_allreduce[s].time_s(act_bytes)
+            if n_all_to_all:
+                comm_s = comm_s + n_all_to_all * (a2a.time_s(dispatch_bytes) + a2a.time_s(combine_bytes))
             n_attention = sum(n for kind, n in stage.kinds if kind in ATTENTION)
             if self.dcp > 1:   # one exchange per attention layer, of the layers' mean bytes
                 comm_s = comm_s + n_attention * self.comm.dcp_all_to_all[s].time_s(dcp_s[s] / max(n_attention, 1))
@@ -658,22 +666,21 @@ class ReplicaCostModel:
                                                   + 2 * cp_merge_bytes) * copies if self.cp > 1 else 0.0))
             # The mean GPU's dynamic energy at full clock; the kernels slow where it would pass the board's
             # power limit (sim.cost.power), and their compute energy per FLOP falls with the clock.
-            compute_j = (self._linear_j_per_flop * np.mean(lin_flops, axis=-1)
-                         + self._attention_j_per_flop * attn_flops.mean(axis=1))
-            hbm_j = self.power.hbm_j_per_byte * (w_mean + kv_bytes.mean(axis=1))
+            compute_j = (self._linear_j_per_flop * _group_mean(lin_flops)
+                         + self._attention_j_per_flop * _group_mean(attn_flops))
+            hbm_j = self.power.hbm_j_per_byte * (w_mean + _group_mean(kv_bytes))
             stretch = self.power.stretch(compute_j, hbm_j, mean_kernel_s)
             parts["power_limit"] += (stretch - 1.0) * kernel_s
             kernel_s, mean_kernel_s = kernel_s * stretch, mean_kernel_s * stretch
             dynamic_j = (compute_j * stretch ** (1.0 - self.power.clock_exponent) + hbm_j
                          + self.power.link_j_per_byte * stage_comm_bytes / self.layout.gpus_per_stage)
-            pick = group_s.argmax(axis=1)[:, None]
+            busiest = (steps, group_s.argmax(axis=1))      # each step's busiest group
+            lin_c1, att_c1, att_m1 = lin_c[busiest], att_c[busiest], att_m[busiest]
             parts["weights"] += lin_m
-            parts["kv"] += np.take_along_axis(att_m, pick, 1)[:, 0]
-            parts["compute"] += np.take_along_axis(lin_c + att_c, pick, 1)[:, 0]
+            parts["kv"] += att_m1
+            parts["compute"] += lin_c1 + att_c1
             parts["collectives"] += comm_s
             parts["launches"] += fixed_s
-            lin_c1 = np.take_along_axis(lin_c, pick, 1)[:, 0]
-            att_c1, att_m1 = np.take_along_axis(att_c, pick, 1)[:, 0], np.take_along_axis(att_m, pick, 1)[:, 0]
             compute_s += np.where(lin_c1 >= lin_m, lin_c1, 0.0) + np.where(att_c1 >= att_m1, att_c1, 0.0)
             memory_s += np.where(lin_c1 >= lin_m, 0.0, lin_m) + np.where(att_c1 >= att_m1, 0.0, att_m1)
             network_s += comm_s
