@@ -21,6 +21,7 @@ from sim.models import Architecture, ModelKeyError
 from sim.models import build as build_model
 from sim.models import catalog as model_catalog
 from workloads import benchmark, podcast
+from workloads.traces import TraceError, file_lengths
 
 
 class _Strict(BaseModel):
@@ -79,7 +80,11 @@ class WorkloadSpec(_Strict):
     clients: int = Field(0, ge=0, le=100_000)
     input_tokens: TokenCount = 0
     output_tokens: TokenCount = 0
-    length_dist: Literal["fixed", "lognormal"] = "fixed"
+    # fixed or lognormal around input_tokens / output_tokens, or `trace`: the rows of trace_file (a CSV with
+    # num_prefill_tokens and num_decode_tokens columns, as Vidur's processed traces; a path relative to the
+    # experiment file), replayed in order and cycled.
+    length_dist: Literal["fixed", "lognormal", "trace"] = "fixed"
+    trace_file: str = ""
     input_log_sigma: float = Field(0.0, ge=0, le=3)
     output_log_sigma: float = Field(0.0, ge=0, le=3)
     max_input_tokens: TokenCount = 0
@@ -94,8 +99,16 @@ class WorkloadSpec(_Strict):
     def _benchmark_needs(self):
         if self.kind == "podcast":
             return self
-        _require(self, ["requests", "input_tokens", "output_tokens"]
+        lengths = ["trace_file"] if self.length_dist == "trace" else ["input_tokens", "output_tokens"]
+        _require(self, ["requests", *lengths]
                  + {"poisson": ["rate_per_s"], "concurrency": ["clients"]}.get(self.kind, []), f"kind '{self.kind}'")
+        if self.length_dist == "trace":
+            try:
+                file_lengths(self.trace_file)
+            except (OSError, TraceError) as e:
+                raise ValueError(f"trace_file '{printable(self.trace_file, 200)}': "
+                                 f"{getattr(e, 'strerror', None) or e}; valid: a CSV with columns "
+                                 f"num_prefill_tokens and num_decode_tokens") from None
         if self.warmup_requests + self.cooldown_requests >= self.requests:
             raise ValueError(f"warmup_requests + cooldown_requests ({self.warmup_requests} + "
                              f"{self.cooldown_requests}) leave none of the {self.requests} requests to measure; "
@@ -105,6 +118,10 @@ class WorkloadSpec(_Strict):
     def lengths(self) -> tuple[benchmark.Lengths, benchmark.Lengths]:
         return (benchmark.Lengths(self.input_tokens, self.length_dist, self.input_log_sigma, self.max_input_tokens),
                 benchmark.Lengths(self.output_tokens, self.length_dist, self.output_log_sigma, self.max_output_tokens))
+
+    def trace(self) -> tuple | None:
+        """(prompt tokens, reply tokens) of the trace's rows, for length_dist `trace`."""
+        return file_lengths(self.trace_file) if self.length_dist == "trace" else None
 
     def podcast_spec(self) -> podcast.PodcastSpec:
         return podcast.PodcastSpec(
@@ -688,7 +705,17 @@ def read_toml(path: str | Path) -> dict:
 
 def load(path: str | Path) -> Experiment:
     """Any experiment file, a validation case included, validated whole."""
-    return parse(str(path), read_toml(path))
+    return parse(str(path), resolve_paths(path, read_toml(path)))
+
+
+def resolve_paths(path: str | Path, data: dict) -> dict:
+    """`data` with the files it names relative to the experiment file's folder (workload.trace_file) made
+    absolute, so that the experiment means the same from any working folder."""
+    workload = data.get("workload") if isinstance(data, dict) else None
+    trace = workload.get("trace_file") if isinstance(workload, dict) else None
+    if not isinstance(trace, str) or not trace or Path(trace).is_absolute():
+        return data
+    return {**data, "workload": {**workload, "trace_file": str((Path(path).parent / trace).resolve())}}
 
 
 def parse(path: str, data: dict) -> Experiment:

@@ -231,7 +231,8 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             processes += ([chat_client(lengths, until_ns) for _ in range(background.clients)] if background.clients
                           else [chat_arrivals(lengths, gaps_s(experiment.run.seed, background.rate_per_s), until_ns)])
     else:
-        reqs = requests(workload.kind, workload.requests, *workload.lengths(), experiment.run.seed, workload.rate_per_s)
+        reqs = requests(workload.kind, workload.requests, *workload.lengths(), experiment.run.seed, workload.rate_per_s,
+                        workload.trace())
         sessions = len(reqs)
         processes = ([client(reqs[c::workload.clients]) for c in range(workload.clients)]
                      if workload.kind == "concurrency" else [arrive(r) for r in reqs])

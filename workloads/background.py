@@ -15,6 +15,8 @@ from importlib import resources
 
 import numpy as np
 
+from workloads.traces import read_lengths
+
 TRACE = "azure_conv_2023.csv"
 
 
@@ -22,8 +24,7 @@ TRACE = "azure_conv_2023.csv"
 def trace_lengths() -> tuple[np.ndarray, np.ndarray]:
     """Prompt and reply tokens of every request in the trace."""
     with resources.files("workloads").joinpath("data", TRACE).open() as f:
-        table = np.loadtxt(f, delimiter=",", skiprows=1)
-    return table[:, 1].astype(np.int64), table[:, 2].astype(np.int64)
+        return read_lengths(f)
 
 
 def chats(seed: int) -> Iterator[tuple[int, int]]:
@@ -32,7 +33,7 @@ def chats(seed: int) -> Iterator[tuple[int, int]]:
     rng = np.random.default_rng([seed, 2])
     while True:
         for row in rng.integers(0, len(prompts), 1024).tolist():
-            yield int(prompts[row]), max(int(replies[row]), 1)
+            yield int(prompts[row]), int(replies[row])
 
 
 def gaps_s(seed: int, rate_per_s: float) -> Iterator[float]:

@@ -5,7 +5,7 @@
 - concurrency: `clients` clients, each sending its next request when its last one finished
   (NIM / genai-perf at fixed concurrency).
 Input and output lengths are `fixed`, or `lognormal` around the given length with log-sd `log_sigma`,
-capped at `max_tokens`; drawn from a numpy Generator seeded with the run seed, so the requests never
+capped at `max_tokens`, or a trace's rows replayed (workloads.traces); drawn from a numpy Generator seeded with the run seed, so the requests never
 depend on the simulation.
 """
 from __future__ import annotations
@@ -42,9 +42,15 @@ class Request:
 
 
 def requests(kind: str, n: int, inputs: Lengths, outputs: Lengths, seed: int,
-             rate_per_s: float = 0.0) -> list[Request]:
+             rate_per_s: float = 0.0, trace: tuple[np.ndarray, np.ndarray] | None = None) -> list[Request]:
+    """`n` requests; their lengths drawn from `inputs` and `outputs`, or with a `trace` (prompt and reply
+    tokens per row) its rows in order, cycled."""
     rng = np.random.default_rng([seed, 1])
-    ins, outs = inputs.draw(rng, n), outputs.draw(rng, n)
+    if trace is not None:
+        rows = np.arange(n) % len(trace[0])
+        ins, outs = trace[0][rows], trace[1][rows]
+    else:
+        ins, outs = inputs.draw(rng, n), outputs.draw(rng, n)
     if kind == "poisson":
         arrivals = np.cumsum(rng.exponential(1.0 / rate_per_s, n))
     else:

@@ -23,7 +23,7 @@ class Plan:
 
 def load(path: str, mode: str | None = None) -> list[Point]:
     """The file's points (every one validated and built), or a ConfigError."""
-    data = config.read_toml(path)
+    data = config.resolve_paths(path, config.read_toml(path))
     experiment = config.parse(path, data)
     if experiment.sweep is None:
         raise ConfigError(path, "sweep", None, "no [sweep] table; valid: a [sweep.grid], [sweep.zip] or "

@@ -125,6 +125,7 @@ def points(path: str, data: dict, spec: config.SweepSpec) -> list[Point]:
         point_data = copy.deepcopy(base)
         for p, value in params.items():
             set_path(point_data, p, value)
+        point_data = config.resolve_paths(path, point_data)
         label = f"{path}: {Point(i, params, point_data, '').label(len(rows))}"
         experiment = config.parse(label, point_data)
         build_all(label, experiment)
