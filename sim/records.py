@@ -2,7 +2,7 @@
 and their null rules: sim.contract)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -107,19 +107,28 @@ class TurnRecord:
 STEP_COLUMNS = ("replica", "step", "start_s", "duration_s", "prefill_tokens", "decode_seqs", "kv_tokens",
                 "replica_flops", "replica_hbm_bytes", "replica_comm_bytes", "bound", "replica_power_w",
                 "replica_energy_j", "replica_dynamic_j")
+INTEGER_COLUMNS = {"replica", "step", "prefill_tokens", "decode_seqs", "kv_tokens", "bound"}
 
 
-@dataclass
 class StepLog:
-    """Per-step columns, appended a block of steps at a time."""
+    """Per-step columns, appended a block of steps at a time into growing arrays (doubled when full): a run
+    of one step costs a slot in each column, not a numpy object per column."""
 
-    blocks: dict = field(default_factory=lambda: {c: [] for c in STEP_COLUMNS})
+    def __init__(self, capacity: int = 1024):
+        self._n = 0
+        self._columns = {c: np.empty(capacity, np.int64 if c in INTEGER_COLUMNS else float) for c in STEP_COLUMNS}
 
     def append(self, **columns) -> None:
         n = len(columns["start_s"])
+        if self._n + n > len(self._columns["start_s"]):
+            size = max(2 * len(self._columns["start_s"]), self._n + n)
+            for name, array in self._columns.items():
+                grown = np.empty(size, array.dtype)
+                grown[:self._n] = array[:self._n]
+                self._columns[name] = grown
         for name in STEP_COLUMNS:
-            value = columns[name]
-            self.blocks[name].append(np.broadcast_to(value, (n,)) if np.ndim(value) == 0 else value)
+            self._columns[name][self._n:self._n + n] = columns[name]
+        self._n += n
 
     def columns(self) -> dict:
-        return {c: (np.concatenate(v) if v else np.array([])) for c, v in self.blocks.items()}
+        return {c: array[:self._n] for c, array in self._columns.items()}
