@@ -167,13 +167,15 @@ class ReplicaEngine:
         self.last_end_ns = now_ns
 
     def _kv_bytes(self) -> dict[int, float]:
-        """KV bytes each session holds: its cached prefix, or its running request's prompt (what it has
-        prefilled so far, or all of it once decoding: a reply's own KV is left out, so a run of decode steps
-        holds one figure however it is cut). A session is in one pool, cached or running, never both."""
-        sessions = [session for pool in self.pools for session in pool.cached]
-        tokens = [t for pool in self.pools for t in pool.cached.values()]
-        sessions += [seq.record.session for seq in self.running]
-        tokens += [seq.prefill_target if seq.decoding else seq.prefilled for seq in self.running]
+        """KV bytes each session the baseline is shared among holds: its cached prefix, or its running
+        request's prompt (what it has prefilled so far, or all of it once decoding: a reply's own KV is left
+        out, so a run of decode steps holds one figure however it is cut). A session is in one pool, cached
+        or running, never both. The prefixes of sessions that have ended (benchmark requests, chats) stay
+        cached but share nothing, so they are not looked at."""
+        running = {seq.record.session: seq.prefill_target if seq.decoding else seq.prefilled for seq in self.running}
+        sessions = list(self.baseline.live)
+        tokens = [running[i] if i in running else sum(pool.cached.get(i, 0) for pool in self.pools)
+                  for i in sessions]
         return dict(zip(sessions, self.pools[0].footprint.bytes_array(np.array(tokens, dtype=np.int64)).tolist()))
 
     # ---- the loop ------------------------------------------------------------------------------
