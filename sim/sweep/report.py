@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -71,7 +72,7 @@ def plot(summary: pa.Table, description: dict, figure: str | None, x: str | None
     for r in rows:
         if r[figure] is None:
             continue
-        label = tuple(v for v in ((f"{lines} = {_shown(r[lines])}" if lines else None),
+        label = tuple(v for v in ((f"{_short(lines, params)} = {_shown(r[lines])}" if lines else None),
                                   r["deployment"] if len({q["deployment"] for q in rows}) > 1 else None) if v)
         curves.setdefault(label, {}).setdefault(_sortable(r[x]), []).append(r[figure])
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -83,10 +84,19 @@ def plot(summary: pa.Table, description: dict, figure: str | None, x: str | None
         ax.plot(xs if numeric else [ticks.index(v) for v in xs], ys, marker="o", label=", ".join(label) or figure)
     if not numeric:
         ax.set_xticks(range(len(ticks)), [_shown(t) for t in ticks], rotation=20, ha="right")
-    others = [p for p in params if p not in (x, lines)]
+    elif ticks and min(ticks) > 0 and max(ticks) >= 8 * min(ticks):
+        ax.set_xscale("log")
+        if len(ticks) <= 12:
+            ax.set_xticks(ticks, [f"{t:,}" if float(t).is_integer() else f"{t:.3g}" for t in ticks])
+            ax.minorticks_off()
+    # Parameters that vary beside x and lines (not those zipped to x, one value per x): averaged over.
+    others = [p for p in params if p not in (x, lines)
+              and any(len({json.dumps(r[p]) for r in rows if _sortable(r[x]) == v}) > 1 for v in ticks)]
     ax.set_xlabel(x)
     ax.set_ylabel(figure)
-    ax.set_title(f"{figure} by {x}" + (f" (mean over {', '.join(others)})" if others else ""), fontsize=9)
+    title = f"{figure} by {_short(x, params)}" + (f" (mean over {', '.join(_short(p, params) for p in others)})"
+                                                   if others else "")
+    ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=9)
     if curves and any(curves):
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -96,6 +106,12 @@ def plot(summary: pa.Table, description: dict, figure: str | None, x: str | None
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _short(param: str, params: list[str]) -> str:
+    """A parameter's last part (`policy` for deployments.kimi.context.policy) where no other ends alike."""
+    last = param.rsplit(".", 1)[-1]
+    return last if sum(p.rsplit(".", 1)[-1] == last for p in params) == 1 else param
 
 
 def _shown(value) -> str:
