@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 
 from sim import config
 from sim.cli import cli
-from sim.sweep import runner, store
+from sim.sweep import plan, runner, store
 from sim.sweep.points import key_of, parameter_rows, points
 from test_cli_errors import one_line_exit_2
 
@@ -229,3 +230,10 @@ def test_report_prints_the_summary_and_plots_a_figure_by_two_parameters(tmp_path
     assert (out / "plots" / "total_kwh_by_workload_sessions.png").stat().st_size > 10_000
     assert "--x: no swept parameter 'nope'; valid: deployments.*.gpu, workload.sessions" in one_line_exit_2(
         ["report", str(out), "--x", "nope"])
+
+
+def test_the_shipped_policy_sweep_has_24_distinct_valid_points():
+    path = Path(__file__).resolve().parent.parent / "experiments" / "sweep_policies.toml"
+    every = plan.load(str(path))
+    assert len(every) == len({p.key for p in every}) == 24
+    assert {p.params["deployments.kimi.context.policy"] for p in every} == {"window", "summarize", "retrieve"}
