@@ -224,12 +224,13 @@ def sweep_command(experiment, output_dir, jobs, backend, address, mode, quiet) -
         every = sweep_plan.load(experiment, mode)
     except ConfigError as e:
         _fail(str(e))
-    plan = sweep_plan.prepare(experiment, sweep_dir, every)
     jobs = jobs or default_jobs()
     try:
-        outcomes = runner.ray(plan.todo, jobs, address) if backend == "ray" else runner.local(plan.todo, jobs)
+        ray_lib = runner.connect_ray(jobs, address) if backend == "ray" else None
     except runner.RayMissing as e:
         _fail(str(e))
+    plan = sweep_plan.prepare(experiment, sweep_dir, every)
+    outcomes = runner.on_ray(ray_lib, plan.todo) if ray_lib else runner.local(plan.todo, jobs)
     ran = failed = 0
     labels = {task.key: task.label for task in plan.todo}
     with tqdm(desc="sweep", total=len(plan.points), initial=plan.skipped, unit="point", file=sys.stderr,

@@ -237,3 +237,12 @@ def test_the_shipped_policy_sweep_has_24_distinct_valid_points():
     every = plan.load(str(path))
     assert len(every) == len({p.key for p in every}) == 24
     assert {p.params["deployments.kimi.context.policy"] for p in every} == {"window", "summarize", "retrieve"}
+
+
+def test_ray_unavailable_is_one_line_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)    # `import ray` fails as if it were not installed
+    path, out = write(tmp_path, '[sweep.grid]\n"workload.sessions" = [1, 2]\n'), tmp_path / "out"
+    result = CliRunner().invoke(cli, ["sweep", str(path), "-o", str(out), "--backend", "ray", "-q"])
+    assert result.exit_code == 2 and not out.exists()
+    assert result.output.strip() == ("error: --backend ray needs Ray; valid: pip install -e '.[ray]', or "
+                                     "--backend local")

@@ -63,22 +63,29 @@ def local(tasks: list[Task], jobs: int) -> Iterator[Outcome]:
 
 
 class RayMissing(RuntimeError):
-    """--backend ray without Ray installed."""
+    """--backend ray without Ray installed, or without a Ray cluster it can reach."""
 
 
-def ray(tasks: list[Task], jobs: int, address: str | None) -> Iterator[Outcome]:
-    """Points as Ray tasks of one CPU each, on the cluster at `address`, or on a local Ray instance of
-    `jobs` CPUs started for the sweep; each yielded as it finishes."""
+def connect_ray(jobs: int, address: str | None):
+    """Ray, started as a local instance of `jobs` CPUs or connected to the cluster at `address`; a
+    RayMissing error says why it cannot be."""
     try:
         import ray as ray_lib
     except ImportError:
         raise RayMissing("--backend ray needs Ray; valid: pip install -e '.[ray]', or --backend local") from None
-    return _on_ray(ray_lib, tasks, jobs, address)
+    try:
+        ray_lib.init(address=address, num_cpus=None if address else jobs, include_dashboard=False,
+                     log_to_driver=False, logging_level="ERROR", configure_logging=False)
+    except Exception as e:   # noqa: BLE001 - Ray raises several kinds; each is one line here
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise RayMissing(f"cannot start or reach {where} ({type(e).__name__}: {first}); valid: the address "
+                         f"`ray start --head` printed, or no --address for a local instance") from None
+    return ray_lib
 
 
-def _on_ray(ray_lib, tasks: list[Task], jobs: int, address: str | None) -> Iterator[Outcome]:
-    ray_lib.init(address=address, num_cpus=None if address else jobs, include_dashboard=False,
-                 log_to_driver=False, logging_level="ERROR", configure_logging=False)
+def on_ray(ray_lib, tasks: list[Task]) -> Iterator[Outcome]:
+    """Points as Ray tasks of one CPU each, each yielded as it finishes; Ray is shut down at the end."""
     try:
         remote = ray_lib.remote(num_cpus=1)(run_point)
         pending = [remote.remote(task) for task in tasks]
