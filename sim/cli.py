@@ -229,7 +229,10 @@ def sweep_command(experiment, output_dir, jobs, backend, address, mode, quiet) -
         ray_lib = runner.connect_ray(jobs, address) if backend == "ray" else None
     except runner.RayMissing as e:
         _fail(str(e))
-    plan = sweep_plan.prepare(experiment, sweep_dir, every)
+    try:
+        plan = sweep_plan.prepare(experiment, sweep_dir, every)
+    except OSError as e:
+        _fail(f"{sweep_dir}: cannot write the sweep there: {e.strerror or e}; valid: a folder you may write to")
     outcomes = runner.on_ray(ray_lib, plan.todo) if ray_lib else runner.local(plan.todo, jobs)
     ran = failed = 0
     labels = {task.key: task.label for task in plan.todo}
@@ -237,7 +240,11 @@ def sweep_command(experiment, output_dir, jobs, backend, address, mode, quiet) -
               disable=quiet, mininterval=0.5 if sys.stderr.isatty() else 10, dynamic_ncols=True) as bar:
         try:
             for outcome in outcomes:
-                store.commit(sweep_dir, outcome.key, outcome.tables, outcome.summary, outcome.files)
+                try:
+                    store.commit(sweep_dir, outcome.key, outcome.tables, outcome.summary, outcome.files)
+                except OSError as e:
+                    _fail(f"{sweep_dir}: cannot write point {outcome.key} there: {e.strerror or e}; the points "
+                          f"written before it are kept, and the same command resumes once there is room")
                 ran += 1
                 if outcome.error:
                     failed += 1

@@ -246,3 +246,20 @@ def test_ray_unavailable_is_one_line_before_anything_is_written(tmp_path, monkey
     assert result.exit_code == 2 and not out.exists()
     assert result.output.strip() == ("error: --backend ray needs Ray; valid: pip install -e '.[ray]', or "
                                      "--backend local")
+
+
+def test_a_disk_that_refuses_a_point_is_one_line_and_keeps_the_points_before(tmp_path, monkeypatch):
+    path, out = write(tmp_path, '[sweep.grid]\n"workload.sessions" = [1, 2]\n'), tmp_path / "out"
+    real, written = store.commit, []
+
+    def full_after_one(sweep_dir, key, *args):
+        if written:
+            raise OSError(28, "No space left on device")
+        written.append(key)
+        return real(sweep_dir, key, *args)
+
+    monkeypatch.setattr(store, "commit", full_after_one)
+    result = CliRunner().invoke(cli, ["sweep", str(path), "-o", str(out), "-j", "1", "-q"])
+    assert result.exit_code == 2
+    assert "cannot write point" in result.output and "No space left on device" in result.output
+    assert [p.parent.name for p in out.glob("summary/*/part-0.parquet")] == [f"point={written[0]}"]
