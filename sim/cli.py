@@ -211,7 +211,8 @@ def plot_command(run_dir: str) -> None:
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
               help="Local processes, or Ray tasks (pip install -e '.[ray]').")
 @click.option("--address", default=None, help="A running Ray cluster's address (default: start a local instance).")
-@click.option("--mode", type=click.Choice(["bulk", "per_step"]), default=None, help="Override [run] mode at every point.")
+@click.option("--mode", type=click.Choice(["bulk", "per_step"]), default=None,
+              help="Override [run] mode at every point.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def sweep_command(experiment, output_dir, jobs, backend, address, mode, quiet) -> None:
     """Run every point of EXPERIMENT's [sweep] table (a grid, zipped lists, random draws of parameters by

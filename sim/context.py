@@ -37,6 +37,11 @@ class Prompt:
     reusable_tokens: int     # prefix shared with what the previous request left cached
     tokens: int              # all of it: the history kept, the retrieved chunks, the new phrase
 
+    @classmethod
+    def alone(cls, key: tuple, tokens: int) -> Prompt:
+        """A request with no history (a benchmark request, a background chat): one segment, nothing cached."""
+        return cls((Segment(key, tokens),), 0, 0, 0, tokens)
+
 
 def tail(segments: list[Segment], tokens: int) -> list[Segment]:
     """The last `tokens` tokens of `segments`; a segment cut short becomes a segment of its own."""
@@ -79,8 +84,8 @@ class Conversation:
         segments = tuple(context + extra + new)
         context_tokens = self.history_tokens if context is self.history else sum(s.tokens for s in context)
         extra_tokens, new_tokens = sum(s.tokens for s in extra), sum(s.tokens for s in new)
-        return Prompt(segments, context_tokens, extra_tokens, common_prefix_tokens(segments, self.cached, self.cached_tokens),
-                      context_tokens + extra_tokens + new_tokens)
+        reusable = common_prefix_tokens(segments, self.cached, self.cached_tokens)
+        return Prompt(segments, context_tokens, extra_tokens, reusable, context_tokens + extra_tokens + new_tokens)
 
     def prompt(self, turn: int, new_tokens: int, reply_tokens: int) -> Prompt:
         """The prompt for phrase `turn` of `new_tokens`, whose reply will be `reply_tokens` long."""

@@ -53,6 +53,12 @@ class Footprint:
         return self.fixed_cap_bytes == 0
 
     @property
+    def kv_only(self) -> bool:
+        """Whether a sequence holds only growing KV (no window KV, no recurrent state): whole blocks of its
+        tokens, the common case, counted without the window and state arithmetic."""
+        return not self.fixed_cap_bytes and self.bounded_by_tokens
+
+    @property
     def bounded_by_tokens(self) -> bool:
         """Whether a sequence's blocks grow with its tokens (some layer's KV grows with the context)."""
         return self.kv_bytes_per_token > 0
@@ -65,7 +71,7 @@ class Footprint:
                         + self.window_bytes_per_token * np.minimum(tokens, self.window_tokens) + self.state_bytes, 0.0)
 
     def blocks(self, tokens: int) -> int:
-        if not self.fixed_cap_bytes and self.bounded_by_tokens:   # KV only: the common case, kept fast
+        if self.kv_only:
             return blocks_for(tokens, self.block_tokens) if tokens > 0 else 0
         return int(self.blocks_array(np.asarray([tokens]))[0])
 
@@ -74,7 +80,7 @@ class Footprint:
         the window KV (up to window_tokens) and the recurrent state, rounded up to whole blocks."""
         tokens = np.asarray(tokens, dtype=np.int64)
         growing = -(-tokens // self.block_tokens)
-        if not self.fixed_cap_bytes and self.bounded_by_tokens:   # KV only: the common case, kept fast
+        if self.kv_only:
             return np.maximum(growing, 0)
         fixed = (self.window_bytes_per_token * np.minimum(growing * self.block_tokens, self.window_tokens)
                  + self.state_bytes)

@@ -7,7 +7,7 @@ from typing import Callable
 import simpy
 
 from sim.config import Experiment
-from sim.context import Conversation, Prompt, Segment
+from sim.context import Conversation, Prompt
 from sim.deployment import BuiltDeployment
 from sim.energy.baseline import BaselineShares
 from sim.energy.ledger import Boundary
@@ -177,8 +177,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             arrival_ns=env.now, replica=engine.index)
         settle_idle()
         states[index].bills.add(record, env.now)   # its session begins when the engine admits it
-        prompt = Prompt((Segment(("request", index), req.input_tokens),), 0, 0, 0, req.input_tokens)
-        yield from ask(engine, record, prompt, req.output_tokens)
+        yield from ask(engine, record, Prompt.alone(("request", index), req.input_tokens), req.output_tokens)
         states[index].ended, states[index].ended_ns = True, env.now
         ended[0] += 1
 
@@ -196,7 +195,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         settle_idle()
         begin(index)
         state.bills.add(record, env.now)
-        yield from ask(engine, record, Prompt((Segment(("chat", index), prompt_tokens),), 0, 0, 0, prompt_tokens), reply_tokens)
+        yield from ask(engine, record, Prompt.alone(("chat", index), prompt_tokens), reply_tokens)
         state.ended, state.ended_ns = True, env.now
 
     def chat_client(lengths, until_ns: int):

@@ -96,8 +96,9 @@ def test_on_a_busy_shared_server_the_attributed_energy_grows_by_the_physics_of_t
     reply token reads it back. By hand, Llama-3.1-8B on an H100 (the test above): prefill 2 x 7.5e9 x c
     linear FLOPs + causal attention 2 x 32 x 4,096 x c^2, at (700 - 121.7) / (989.4e12 x 0.803) J per FLOP,
     and the 16.1 GB of weights per 8,192-token chunk at 120 pJ/B, x (1 + (2,880 - 399) / (8 x (700 - 121.7))) =
-    x 1.536 (the HGX host's power rising with its GPUs') x 1.58 (PUE) at the facility boundary; fitted a + b x c over the phrases, the simulated
-    prefill's slope lands within 15% of the same fit of the hand formula. The KV a phrase reads and writes
+    x 1.536 (the HGX host's power rising with its GPUs') x 1.58 (PUE) at the facility boundary; fitted
+    a + b x c over the phrases, the simulated prefill's slope lands within 15% of the same fit of the hand
+    formula. The KV a phrase reads and writes
     (GPU) is its prompt's c tokens written and each of its R reply tokens reading c + R / 2 on average, at
     131,072 B per token (2 x 8 heads x 128 x 32 layers x 2 B) and 120 pJ/B: within 5% for every phrase of
     one prefill chunk. The attributed energy grows at least as fast as the prefill alone (decode's KV and the

@@ -5,8 +5,8 @@
 - concurrency: `clients` clients, each sending its next request when its last one finished
   (NIM / genai-perf at fixed concurrency).
 Input and output lengths are `fixed`, or `lognormal` around the given length with log-sd `log_sigma`,
-capped at `max_tokens`, or a trace's rows replayed (workloads.traces); drawn from a numpy Generator seeded with the run seed, so the requests never
-depend on the simulation.
+capped at `max_tokens`, or a trace's rows replayed (workloads.traces); drawn from a numpy Generator
+seeded with the run seed, so the requests never depend on the simulation.
 """
 from __future__ import annotations
 
