@@ -23,7 +23,10 @@ def accumulate(start: float, values: np.ndarray) -> float:
 def add_by_column(records: list, name: str, values: np.ndarray) -> None:
     """accumulate for many records at once: column j of `values` (steps, records) added, step by step in
     order, to records[j].name (numpy's cumulative sum is sequential: the same floats)."""
-    if records:
+    if records and len(values) == 1:   # one step: start + value, the same float as the sum below
+        for record, value in zip(records, values[0].tolist()):
+            setattr(record, name, getattr(record, name) + value)
+    elif records:
         start = np.array([getattr(r, name) for r in records], dtype=float)
         totals = np.cumsum(np.vstack([start[None, :], values]), axis=0)[-1].tolist()
         for record, total in zip(records, totals):
