@@ -4,9 +4,10 @@ preemption by recompute.
 Each step takes every decoding sequence (one token each), then fills the rest of the token budget
 with prefill chunks in arrival order, or, with chunked_prefill off, with whole prompts that fit; with
 data-parallel attention each group has its own budget and sequence cap. The engine wakes only when
-the batch can change: in bulk mode, the decode steps of an unchanged batch are priced at once (numpy
-over the growing context) and slept through, stopping early at the step in flight when a request
-arrives. Per-step mode runs the same code one step at a time and is the reference. Time is kept in
+the batch can change: in bulk mode, the steps of a batch whose shape holds are priced at once (numpy
+over the growing contexts) and slept through, stopping early at the step in flight when a request
+arrives: decodes until the first reply ends, with at most one prompt prefilling beside them chunk by
+chunk, until the chunk before its last. Per-step mode runs the same code one step at a time and is the reference. Time is kept in
 integer nanoseconds so both modes add up the same durations exactly.
 
 KV allocation (`EngineLimits.kv_allocation`): `reserve` holds blocks for the whole prompt and reply from
@@ -144,6 +145,14 @@ class ReplicaEngine:
         self._batch_changed()
         self._fail(seq, "timeout", reason)
 
+    def end_session(self, index: int) -> None:
+        """The session's conversation is over: it holds no more of the baseline, and its cached prefix, if
+        any, will never be read again."""
+        state = self.sessions[index]
+        state.ended, state.ended_ns = True, self.env.now
+        for pool in self.pools:
+            pool.retire(index)
+
     def _pool(self, seq: Sequence) -> KVPool:
         return self.pools[seq.group]
 
@@ -226,12 +235,24 @@ class ReplicaEngine:
                 continue
             self.settle_idle(self.env.now)
             chunks = self._prefill_chunks(decode)
-            n = min(s.output_tokens - s.decoded for s in decode) if (self.bulk and decode and not chunks) else 1
+            n = self._run_length(decode, chunks) if self.bulk else 1
             if n > 1 and self.limits.kv_allocation == "on_demand":
                 n = self._grow_for_run(decode, n)
             yield from self._steps(decode, chunks, n)
             if n > 1 and self.limits.kv_allocation == "on_demand":
                 self._trim(decode)
+
+    def _run_length(self, decode: list[Sequence], chunks: list[tuple[Sequence, int]]) -> int:
+        """Steps the batch keeps its shape for, barring an arrival: every decode samples one more token, up
+        to the first reply's end; a lone prompt, chunked, takes the same budget at each step, up to the chunk
+        before its last (which samples its first token). Two prompts in a step: one step."""
+        steps = [s.output_tokens - s.decoded for s in decode]
+        if len(chunks) > 1 or (chunks and not self.limits.chunked_prefill):
+            return 1
+        if chunks:
+            (seq, c), = chunks
+            steps.append((seq.prefill_target - seq.prefilled - 1) // c)
+        return max(1, min(steps, default=1))
 
     def _grow_decodes(self, decode: list[Sequence]) -> list[Sequence]:
         """on_demand: room in each pool for the token every decoding turn writes next, preempting the most
@@ -249,19 +270,23 @@ class ReplicaEngine:
 
     def _grow_for_run(self, decode: list[Sequence], n: int) -> int:
         """on_demand: the most steps, up to n, whose new blocks every pool can give its decodes without
-        evicting a cached prefix; their blocks are taken now. At least 1 (_grow_decodes made room for the
-        first). A run stops short of the step that would evict, so that prefixes are evicted at the step
-        that needs their blocks, as step by step: what sessions hold between steps (their share of the
-        baseline, sim.energy.baseline) is the same however the steps are priced."""
+        evicting a prefix that may be read again; their blocks are taken now. At least 1 (_grow_decodes
+        made room for the first). A run stops short of the step that would evict a live session's prefix,
+        so that those are evicted at the step that needs their blocks, as step by step: what sessions hold
+        between steps (their share of the baseline, sim.energy.baseline) is the same however the steps are
+        priced. Ended sessions' prefixes first in the LRU line (KVPool.retired_front_blocks) may go ahead of
+        their step: a run cut short leaves their blocks unused instead, the same room for what comes next."""
         groups = np.array([s.group for s in decode])
         held = np.array([_kv_held(s) for s in decode], dtype=np.int64)
         allocated = np.array([s.allocated for s in decode], dtype=np.int64)
         in_group = [(pool, groups == g) for g, pool in enumerate(self.pools)]
+        room = [pool.unused_blocks + pool.retired_front_blocks(pool.growth_blocks(allocated[mine], held[mine] + n))
+                for pool, mine in in_group]
         lo, hi = 1, n
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            fits = all(pool.growth_blocks(allocated[mine], held[mine] + mid) <= pool.unused_blocks
-                       for pool, mine in in_group)
+            fits = all(pool.growth_blocks(allocated[mine], held[mine] + mid) <= spare
+                       for (pool, mine), spare in zip(in_group, room))
             lo, hi = (mid, hi) if fits else (lo, mid - 1)
         for pool, mine in in_group:
             grown = _resize(pool, [s for s, m in zip(decode, mine) if m], held[mine] + lo)
@@ -322,6 +347,11 @@ class ReplicaEngine:
         # KV tokens held when the run starts; a turn aborted mid-run still held its KV in the steps before.
         kv_before = sum(_kv_held(s) for s in self.running)
         kv_bytes = self._kv_bytes()
+        if n > 1:   # a prompt prefilling over the run holds more at each step
+            for seq, c in chunks:
+                if seq.record.session in kv_bytes:
+                    kv_bytes[seq.record.session] = self.pools[0].footprint.bytes_array(
+                        seq.prefilled + c * np.arange(n, dtype=np.int64))
         cost = self.cost.step(sizes, prior, completes, decode_ctx, n,
                               [s.group for s, _ in chunks], [s.group for s in decode])
         durations = np.maximum(1, np.rint(cost.duration_s * NS_PER_S).astype(np.int64))
@@ -355,7 +385,7 @@ class ReplicaEngine:
         self.baseline.share(ends[:done], durations[:done] / NS_PER_S, kv_bytes)
         end_ns = int(ends[done - 1])
         for (seq, c), complete in zip(chunks, completes):
-            seq.prefilled += c
+            seq.prefilled += c * done
             if complete:
                 seq.decoded += 1
                 seq.decoding = True
@@ -375,8 +405,8 @@ class ReplicaEngine:
                 seq.record.first_step = first
             seq.record.last_step = last
         self.steps_run += done
-        # KV held after step i: the chunks' tokens and one more token per decoding turn per step.
-        kv_tokens = kv_before + sum(c for _, c in chunks) + (np.arange(done) + 1) * len(decode)
+        # KV held after step i: each step's chunks and one more token per decoding turn.
+        kv_tokens = kv_before + (np.arange(done) + 1) * (sum(c for _, c in chunks) + len(decode))
         self.steps.append(
             replica=self.index, step=np.arange(first, last + 1), start_s=(ends[:done] - durations[:done]) / NS_PER_S,
             duration_s=durations[:done] / NS_PER_S, prefill_tokens=sum(c for _, c in chunks),

@@ -95,6 +95,7 @@ class KVPool:
         self.footprint = footprint or Footprint(block_tokens, 1.0)
         self.reserved_blocks = 0
         self.cached: OrderedDict[int, int] = OrderedDict()  # session -> resident prefix tokens, LRU first
+        self.retired: set[int] = set()   # sessions with a cached prefix that have ended: never read again
         self._cached_blocks = 0
         self.peak_used_blocks = 0
 
@@ -121,6 +122,23 @@ class KVPool:
             self.cached[session] = tokens
         else:
             self.cached.pop(session, None)
+            self.retired.discard(session)
+
+    def retire(self, session: int) -> None:
+        """The session has ended: its cached prefix stays resident (evicted in its LRU turn) but is never
+        read again."""
+        if session in self.cached:
+            self.retired.add(session)
+
+    def retired_front_blocks(self, limit: int) -> int:
+        """Blocks of the ended sessions' prefixes first in line for eviction (before any live session's),
+        counted up to `limit`: what a reservation can take without touching a prefix that may be read."""
+        blocks = 0
+        for session, tokens in self.cached.items():
+            if blocks >= limit or session not in self.retired:
+                break
+            blocks += self.footprint.blocks(tokens)
+        return blocks
 
     def _shrunk(self, tokens: int, free_blocks: int) -> int:
         """The longest prefix (whole blocks) shorter than `tokens` whose blocks free at least `free_blocks`."""

@@ -165,7 +165,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
                 break
         if summary is not None:
             yield summary
-        state.ended, state.ended_ns = True, env.now
+        engine.end_session(index)
 
     def request(req):
         """One benchmark request: its own session (no shared history), its prompt the input tokens."""
@@ -178,7 +178,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         settle_idle()
         states[index].bills.add(record, env.now)   # its session begins when the engine admits it
         yield from ask(engine, record, Prompt.alone(("request", index), req.input_tokens), req.output_tokens)
-        states[index].ended, states[index].ended_ns = True, env.now
+        engine.end_session(index)
         ended[0] += 1
 
     def chat(prompt_tokens: int, reply_tokens: int):
@@ -196,7 +196,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         begin(index)
         state.bills.add(record, env.now)
         yield from ask(engine, record, Prompt.alone(("chat", index), prompt_tokens), reply_tokens)
-        state.ended, state.ended_ns = True, env.now
+        engine.end_session(index)
 
     def chat_client(lengths, until_ns: int):
         """A background client: its next chat as soon as its last one ended, until the podcasts end."""

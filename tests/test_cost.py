@@ -332,6 +332,17 @@ def test_bulk_steps_equal_single_steps():
         assert (one.shares[0] == bulk.shares[k]).all()
 
 
+def test_a_run_of_chunks_equals_its_steps_one_by_one():
+    """A prompt prefilling chunk by chunk beside decodes: at step k its chunk of 1,000 tokens follows
+    2,000 + 1,000 k cached ones and each decode attends k more positions; a run prices every step as alone."""
+    m = cost_model("kimi_k2", "h200", 2, 8, 2, 8, "fp8")
+    run = m.step([1000], [2000], [False], decode_ctx=[3000, 5000], n_steps=4)
+    for k in range(4):
+        one = m.step([1000], [2000 + 1000 * k], [False], decode_ctx=[3000 + k, 5000 + k])
+        assert one.duration_s[0] == run.duration_s[k] and one.energy_j[0] == run.energy_j[k]
+        assert (one.shares[0] == run.shares[k]).all() and (one.kv_read_s[0] == run.kv_read_s[k]).all()
+
+
 def test_cost_shares_sum_to_one_and_follow_context():
     m = cost_model("llama31_8b", "h100_sxm", 1, 1, 1, 1, "bf16")
     shares = m.step([500], [0], [True], decode_ctx=[1001, 100001]).shares

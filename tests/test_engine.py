@@ -458,3 +458,25 @@ def test_an_overlap_scheduler_hands_the_first_token_out_one_step_later(bulk):
         assert ttft_s == pytest.approx((first + second if overlap else first) + api_s, abs=2e-9)
         # The API server's time moves the whole reply, not the steps: the same steps either way.
         assert steps["duration_s"] == steps_table([runs[overlap, not api]]).to_pydict()["duration_s"]
+
+def test_bulk_runs_span_chunked_prompts_and_ended_requests_prefixes(monkeypatch):
+    """Poisson requests (1,500-token prompts, chunked at 512 beside the decodes) on one H100 whose pool fills
+    with ended requests' cached prefixes: bulk runs go on through a lone prompt's chunks and through blocks
+    taken from ended prefixes, so bulk mode prices far fewer calls than it runs steps, with per-step's tables."""
+    from sim.cost.step import ReplicaCostModel
+    calls = []
+    step = ReplicaCostModel.step
+    monkeypatch.setattr(ReplicaCostModel, "step", lambda self, *a, **k: calls.append(1) or step(self, *a, **k))
+    dep = {**LLAMA8B_H100, "tp": 1, "replicas": 1, "gpu_memory_utilization": 0.3, "kv_allocation": "on_demand",
+           "max_batched_tokens": 512}
+    exp = experiment({"d": dep}, kind="poisson", rate_per_s=8.0, requests=100, input_tokens=1500,
+                     output_tokens=150, length_dist="lognormal", input_log_sigma=0.3, output_log_sigma=0.3)
+    bulk = run_all(exp)
+    bulk_calls, calls[:] = len(calls), []
+    per_step = run_all(exp, bulk=False)
+    check_invariants(bulk)
+    assert_same_run(bulk, per_step)
+    (engine,) = bulk[0].engines
+    assert all(t.status == "ok" for t in bulk[0].turns)
+    assert engine.pools[0].retired                    # ended requests' prefixes still cached at the end
+    assert len(calls) == engine.steps_run and bulk_calls < engine.steps_run / 3, (bulk_calls, engine.steps_run)

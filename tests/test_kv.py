@@ -97,3 +97,22 @@ def test_a_running_turn_grows_and_shrinks_block_by_block():
     assert not pool.try_resize(140, 161)                          # 11 blocks > 10: refused, nothing changes
     assert pool.reserved_blocks == 9 and pool.cached == {1: 16}
     assert pool.try_resize(140, 17) and pool.reserved_blocks == 2  # a run cut short gives blocks back
+
+
+def test_ended_sessions_prefixes_first_in_line_can_be_taken_without_touching_a_live_one():
+    """Cached, LRU first: ended A (32 tokens, 2 blocks), ended B (48, 3), live C (16, 1), ended D (16, 1).
+    Up to C, a reservation can take 2 + 3 = 5 blocks of ended prefixes; D, behind the live C, does not
+    count; the count stops once it reaches its limit."""
+    pool = KVPool(capacity_blocks=10, block_tokens=16)
+    for session, tokens in ((0, 32), (1, 48), (2, 16), (3, 16)):
+        assert pool.try_reserve(session, tokens)
+        pool.release(session, tokens, keep_tokens=tokens)
+    for ended in (0, 1, 3):
+        pool.retire(ended)
+    pool.retire(4)                                         # no prefix: nothing to retire
+    assert pool.retired == {0, 1, 3} and pool.used_blocks == 7
+    assert pool.retired_front_blocks(limit=100) == 5
+    assert pool.retired_front_blocks(limit=1) == 2         # A alone reaches the limit
+    assert pool.try_reserve(5, 16 * 8)                     # 8 blocks: 3 unused + A and B evicted
+    assert pool.cached == {2: 16, 3: 16} and pool.retired == {3}
+    assert pool.retired_front_blocks(limit=100) == 0       # C, live, is first in line now

@@ -287,6 +287,16 @@ def dp16_over_two_nodes(**options):
                             **options)
 
 
+def test_two_batch_overlap_prices_a_run_of_chunks_as_its_steps():
+    """Each half of a chunk attends the prompt so far: over a run both halves' priors grow by the whole
+    chunk (800 tokens) at each step, as when each step is priced alone."""
+    m = dp16_over_two_nodes(two_batch_overlap=True)
+    run = m.step([800], [4000], [False], [2000] * 8, 3, [0], list(range(8)))
+    for k in range(3):
+        one = m.step([800], [4000 + 800 * k], [False], [2000 + k] * 8, 1, [0], list(range(8)))
+        assert one.duration_s[0] == run.duration_s[k] and (one.shares[0] == run.shares[k]).all()
+
+
 def test_low_latency_dispatch_sends_every_routed_copy_on_decode_steps_only():
     """DeepSeek-V3 over 2 nodes of 8 H200, attention data parallel over 16 GPUs (tp 1, dp 16, ep 16), 16
     decodes (one per group). 'auto' decodes with DeepEP's low-latency kernels: each token's 8 routed copies

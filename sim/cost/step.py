@@ -184,7 +184,9 @@ def _group_mean(per_group):
 @dataclass(frozen=True)
 class Batch:
     """One step's sequences: prefill chunks (tokens, cached tokens before them, whether each ends its
-    prompt) and decodes (positions attended), with each one's attention group (None: all in group 0)."""
+    prompt) and decodes (positions attended), with each one's attention group (None: all in group 0).
+    Over a run of steps a chunk's prior grows by its stride at each step (None: by its own tokens, the
+    prompt's next chunk of the same size)."""
 
     chunk_tokens: Sequence
     chunk_prior: Sequence
@@ -192,6 +194,7 @@ class Batch:
     decode_ctx: Sequence
     chunk_rank: Sequence | None = None
     decode_rank: Sequence | None = None
+    chunk_stride: Sequence | None = None
 
     @property
     def n_seqs(self) -> int:
@@ -203,6 +206,10 @@ class Batch:
                                else np.asarray(self.chunk_rank, int),
                                np.zeros(len(self.decode_ctx), int) if self.decode_rank is None
                                else np.asarray(self.decode_rank, int)])
+
+    def strides(self) -> list:
+        """Tokens each chunk's prior grows by from one step of a run to the next."""
+        return list(self.chunk_tokens if self.chunk_stride is None else self.chunk_stride)
 
     def halves(self) -> list[tuple[Batch, np.ndarray]] | None:
         """Two micro-batches of about half of each attention group's tokens (two-batch overlap, SGLang
@@ -218,6 +225,7 @@ class Batch:
             mine = decode_rank == group
             turn[mine] = np.arange(mine.sum())
         first = [int(t) // 2 for t in self.chunk_tokens]
+        strides = self.strides()
         halves = []
         for h in (0, 1):
             tokens = first if h == 0 else [int(t) - f for t, f in zip(self.chunk_tokens, first)]
@@ -228,7 +236,8 @@ class Batch:
             halves.append((Batch([tokens[j] for j in chunks],
                                  [self.chunk_prior[j] + (first[j] if h else 0) for j in chunks],
                                  [bool(self.chunk_sampled[j]) and h == 1 for j in chunks],
-                                 [self.decode_ctx[i] for i in decodes], chunk_rank[chunks], decode_rank[decodes]),
+                                 [self.decode_ctx[i] for i in decodes], chunk_rank[chunks], decode_rank[decodes],
+                                 [strides[j] for j in chunks]),
                            np.concatenate([np.asarray(chunks, int), n_chunks + decodes])))
         return halves
 
@@ -492,7 +501,8 @@ class ReplicaCostModel:
              chunk_rank=None, decode_rank=None) -> StepCost:
         """Cost of `n_steps` steps of one batch: prefill chunks (tokens, cached tokens before them,
         whether the chunk ends its prompt) and decode sequences attending `decode_ctx` (= L + 1)
-        positions at the first step, one more at each later step (prefill only when n_steps == 1).
+        positions at the first step; at each later step every decode attends one more position and every
+        chunk is its prompt's next chunk of the same size (its prior that many tokens longer).
         With data-parallel attention each sequence belongs to one attention group (`*_rank`, 0..dp-1);
         the busiest group sets the pace of its stage."""
         batch = Batch(chunk_tokens, chunk_prior, chunk_sampled, decode_ctx, chunk_rank, decode_rank)
@@ -518,6 +528,8 @@ class ReplicaCostModel:
         chunk_tokens, chunk_prior, decode_ctx = batch.chunk_tokens, batch.chunk_prior, batch.decode_ctx
         c = np.asarray(chunk_tokens, dtype=float)
         p = np.asarray(chunk_prior, dtype=float)
+        if n_steps > 1 and len(c):   # (steps, chunks): each step prefills its prompt's next chunk
+            p = p[None, :] + np.arange(n_steps)[:, None] * np.asarray(batch.strides(), dtype=float)[None, :]
         # With multi-token prediction a decode sequence verifies its k draft tokens with its next one: q = 1 + k
         # query tokens, each sampled; the step is then priced per emitted token (see the end).
         q = 1.0 + self.mtp_draft_tokens if len(decode_ctx) else 1.0

@@ -67,7 +67,8 @@ class BaselineShares:
 
     def share(self, ends_ns: np.ndarray, seconds: np.ndarray, kv_bytes: dict[int, float]) -> None:
         """Share pieces of baseline (`seconds` each, ending at `ends_ns`) among the sessions held at each
-        piece's end; `kv_bytes` maps a session to the KV bytes it holds over them."""
+        piece's end; `kv_bytes` maps a session to the KV bytes it holds over them (a float), or over each
+        (an array, at least as long as `seconds`)."""
         gone = [i for i, s in self.live.items() if s.ended and s.ended_ns < ends_ns[0]]
         for i in gone:
             del self.live[i]
@@ -82,7 +83,11 @@ class BaselineShares:
         n_held = held.sum(axis=1)
         if not n_held.all():
             self.unallocated_s = accumulate(self.unallocated_s, seconds[n_held == 0])
-        kv = held * np.array([kv_bytes.get(s.index, 0.0) for s in live])[None, :]
+        values = [kv_bytes.get(s.index, 0.0) for s in live]
+        kv = held * np.array([v if isinstance(v, float) else 0.0 for v in values])[None, :]
+        for j, v in enumerate(values):
+            if not isinstance(v, float):   # bytes per piece: a prompt prefilling chunk by chunk
+                kv[:, j] = held[:, j] * v[:len(seconds)]
         kv_total = kv.sum(axis=1)
         equal_share = np.where(kv_total > 0, 1.0 - self.kv_share, 1.0) * seconds / np.maximum(n_held, 1)
         kv_part = np.divide(self.kv_share * seconds, kv_total, out=np.zeros_like(seconds), where=kv_total > 0)
