@@ -102,6 +102,7 @@ class ReplicaEngine:
 
     def __post_init__(self):
         self.wakeup = self.env.event()
+        self._was_running: set[int] = set()   # sessions running at the last report to the baseline
         n_stages = len(self.cost.stages)
         self.stage_busy_s = np.zeros(n_stages)
         self.stage_energy_j = np.zeros(n_stages)
@@ -145,11 +146,8 @@ class ReplicaEngine:
         self._batch_changed()
         self._fail(seq, "timeout", reason)
 
-    def end_session(self, index: int) -> None:
-        """The session's conversation is over: it holds no more of the baseline, and its cached prefix, if
-        any, will never be read again."""
-        state = self.sessions[index]
-        state.ended, state.ended_ns = True, self.env.now
+    def retire(self, index: int) -> None:
+        """The session's conversation is over: its cached prefix, if any, will never be read again."""
         for pool in self.pools:
             pool.retire(index)
 
@@ -172,20 +170,30 @@ class ReplicaEngine:
             return
         gap_s = (now_ns - self.last_end_ns) / NS_PER_S
         self.idle_s += gap_s
-        self.baseline.share(np.array([now_ns]), np.array([gap_s]), self._kv_bytes())
+        self.baseline.update(self._kv_changes())
+        self.baseline.share(np.array([now_ns]), np.array([gap_s]))
         self.last_end_ns = now_ns
 
-    def _kv_bytes(self) -> dict[int, float]:
-        """KV bytes each session the baseline is shared among holds: its cached prefix, or its running
-        request's prompt (what it has prefilled so far, or all of it once decoding: a reply's own KV is left
-        out, so a run of decode steps holds one figure however it is cut). A session is in one pool, cached
-        or running, never both. The prefixes of sessions that have ended (benchmark requests, chats) stay
-        cached but share nothing, so they are not looked at."""
+    def _kv_changes(self) -> dict[int, int]:
+        """KV bytes held now by the sessions whose holding may have changed since the last call (those
+        running now or then, and those whose cached prefix a pool changed), among those the baseline is
+        shared with: a cached prefix, or a running request's prompt (what it has prefilled so far, or all of
+        it once decoding: a reply's own KV is left out, so a run of decode steps holds one figure however it
+        is cut). A session is in one pool, cached or running, never both."""
         running = {seq.record.session: seq.prefill_target if seq.decoding else seq.prefilled for seq in self.running}
-        sessions = list(self.baseline.live)
+        touched = self._was_running | running.keys()
+        for pool in self.pools:
+            touched |= pool.changed
+            pool.changed.clear()
+        self._was_running = set(running)
+        sessions = [i for i in touched if self.baseline.holds(i)]
         tokens = [running[i] if i in running else sum(pool.cached.get(i, 0) for pool in self.pools)
                   for i in sessions]
-        return dict(zip(sessions, self.pools[0].footprint.bytes_array(np.array(tokens, dtype=np.int64)).tolist()))
+        return dict(zip(sessions, self._whole_kv_bytes(np.array(tokens, dtype=np.int64)).tolist()))
+
+    def _whole_kv_bytes(self, tokens: np.ndarray) -> np.ndarray:
+        """KV bytes sequences of `tokens` hold, rounded to whole bytes (exact sums for the baseline)."""
+        return np.rint(self.pools[0].footprint.bytes_array(tokens)).astype(np.int64)
 
     # ---- the loop ------------------------------------------------------------------------------
     def _admit(self) -> None:
@@ -346,12 +354,10 @@ class ReplicaEngine:
         decode_ctx = [s.prompt_tokens + s.decoded for s in decode]  # L + 1 positions attended
         # KV tokens held when the run starts; a turn aborted mid-run still held its KV in the steps before.
         kv_before = sum(_kv_held(s) for s in self.running)
-        kv_bytes = self._kv_bytes()
-        if n > 1:   # a prompt prefilling over the run holds more at each step
-            for seq, c in chunks:
-                if seq.record.session in kv_bytes:
-                    kv_bytes[seq.record.session] = self.pools[0].footprint.bytes_array(
-                        seq.prefilled + c * np.arange(n, dtype=np.int64))
+        self.baseline.update(self._kv_changes())
+        # A prompt prefilling over a run holds more at each step.
+        growing = {seq.record.session: self._whole_kv_bytes(seq.prefilled + c * np.arange(n, dtype=np.int64))
+                   for seq, c in chunks} if n > 1 else None
         cost = self.cost.step(sizes, prior, completes, decode_ctx, n,
                               [s.group for s, _ in chunks], [s.group for s in decode])
         durations = np.maximum(1, np.rint(cost.duration_s * NS_PER_S).astype(np.int64))
@@ -368,9 +374,9 @@ class ReplicaEngine:
                     yield self.env.timeout(done_at - self.env.now)
         done = int(np.searchsorted(ends, self.env.now, side="right"))
         self.last_end_ns = int(ends[done - 1])
-        self._apply(decode, chunks, completes, cost, ends, durations, done, kv_before, kv_bytes)
+        self._apply(decode, chunks, completes, cost, ends, durations, done, kv_before, growing)
 
-    def _apply(self, decode, chunks, completes, cost, ends, durations, done, kv_before, kv_bytes) -> None:
+    def _apply(self, decode, chunks, completes, cost, ends, durations, done, kv_before, growing) -> None:
         energy, dynamic = cost.energy_j[:done], cost.dynamic_j[:done]
         # Each sequence's share of the steps' dynamic energy, of which its KV's, and of the KV reading time.
         per_seq = cost.shares[:done] * dynamic[:, None]
@@ -382,7 +388,7 @@ class ReplicaEngine:
         add_by_column(decoding, "dynamic_decode_j", per_seq[:, len(chunks):])
         add_by_column(records, "dynamic_kv_j", per_seq_kv)
         add_by_column(records, "kv_read_s", kv_read_s)
-        self.baseline.share(ends[:done], durations[:done] / NS_PER_S, kv_bytes)
+        self.baseline.share(ends[:done], durations[:done] / NS_PER_S, growing)
         end_ns = int(ends[done - 1])
         for (seq, c), complete in zip(chunks, completes):
             seq.prefilled += c * done

@@ -96,6 +96,7 @@ class KVPool:
         self.reserved_blocks = 0
         self.cached: OrderedDict[int, int] = OrderedDict()  # session -> resident prefix tokens, LRU first
         self.retired: set[int] = set()   # sessions with a cached prefix that have ended: never read again
+        self.changed: set[int] = set()   # sessions whose cached prefix changed (cleared by its reader)
         self._cached_blocks = 0
         self.peak_used_blocks = 0
 
@@ -117,6 +118,7 @@ class KVPool:
         return min(resident, history_tokens // self.block_tokens * self.block_tokens)
 
     def _set_cached(self, session: int, tokens: int) -> None:
+        self.changed.add(session)
         self._cached_blocks += self.footprint.blocks(tokens) - self.footprint.blocks(self.cached.get(session, 0))
         if tokens:
             self.cached[session] = tokens

@@ -82,6 +82,14 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         for engine in billers[index]:
             engine.baseline.start(states[index])
 
+    def end(index: int) -> None:
+        """A session ends: it shares no more baseline, and its replica will never read its prefix again."""
+        state = states[index]
+        state.ended, state.ended_ns = True, env.now
+        for engine in billers[index]:
+            engine.baseline.end(state)
+        engines[state.replica].retire(index)
+
     def ask(engine, record: TurnRecord, prompt, reply_tokens: int):
         """Pass a request through the API server to the engine and wait for it (up to the deadline, counted
         from its arrival); yields its sequence's end."""
@@ -165,7 +173,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
                 break
         if summary is not None:
             yield summary
-        engine.end_session(index)
+        end(index)
 
     def request(req):
         """One benchmark request: its own session (no shared history), its prompt the input tokens."""
@@ -178,7 +186,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         settle_idle()
         states[index].bills.add(record, env.now)   # its session begins when the engine admits it
         yield from ask(engine, record, Prompt.alone(("request", index), req.input_tokens), req.output_tokens)
-        engine.end_session(index)
+        end(index)
         ended[0] += 1
 
     def chat(prompt_tokens: int, reply_tokens: int):
@@ -196,7 +204,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         begin(index)
         state.bills.add(record, env.now)
         yield from ask(engine, record, Prompt.alone(("chat", index), prompt_tokens), reply_tokens)
-        engine.end_session(index)
+        end(index)
 
     def chat_client(lengths, until_ns: int):
         """A background client: its next chat as soon as its last one ended, until the podcasts end."""
@@ -264,6 +272,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     end_ns = max([s.ended_ns for s in states.values()] + [e.last_end_ns for e in engines])
     for engine in engines:
         engine.settle_idle(end_ns)
+        engine.baseline.close()
     result = DeploymentResult(built, turns, steps, engines, end_ns, boundary(experiment, built))
     set_dedicated(result, states)
     return result
