@@ -47,7 +47,7 @@ NCCL's per-byte rate: no profile of those kernels is in our sources.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import groupby
 
 import numpy as np
@@ -80,9 +80,19 @@ class CollectivePrice:
     """The algorithms a collective may run; it costs the fastest at each size. No algorithm: free."""
 
     algorithms: tuple[Algorithm, ...] = ()
+    # Times of the sizes asked so far (a step's collectives come in few sizes: its token counts).
+    _times_s: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def time_s(self, size_bytes):
         """Time to move `size_bytes` (scalar or numpy array); zero bytes cost nothing."""
+        if isinstance(size_bytes, float | int):
+            known = self._times_s.get(size_bytes)
+            if known is None:
+                known = self._times_s[size_bytes] = self._fastest_s(size_bytes)
+            return known
+        return self._fastest_s(size_bytes)
+
+    def _fastest_s(self, size_bytes):
         if not self.algorithms:
             return size_bytes * 0.0
         return np.minimum.reduce([a.time_s(size_bytes) for a in self.algorithms])

@@ -290,12 +290,13 @@ class ReplicaEngine:
         in_group = [(pool, groups == g) for g, pool in enumerate(self.pools)]
         room = [pool.unused_blocks + pool.retired_front_blocks(pool.growth_blocks(allocated[mine], held[mine] + n))
                 for pool, mine in in_group]
-        lo, hi = 1, n
+        def fits(steps: int) -> bool:
+            return all(pool.growth_blocks(allocated[mine], held[mine] + steps) <= spare
+                       for (pool, mine), spare in zip(in_group, room))
+        lo, hi = (n, n) if fits(n) else (1, n - 1)   # most runs fit whole
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            fits = all(pool.growth_blocks(allocated[mine], held[mine] + mid) <= spare
-                       for (pool, mine), spare in zip(in_group, room))
-            lo, hi = (mid, hi) if fits else (lo, mid - 1)
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
         for pool, mine in in_group:
             grown = _resize(pool, [s for s, m in zip(decode, mine) if m], held[mine] + lo)
             assert grown
