@@ -102,6 +102,11 @@ class Stage:
     def n_dense(self) -> int:
         return self.n_layers - self.n_moe
 
+    @property
+    def n_attention(self) -> int:
+        """Its layers that attend over a cache (full, windowed or sparse attention)."""
+        return sum(n for kind, n in self.kinds if kind in ATTENTION)
+
 
 def split_layers(arch: Architecture, pp: int) -> list[Stage]:
     """Layers split as evenly as possible, the first stages taking the remainder."""
@@ -243,6 +248,29 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class LinearStage:
+    """One stage's linear layers and collectives at one set of token counts, per GPU of each attention group
+    (arrays over groups): their FLOPs and compute time, the busiest GPU's weight-reading time and the mean
+    GPU's weight bytes, the kernels' floors, their roofline times (for the busiest and the mean GPU), the
+    collectives' time and bytes (before any context parallelism's), and the compute energy at full clock."""
+
+    flops: np.ndarray
+    compute_s: np.ndarray
+    memory_s: float
+    mean_bytes: float
+    fixed_s: float
+    roofline_s: np.ndarray
+    mean_roofline_s: np.ndarray
+    comm_s: float
+    comm_bytes: float
+    compute_j: float
+
+
+# Token counts whose linear work a cost model keeps (a step's batch comes in few shapes; beyond, it starts over).
+LINEAR_WORK_KEPT = 65_536
+
+
+@dataclass(frozen=True)
 class GpuWork:
     """The GPUs' side of a run of steps (arrays over steps): time, its parts, what moved, and per
     sequence (steps, sequences) the FLOPs and HBM bytes it caused."""
@@ -327,6 +355,7 @@ class ReplicaCostModel:
         self.expert_slots = (arch.moe.n_experts + redundant_experts) if arch.moe else 0
         self.etp = layout.gpus_per_copy // layout.ep
         self.stages = split_layers(arch, layout.pp)
+        self._linear_work: dict[tuple, list[LinearStage]] = {}   # token counts -> each stage's (_linear_stage)
         self.weight_bytes = PRECISION_BYTES[weight_precision]
         self.kv_dtype_bytes = kv_dtype_bytes
         # The board's power over a step, held within its TDP or a lower power cap (sim.cost.power).
@@ -516,6 +545,52 @@ class ReplicaCostModel:
             work = self._gpu_work(batch, n_steps)
         return self._finish(batch, work)
 
+    def _linear_stage(self, s: int, tokens: int, tokens_g: np.ndarray, sampled_g: np.ndarray, act_bytes: float,
+                      one_sided: bool, dispatch_bytes: float, combine_bytes: float) -> LinearStage:
+        """Stage s's linear layers and collectives for `tokens` through the stage (`tokens_g` and `sampled_g`
+        per attention group), per GPU of each group (the module docstring's formulas)."""
+        a, tp, dp, stage = self.arch, self.tp, self.dp, self.stages[s]
+        eff_bw = self.hbm_bytes_per_s * self.hbm_efficiency
+        expert_bw = self.hbm_bytes_per_s * self.expert_hbm_efficiency
+        always_flops = 2.0 * self._always_params[s] * tokens_g
+        routed_flops = 2.0 * self._routed_params_per_token[s] * tokens
+        lin_flops = always_flops + routed_flops
+        lin_c = (always_flops / self.linear_flops_per_s
+                 + routed_flops * self._routed_busiest / self.expert_flops_per_s)
+        # Expert bytes: the busiest GPU sets the step's pace; the GPUs read the mean between them.
+        expert_bytes = stage.n_moe * a.expert_params * self.weight_bytes
+        experts_busiest = expert_bytes * self.experts_read_per_gpu(tokens)
+        experts_mean = expert_bytes * self.experts_hit(tokens) / (tp * dp)
+        w_busiest = self._static_weight_bytes[s] + experts_busiest
+        w_mean = self._static_weight_bytes[s] + experts_mean
+        # Grouped expert GEMMs stream their weights slower than dense GEMMs (calibration).
+        expert_extra_s = (1.0 / expert_bw - 1.0 / eff_bw)
+        if stage.last and sampled_g.any():
+            lin_flops = lin_flops + 2.0 * self._head_params * sampled_g
+            lin_c = lin_c + 2.0 * self._head_params * sampled_g / self.linear_flops_per_s
+            head_bytes = self._head_params * calibration.EMBEDDING_BYTES
+            w_busiest, w_mean = w_busiest + head_bytes, w_mean + head_bytes
+        lin_m = w_busiest / eff_bw + experts_busiest * expert_extra_s
+        # Every kernel costs its floor beyond its roofline time (sim.cost.kernels); grouped expert GEMMs
+        # that visit every local expert pay a little per expert held, whether it has tokens or not.
+        fixed_s = stage.kernels * self.kernel_floor_s + stage.n_moe * self._expert_visit_s
+        # Dense layers all-reduce twice; MoE layers too, or with data-parallel attention once, then
+        # dispatch tokens to their experts and combine them back by all-to-all.
+        n_allreduce = 2 * stage.n_dense + (1 if dp > 1 else 2) * stage.n_moe
+        n_all_to_all = stage.n_moe if dp > 1 else 0   # each a dispatch and a combine
+        a2a = (self.comm.ep_one_sided if one_sided else self.comm.ep_all_to_all)[s]
+        comm_s = n_allreduce * self.comm.tp_allreduce[s].time_s(act_bytes)
+        if n_all_to_all:
+            comm_s = comm_s + n_all_to_all * (a2a.time_s(dispatch_bytes) + a2a.time_s(combine_bytes))
+        copies = tp * self.cp       # the stage's GPUs per attention group
+        comm_bytes = (n_allreduce * tokens * a.d_model * calibration.ACTIVATION_BYTES * copies * (tp > 1)
+                      + n_all_to_all * (dispatch_bytes + combine_bytes) * tp * dp)
+        kept = [lin_flops, lin_c, roofline_s(lin_c, lin_m), roofline_s(lin_c, w_mean / eff_bw + experts_mean * expert_extra_s)]
+        for array in kept:
+            array.flags.writeable = False   # shared by every step of these token counts
+        return LinearStage(kept[0], kept[1], lin_m, w_mean, fixed_s, kept[2], kept[3], comm_s, comm_bytes,
+                           self._linear_j_per_flop * _group_mean(lin_flops))
+
     def _sampled(self, batch: Batch) -> np.ndarray:
         """Tokens each sequence samples in a step: 1 for a chunk that ends its prompt, 1 + the draft tokens
         (multi-token prediction) for a decode."""
@@ -567,8 +642,11 @@ class ReplicaCostModel:
         attn_rank_s = [x / self.cp for x in attn_rank_s]
         # Attention math (steps, sequences) at its kernels' rate for the keys each query attends: a chunk's
         # mean p + (c + 1) / 2 (causal), a decode token's context (FP8 where the engine runs it).
-        attn_rate_i = per_sequence(self.attention_flops_per_s(p + (c + 1) / 2), self.attention_flops_per_s(
-            dec_pos, self.fp8_decode_attention))
+        if self.fp8_decode_attention:
+            attn_rate_i = per_sequence(self.attention_flops_per_s(p + (c + 1) / 2),
+                                       self.attention_flops_per_s(dec_pos, True))
+        else:   # one precision: every sequence's rate at once
+            attn_rate_i = self.attention_flops_per_s(per_sequence(p + (c + 1) / 2, dec_pos))
         cache_s = [sum(n * cache_k[k] for k, n in stage.kinds) for stage in self.stages]
         # The same per attention group: (groups,) or (steps, groups).
         rank_i = batch.ranks()
@@ -611,7 +689,6 @@ class ReplicaCostModel:
                            for k, n in stage.kinds if k in ATTENTION) for stage in self.stages]
             cp_merge_bytes = q * len(decode_ctx) * self._cp_merge_bytes_per_token
         eff_bw = self.hbm_bytes_per_s * self.hbm_efficiency
-        expert_bw = self.hbm_bytes_per_s * self.expert_hbm_efficiency
         zeros, steps = np.zeros(n_steps), np.arange(n_steps)
         gpu_s = zeros.copy()
         compute_s, memory_s, network_s = zeros.copy(), zeros.copy(), zeros.copy()
@@ -619,47 +696,26 @@ class ReplicaCostModel:
         flops, hbm, comm_bytes = zeros.copy(), zeros.copy(), zeros.copy()
         weight_bytes_all = 0.0      # summed over every GPU, for the shares
         per_stage = []
-        for s, stage in enumerate(self.stages):
-            always_flops = 2.0 * self._always_params[s] * tokens_g
-            routed_flops = 2.0 * self._routed_params_per_token[s] * tokens
-            lin_flops = always_flops + routed_flops
-            lin_c = (always_flops / self.linear_flops_per_s
-                     + routed_flops * self._routed_busiest / self.expert_flops_per_s)
-            # Expert bytes: the busiest GPU sets the step's pace; the GPUs read the mean between them.
-            expert_bytes = stage.n_moe * a.expert_params * self.weight_bytes
-            experts_busiest = expert_bytes * self.experts_read_per_gpu(tokens)
-            experts_mean = expert_bytes * self.experts_hit(tokens) / (tp * dp)
-            w_busiest = self._static_weight_bytes[s] + experts_busiest
-            w_mean = self._static_weight_bytes[s] + experts_mean
-            # Grouped expert GEMMs stream their weights slower than dense GEMMs (calibration).
-            expert_extra_s = (1.0 / expert_bw - 1.0 / eff_bw)
-            if stage.last and sampled_g.any():
-                lin_flops = lin_flops + 2.0 * self._head_params * sampled_g
-                lin_c = lin_c + 2.0 * self._head_params * sampled_g / self.linear_flops_per_s
-                head_bytes = self._head_params * calibration.EMBEDDING_BYTES
-                w_busiest, w_mean = w_busiest + head_bytes, w_mean + head_bytes
+        # The linear layers and the collectives depend on the token counts alone: priced once per count.
+        linear_key = (tokens, tuple(tokens_g.tolist()), tuple(sampled_g.tolist()), one_sided)
+        linear = self._linear_work.get(linear_key)
+        if linear is None:
+            if len(self._linear_work) >= LINEAR_WORK_KEPT:
+                self._linear_work.clear()
+            linear = self._linear_work[linear_key] = [
+                self._linear_stage(s, tokens, tokens_g, sampled_g, act_bytes, one_sided, dispatch_bytes, combine_bytes)
+                for s in range(self.pp)]
+        for s, (stage, lin) in enumerate(zip(self.stages, linear)):
+            lin_flops, lin_c, lin_m, w_mean, fixed_s = lin.flops, lin.compute_s, lin.memory_s, lin.mean_bytes, lin.fixed_s
             attn_flops = _by_group(attn_rank_s[s], in_group)
             kv_bytes = _by_group(cache_s[s], in_group)
-            lin_m = w_busiest / eff_bw + experts_busiest * expert_extra_s
-            lin_c = np.broadcast_to(lin_c, attn_flops.shape)
             att_c, att_m = _by_group(attn_rank_s[s] / attn_rate_i, in_group), kv_bytes / eff_bw
-            # Every kernel costs its floor beyond its roofline time (sim.cost.kernels); grouped expert GEMMs
-            # that visit every local expert pay a little per expert held, whether it has tokens or not.
-            fixed_s = stage.kernels * self.kernel_floor_s + stage.n_moe * self._expert_visit_s
             attention_s = roofline_s(att_c, att_m)
-            group_s = roofline_s(lin_c, lin_m) + attention_s + fixed_s        # (steps, groups)
+            group_s = lin.roofline_s + attention_s + fixed_s        # (steps, groups)
             kernel_s = group_s.max(axis=1)
-            mean_kernel_s = _group_mean(roofline_s(lin_c, w_mean / eff_bw + experts_mean * expert_extra_s)
-                                        + attention_s) + fixed_s
-            # Dense layers all-reduce twice; MoE layers too, or with data-parallel attention once, then
-            # dispatch tokens to their experts and combine them back by all-to-all.
-            n_allreduce = 2 * stage.n_dense + (1 if dp > 1 else 2) * stage.n_moe
-            n_all_to_all = stage.n_moe if dp > 1 else 0   # each a dispatch and a combine
-            a2a = (self.comm.ep_one_sided if one_sided else self.comm.ep_all_to_all)[s]
-            comm_s = n_allreduce * self.comm.tp_allreduce[s].time_s(act_bytes)
-            if n_all_to_all:
-                comm_s = comm_s + n_all_to_all * (a2a.time_s(dispatch_bytes) + a2a.time_s(combine_bytes))
-            n_attention = sum(n for kind, n in stage.kinds if kind in ATTENTION)
+            mean_kernel_s = _group_mean(lin.mean_roofline_s + attention_s) + fixed_s
+            comm_s = lin.comm_s
+            n_attention = stage.n_attention
             if self.dcp > 1:   # one exchange per attention layer, of the layers' mean bytes
                 comm_s = comm_s + n_attention * self.comm.dcp_all_to_all[s].time_s(dcp_s[s] / max(n_attention, 1))
             if self.cp > 1:
@@ -671,23 +727,22 @@ class ReplicaCostModel:
                 merge_s = self.comm.cp_all_reduce[s].time_s(cp_merge_bytes)
                 comm_s = comm_s + n_attention * (np.maximum(ring_s - att_c[:, 0] / layers, 0.0) + merge_s)
             copies = tp * self.cp       # the stage's GPUs per attention group
-            stage_comm_bytes = (n_allreduce * tokens * a.d_model * calibration.ACTIVATION_BYTES * copies * (tp > 1)
-                                + n_all_to_all * (dispatch_bytes + combine_bytes) * tp * dp
+            stage_comm_bytes = (lin.comm_bytes
                                 + (dcp_s[s] * (self.dcp - 1) / self.dcp * tp * dp if self.dcp > 1 else 0.0)
                                 + (n_attention * ((self.cp - 1) / self.cp * cp_kv_s[s] / max(n_attention, 1)
                                                   + 2 * cp_merge_bytes) * copies if self.cp > 1 else 0.0))
             # The mean GPU's dynamic energy at full clock; the kernels slow where it would pass the board's
             # power limit (sim.cost.power), and their compute energy per FLOP falls with the clock.
-            compute_j = (self._linear_j_per_flop * _group_mean(lin_flops)
-                         + self._attention_j_per_flop * _group_mean(attn_flops))
+            compute_j = lin.compute_j + self._attention_j_per_flop * _group_mean(attn_flops)
             hbm_j = self.power.hbm_j_per_byte * (w_mean + _group_mean(kv_bytes))
             stretch = self.power.stretch(compute_j, hbm_j, mean_kernel_s)
             parts["power_limit"] += (stretch - 1.0) * kernel_s
             kernel_s, mean_kernel_s = kernel_s * stretch, mean_kernel_s * stretch
             dynamic_j = (compute_j * stretch ** (1.0 - self.power.clock_exponent) + hbm_j
                          + self.power.link_j_per_byte * stage_comm_bytes / self.layout.gpus_per_stage)
-            busiest = (steps, group_s.argmax(axis=1))      # each step's busiest group
-            lin_c1, att_c1, att_m1 = lin_c[busiest], att_c[busiest], att_m[busiest]
+            busiest_group = group_s.argmax(axis=1)           # each step's busiest group
+            busiest = (steps, busiest_group)
+            lin_c1, att_c1, att_m1 = lin_c[busiest_group], att_c[busiest], att_m[busiest]
             parts["weights"] += lin_m
             parts["kv"] += att_m1
             parts["compute"] += lin_c1 + att_c1
@@ -758,7 +813,9 @@ class ReplicaCostModel:
         gpus = self.layout.gpus_per_stage
         dynamic = sum(dynamic_j * gpus for _, _, dynamic_j in per_stage)
         energy = accel.idle_w * duration * gpus * len(per_stage) + dynamic
-        bound = np.argmax(np.stack([work.compute_s, work.memory_s, work.network_s]), axis=0)
+        # The part that takes longest, the first of them on a tie (BOUND_NAMES' order).
+        compute, memory, network = work.compute_s, work.memory_s, work.network_s
+        bound = np.where((compute >= memory) & (compute >= network), 0, np.where(memory >= network, 1, 2))
         shares = work.energy_i / work.energy_i.sum(axis=1, keepdims=True)
         kv_shares = work.kv_energy_i / work.energy_i
         kv_total = work.kv_bytes_i.sum(axis=1, keepdims=True)
