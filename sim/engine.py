@@ -103,6 +103,7 @@ class ReplicaEngine:
     def __post_init__(self):
         self.wakeup = self.env.event()
         self._was_running: set[int] = set()   # sessions running at the last report to the baseline
+        self._kv_tokens: dict[int, int] = {}  # the KV tokens last reported for each session
         n_stages = len(self.cost.stages)
         self.stage_busy_s = np.zeros(n_stages)
         self.stage_energy_j = np.zeros(n_stages)
@@ -175,9 +176,8 @@ class ReplicaEngine:
         self.last_end_ns = now_ns
 
     def _kv_changes(self) -> dict[int, int]:
-        """KV bytes held now by the sessions whose holding may have changed since the last call (those
-        running now or then, and those whose cached prefix a pool changed), among those the baseline is
-        shared with: a cached prefix, or a running request's prompt (what it has prefilled so far, or all of
+        """KV bytes held now by the sessions whose holding changed since the last call (of those running now
+        or then, and those whose cached prefix a pool changed), among those the baseline is shared with: a cached prefix, or a running request's prompt (what it has prefilled so far, or all of
         it once decoding: a reply's own KV is left out, so a run of decode steps holds one figure however it
         is cut). A session is in one pool, cached or running, never both."""
         running = {seq.record.session: seq.prefill_target if seq.decoding else seq.prefilled for seq in self.running}
@@ -186,10 +186,11 @@ class ReplicaEngine:
             touched |= pool.changed
             pool.changed.clear()
         self._was_running = set(running)
-        sessions = [i for i in touched if self.baseline.holds(i)]
-        tokens = [running[i] if i in running else sum(pool.cached.get(i, 0) for pool in self.pools)
-                  for i in sessions]
-        return dict(zip(sessions, self._whole_kv_bytes(np.array(tokens, dtype=np.int64)).tolist()))
+        tokens = {i: running[i] if i in running else sum(pool.cached.get(i, 0) for pool in self.pools)
+                  for i in touched if self.baseline.holds(i)}
+        changed = {i: t for i, t in tokens.items() if self._kv_tokens.get(i) != t}
+        self._kv_tokens.update(changed)
+        return dict(zip(changed, self._whole_kv_bytes(np.fromiter(changed.values(), np.int64, len(changed))).tolist()))
 
     def _whole_kv_bytes(self, tokens: np.ndarray) -> np.ndarray:
         """KV bytes sequences of `tokens` hold, rounded to whole bytes (exact sums for the baseline)."""

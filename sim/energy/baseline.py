@@ -152,10 +152,12 @@ class BaselineShares:
                     self._settle(holder, first + k + 1)
 
     def close(self) -> None:
-        """The run is over: settle every session for the pieces it was held."""
+        """The run is over: settle every session for the pieces it was held, and let the sums go."""
         for holder in list(self._holders.values()):
             if holder.held:
                 self._settle(holder, self._pieces)
+        self._holders, self._starting, self._ending = {}, [], []
+        self._ends_ns, self._equal, self._per_byte, self._pieces = np.zeros(0, np.int64), np.zeros(1), np.zeros(1), 0
 
     def _append(self, ends_ns: np.ndarray, equal: np.ndarray, per_byte: np.ndarray) -> None:
         """Add pieces to the cumulative sums, one after another (numpy's cumsum adds in order)."""
