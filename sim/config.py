@@ -48,7 +48,7 @@ def _require(table: BaseModel, keys, what: str) -> None:
 class RunSpec(_Strict):
     name: str = "run"
     seed: int = Field(0, ge=0, lt=2**63)
-    # bulk: decode steps of an unchanged batch computed at once; per_step: the reference, one event per step.
+    # bulk: steps of a batch that keeps its shape computed at once; per_step: the reference, one event per step.
     mode: Literal["bulk", "per_step"] = "bulk"
 
 

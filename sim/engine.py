@@ -7,8 +7,8 @@ data-parallel attention each group has its own budget and sequence cap. The engi
 the batch can change: in bulk mode, the steps of a batch whose shape holds are priced at once (numpy
 over the growing contexts) and slept through, stopping early at the step in flight when a request
 arrives: decodes until the first reply ends, with at most one prompt prefilling beside them chunk by
-chunk, until the chunk before its last. Per-step mode runs the same code one step at a time and is the reference. Time is kept in
-integer nanoseconds so both modes add up the same durations exactly.
+chunk, until the chunk before its last. Per-step mode runs the same code one step at a time and is the
+reference. Time is kept in integer nanoseconds so both modes add up the same durations exactly.
 
 KV allocation (`EngineLimits.kv_allocation`): `reserve` holds blocks for the whole prompt and reply from
 admission (TensorRT-LLM's GUARANTEED_NO_EVICT); `on_demand` holds the prompt's blocks and adds one as
@@ -177,9 +177,10 @@ class ReplicaEngine:
 
     def _kv_changes(self) -> dict[int, int]:
         """KV bytes held now by the sessions whose holding changed since the last call (of those running now
-        or then, and those whose cached prefix a pool changed), among those the baseline is shared with: a cached prefix, or a running request's prompt (what it has prefilled so far, or all of
-        it once decoding: a reply's own KV is left out, so a run of decode steps holds one figure however it
-        is cut). A session is in one pool, cached or running, never both."""
+        or then, and those whose cached prefix a pool changed), among those the baseline is shared with: a
+        cached prefix, or a running request's prompt (what it has prefilled so far, or all of it once
+        decoding: a reply's own KV is left out, so a run of decode steps holds one figure however it is
+        cut). A session is in one pool, cached or running, never both."""
         running = {seq.record.session: seq.prefill_target if seq.decoding else seq.prefilled for seq in self.running}
         touched = self._was_running | running.keys()
         for pool in self.pools:

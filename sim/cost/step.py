@@ -585,10 +585,11 @@ class ReplicaCostModel:
         copies = tp * self.cp       # the stage's GPUs per attention group
         comm_bytes = (n_allreduce * tokens * a.d_model * calibration.ACTIVATION_BYTES * copies * (tp > 1)
                       + n_all_to_all * (dispatch_bytes + combine_bytes) * tp * dp)
-        kept = [lin_flops, lin_c, roofline_s(lin_c, lin_m), roofline_s(lin_c, w_mean / eff_bw + experts_mean * expert_extra_s)]
-        for array in kept:
+        busiest_s = roofline_s(lin_c, lin_m)
+        mean_s = roofline_s(lin_c, w_mean / eff_bw + experts_mean * expert_extra_s)
+        for array in (lin_flops, lin_c, busiest_s, mean_s):
             array.flags.writeable = False   # shared by every step of these token counts
-        return LinearStage(kept[0], kept[1], lin_m, w_mean, fixed_s, kept[2], kept[3], comm_s, comm_bytes,
+        return LinearStage(lin_flops, lin_c, lin_m, w_mean, fixed_s, busiest_s, mean_s, comm_s, comm_bytes,
                            self._linear_j_per_flop * _group_mean(lin_flops))
 
     def _sampled(self, batch: Batch) -> np.ndarray:
@@ -706,7 +707,8 @@ class ReplicaCostModel:
                 self._linear_stage(s, tokens, tokens_g, sampled_g, act_bytes, one_sided, dispatch_bytes, combine_bytes)
                 for s in range(self.pp)]
         for s, (stage, lin) in enumerate(zip(self.stages, linear)):
-            lin_flops, lin_c, lin_m, w_mean, fixed_s = lin.flops, lin.compute_s, lin.memory_s, lin.mean_bytes, lin.fixed_s
+            lin_flops, lin_c, lin_m = lin.flops, lin.compute_s, lin.memory_s
+            w_mean, fixed_s = lin.mean_bytes, lin.fixed_s
             attn_flops = _by_group(attn_rank_s[s], in_group)
             kv_bytes = _by_group(cache_s[s], in_group)
             att_c, att_m = _by_group(attn_rank_s[s] / attn_rate_i, in_group), kv_bytes / eff_bw
