@@ -263,3 +263,26 @@ def test_a_disk_that_refuses_a_point_is_one_line_and_keeps_the_points_before(tmp
     assert result.exit_code == 2
     assert "cannot write point" in result.output and "No space left on device" in result.output
     assert [p.parent.name for p in out.glob("summary/*/part-0.parquet")] == [f"point={written[0]}"]
+
+
+def test_a_worker_killed_mid_point_fails_that_point_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    """The kernel's out-of-memory killer ends a worker with SIGKILL: its point is recorded failed, saying
+    so, and the other points run (a shared process pool would have waited for it forever)."""
+    path, out = write(tmp_path, '[sweep.grid]\n"workload.sessions" = [1, 2, 3]\n'), tmp_path / "out"
+    real = runner.run_point
+
+    def oom(task):   # in the forked worker
+        if task.params["workload.sessions"] == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(task)
+
+    monkeypatch.setattr(runner, "run_point", oom)
+    result = CliRunner().invoke(cli, ["sweep", str(path), "-o", str(out), "-j", "2", "-q"])
+    assert result.exit_code == 1
+    assert ("point 2 of 3 (workload.sessions = 2) failed: its worker process was killed by SIGKILL: out of "
+            "memory?") in result.stderr
+    assert "2 ran, 0 skipped (done before), 1 failed" in result.stdout
+    rows = store.read_summary(out)[0].to_pylist()
+    # a row per deployment of each point that ran; one for the point that failed
+    assert sorted((r["workload.sessions"], r["status"]) for r in rows) == [
+        (1, "ok"), (1, "ok"), (2, "failed"), (3, "ok"), (3, "ok")]

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import multiprocessing.connection
+import signal
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -44,9 +45,7 @@ def run_point(task: Task) -> Outcome:
         experiment = config.parse(task.label, task.data)
         result = simulate_experiment(task.label, experiment, build_all(task.label, experiment))
     except Exception as e:   # noqa: BLE001 - a point's failure is recorded and the sweep goes on
-        error = f"{type(e).__name__}: {e}".replace("\n", " ")
-        return Outcome(task.key, {}, summary.failed(task.params, task.types, error), {},
-                       time.perf_counter() - started, error)
+        return lost(task, f"{type(e).__name__}: {e}".replace("\n", " "), time.perf_counter() - started)
     tables = {name: summary.with_params(table, task.params, task.types) for name, table in result.tables.items()}
     files = {"run.json": json.dumps(result.info, indent=2) + "\n",
              "timing.json": json.dumps({**result.timing, "sweep_point": task.label}, indent=2) + "\n"}
@@ -54,12 +53,57 @@ def run_point(task: Task) -> Outcome:
                    files, time.perf_counter() - started)
 
 
+def lost(task: Task, error: str, wall_s: float = 0.0) -> Outcome:
+    """The outcome of a point whose worker gave no answer."""
+    return Outcome(task.key, {}, summary.failed(task.params, task.types, error), {}, wall_s, error)
+
+
+def _work(task: Task, answer) -> None:
+    """A worker process: one point, its outcome sent back through `answer`."""
+    die_on_interrupt()
+    answer.send(run_point(task))
+    answer.close()
+
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        why = ": out of memory?" if name == "SIGKILL" else ""
+        return f"its worker process was killed by {name}{why}"
+    return f"its worker process exited with code {exitcode} before answering"
+
+
 def local(tasks: list[Task], jobs: int) -> Iterator[Outcome]:
-    """Points over `jobs` local processes (in this one when 1), each yielded as it finishes. Interrupted,
-    the pool's exit terminates its workers."""
-    with multiprocessing.Pool(jobs, initializer=die_on_interrupt) if jobs > 1 and len(tasks) > 1 \
-            else nullcontext() as pool:
-        yield from (pool.imap_unordered(run_point, tasks) if pool else map(run_point, tasks))
+    """Points over `jobs` local processes, one process per point (in this one when 1), each yielded as it
+    finishes. A worker that dies without answering (the kernel's out-of-memory killer, a signal) fails
+    its own point and the others go on, where a shared pool would wait for it forever. Interrupted or
+    closed, the workers still running are terminated."""
+    if jobs <= 1 or len(tasks) <= 1:
+        yield from map(run_point, tasks)
+        return
+    waiting, running = list(reversed(tasks)), {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                task = waiting.pop()
+                receive, send = multiprocessing.Pipe(duplex=False)
+                process = multiprocessing.Process(target=_work, args=(task, send), daemon=True)
+                process.start()
+                send.close()   # the worker holds the only writing end: its death ends the pipe
+                running[receive] = (process, task, time.perf_counter())
+            for ready in multiprocessing.connection.wait(list(running)):
+                process, task, started = running.pop(ready)
+                try:
+                    outcome = ready.recv()
+                except EOFError:
+                    process.join()
+                    outcome = lost(task, _death(process.exitcode), time.perf_counter() - started)
+                ready.close()
+                process.join()
+                yield outcome
+    finally:
+        for process, _, _ in running.values():
+            process.terminate()
 
 
 class RayMissing(RuntimeError):
@@ -85,12 +129,19 @@ def connect_ray(jobs: int, address: str | None):
 
 
 def on_ray(ray_lib, tasks: list[Task]) -> Iterator[Outcome]:
-    """Points as Ray tasks of one CPU each, each yielded as it finishes; Ray is shut down at the end."""
+    """Points as Ray tasks of one CPU each, each yielded as it finishes; a task Ray could not finish (its
+    worker or node lost after Ray's retries, out of memory) fails its own point. Ray is shut down at the end."""
     try:
         remote = ray_lib.remote(num_cpus=1)(run_point)
-        pending = [remote.remote(task) for task in tasks]
+        refs = {remote.remote(task): task for task in tasks}
+        pending = list(refs)
         while pending:
             done, pending = ray_lib.wait(pending, num_returns=1)
-            yield ray_lib.get(done[0])
+            try:
+                outcome = ray_lib.get(done[0])
+            except Exception as e:   # noqa: BLE001 - Ray raises several kinds; each is the point's failure
+                first = (str(e).strip().splitlines() or [""])[0]
+                outcome = lost(refs[done[0]], f"Ray could not run it: {type(e).__name__}: {first}")
+            yield outcome
     finally:
         ray_lib.shutdown()
