@@ -61,7 +61,11 @@ def lost(task: Task, error: str, wall_s: float = 0.0) -> Outcome:
 def _work(task: Task, answer) -> None:
     """A worker process: one point, its outcome sent back through `answer`."""
     die_on_interrupt()
-    answer.send(run_point(task))
+    outcome = run_point(task)
+    try:
+        answer.send(outcome)
+    except BrokenPipeError:   # the sweep was killed meanwhile: nobody to answer, and nothing to say
+        return
     answer.close()
 
 
