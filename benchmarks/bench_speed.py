@@ -3,8 +3,8 @@ fresh process, on this machine, in one run:
 
 - podcast10h: every deployment of experiments/podcast10h.toml (target: under 2 s);
 - N concurrent ten-hour podcasts on one deployment (podcast10h's Kimi K2 on 2 x 8 H200, prefix caching),
-  N = 1, 10, 100, 1,000 (target for 1,000: under 60 s on one core and under 2 GB), and the growth exponent
-  of wall time in N (1: cost grows as the work does);
+  N = 1, 10, 100, 1,000 (target for 1,000: under 60 s on one core and under 2 GB), and the growth exponents
+  of wall time in N and in the turns served (1: cost grows as the work does);
 - Vidur's README example as a serving benchmark, 10,000 requests (benchmarks/vidur_readme.toml; target:
   under 1 s and 0.5 GB; Vidur needs 40-51 s and 6 GB warm on this kind of machine).
 
@@ -84,7 +84,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{'case':<34} {'wall s':>9} {'peak MB':>8} {'turns':>8} {'steps':>9}  target")
     print(line("podcast10h (5 deployments)", run_case(PODCAST, {}, None, args.timeout), "< 2 s", args.timeout))
-    walls = []
+    walls, per_turn = [], []
     for n in (int(s) for s in args.sessions.split(",")):
         figures = run_case(PODCAST, {"workload.sessions": n, "workload.duration_h": args.hours}, "kimi_k2_h200",
                            args.timeout)
@@ -92,9 +92,12 @@ def main() -> None:
         print(line(f"{n:,} x {args.hours:g} h podcasts, Kimi K2", figures, target, args.timeout), flush=True)
         if figures:
             walls.append((n, figures["wall_s"]))
+            per_turn.append((figures["turns"], figures["wall_s"]))
     if len(walls) > 1:
         print(f"{'':<34} growth exponent of wall time in sessions: {growth_exponent(walls):.2f} "
               f"(over N = {', '.join(str(n) for n, _ in walls)})")
+        # A deployment that saturates serves fewer turns per session: wall time against the work done.
+        print(f"{'':<34} growth exponent of wall time in turns served: {growth_exponent(per_turn):.2f}")
     figures = run_case(VIDUR, {"workload.requests": args.requests}, None, args.timeout)
     print(line(f"Vidur README, {args.requests:,} requests", figures, "< 1 s, < 0.5 GB", args.timeout))
 
