@@ -85,6 +85,9 @@ def local(tasks: list[Task], jobs: int) -> Iterator[Outcome]:
     if jobs <= 1 or len(tasks) <= 1:
         yield from map(run_point, tasks)
         return
+    # pyarrow loads pandas (~0.4 s) the first time it builds an array from Python objects: once here, and
+    # every worker forked after starts with it.
+    pa.array([0])
     waiting, running = list(reversed(tasks)), {}
     try:
         while waiting or running:
