@@ -434,7 +434,7 @@ class ReplicaCostModel:
         """
         a = self.arch
         replicated = sum(a.replicated_params(kind) * n for kind, n in stage.kinds) + stage.n_moe * a.router_params
-        kv = sum(n for kind, n in stage.kinds if kind in ATTENTION) * a.kv_projection_params
+        kv = stage.n_attention * a.kv_projection_params
         kv_rank = kv * math.ceil(a.n_kv_heads / self.tp) / a.n_kv_heads if kv else 0.0
         return replicated + kv_rank + (params - replicated - kv) / self.tp
 
@@ -634,8 +634,8 @@ class ReplicaCostModel:
         if a.dsa:
             index_flops = (2 * a.dsa.index_n_heads * a.dsa.index_head_dim
                            * per_sequence(positions_attended(c, p), dec_pos))
-            attn_rank_s = [(x - n * index_flops) / tp + n * index_flops for x, n in
-                           zip(attn_s, (sum(n for k, n in stage.kinds if k in ATTENTION) for stage in self.stages))]
+            attn_rank_s = [(x - stage.n_attention * index_flops) / tp + stage.n_attention * index_flops
+                           for x, stage in zip(attn_s, self.stages)]
         else:
             attn_rank_s = [x / tp for x in attn_s]
         # Context parallelism: each copy attends 1 / cp of a prompt's query-key pairs (balanced causal split)

@@ -113,6 +113,11 @@ def local(tasks: list[Task], jobs: int) -> Iterator[Outcome]:
             process.terminate()
 
 
+def _first_line(e: Exception) -> str:
+    """An error's kind and the first line of its message (Ray's run to many lines)."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+
+
 class RayMissing(RuntimeError):
     """--backend ray without Ray installed, or without a Ray cluster it can reach."""
 
@@ -129,8 +134,7 @@ def connect_ray(jobs: int, address: str | None):
                      log_to_driver=False, logging_level="ERROR", configure_logging=False)
     except Exception as e:   # noqa: BLE001 - Ray raises several kinds; each is one line here
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        first = (str(e).strip().splitlines() or [""])[0]
-        raise RayMissing(f"cannot start or reach {where} ({type(e).__name__}: {first}); valid: the address "
+        raise RayMissing(f"cannot start or reach {where} ({_first_line(e)}); valid: the address "
                          f"`ray start --head` printed, or no --address for a local instance") from None
     return ray_lib
 
@@ -147,8 +151,7 @@ def on_ray(ray_lib, tasks: list[Task]) -> Iterator[Outcome]:
             try:
                 outcome = ray_lib.get(done[0])
             except Exception as e:   # noqa: BLE001 - Ray raises several kinds; each is the point's failure
-                first = (str(e).strip().splitlines() or [""])[0]
-                outcome = lost(refs[done[0]], f"Ray could not run it: {type(e).__name__}: {first}")
+                outcome = lost(refs[done[0]], f"Ray could not run it: {_first_line(e)}")
             yield outcome
     finally:
         ray_lib.shutdown()
