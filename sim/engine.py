@@ -290,12 +290,14 @@ class ReplicaEngine:
         held = np.array([_kv_held(s) for s in decode], dtype=np.int64)
         allocated = np.array([s.allocated for s in decode], dtype=np.int64)
         in_group = [(pool, groups == g) for g, pool in enumerate(self.pools)]
-        room = [pool.unused_blocks + pool.retired_front_blocks(pool.growth_blocks(allocated[mine], held[mine] + n))
-                for pool, mine in in_group]
+        whole = [pool.growth_blocks(allocated[mine], held[mine] + n) for pool, mine in in_group]
+        room = [pool.unused_blocks + pool.retired_front_blocks(need) for (pool, _), need in zip(in_group, whole)]
+
         def fits(steps: int) -> bool:
             return all(pool.growth_blocks(allocated[mine], held[mine] + steps) <= spare
                        for (pool, mine), spare in zip(in_group, room))
-        lo, hi = (n, n) if fits(n) else (1, n - 1)   # most runs fit whole
+        # Most runs fit whole.
+        lo, hi = (n, n) if all(need <= spare for need, spare in zip(whole, room)) else (1, n - 1)
         while lo < hi:
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
