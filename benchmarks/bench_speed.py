@@ -32,14 +32,11 @@ CHILD = """
 import json, resource, sys, time
 from sim import config
 from sim.run import build_all, simulate_experiment
+from sim.sweep.points import set_path
 case = json.loads(sys.argv[1])
 data = config.resolve_paths(case["path"], config.read_toml(case["path"]))
 for path, value in case["set"].items():
-    table = data
-    *tables, key = path.split(".")
-    for name in tables:
-        table = table[name]
-    table[key] = value
+    set_path(data, path, value)
 if case["only"]:
     data["deployments"] = {case["only"]: data["deployments"][case["only"]]}
 started = time.perf_counter()
