@@ -313,6 +313,13 @@ class DeploymentSpec(_ClusterKeys):
     two_batch_overlap: bool = False
     # Replicas of tp x dp x pp GPUs; 0 fills every GPU of the nodes. GPUs left over are not simulated.
     replicas: int = Field(0, ge=0, le=65536)
+    # How turns find a replica (sim.serving.router): "session_affinity" (a session's turns stay on the replica
+    # holding its history, falling back to the least loaded when that one is full), "round_robin",
+    # "least_outstanding_tokens", "prefix_aware" (the replica with the longest cached prefix of the prompt).
+    router: Literal["session_affinity", "round_robin", "least_outstanding_tokens", "prefix_aware"] = "session_affinity"
+    # Admission control: turns a replica keeps queued at most (0: no limit); a turn no replica has room for
+    # is refused, status `rejected`.
+    queue_limit: int = Field(0, ge=0, le=1_000_000)
     # Explicit placement: every replica's GPUs in rank order (stage by stage, tp group by tp group),
     # named like "n0/gpu3"; empty places them packed.
     gpus: list[str] = []

@@ -79,11 +79,12 @@ TURNS = (
     Column("kv_read_s", F64, "its share of its steps' KV time (the KV bytes it read and wrote at HBM bandwidth)"),
     Column("energy_retrieval_j", F64, "the retrieval's own energy, outside the GPU cluster (context policy "
            "retrieve); not in energy_j"),
-    Column("replica", I64, "the replica it was sent to (steps.replica)"),
+    Column("replica", I64, "the replica it was sent to (steps.replica); null if it was rejected"),
     Column("first_step", I64, "the first step of its replica it took part in (steps.step); null if none"),
     Column("last_step", I64, "the last step of its replica it took part in; null if none. Of the steps "
            "between, it sat out those where its prompt waited for the step's token budget or it was preempted"),
-    Column("status", STR, "`ok`, `context_overflow`, `kv_oom` or `timeout`"),
+    Column("status", STR, "`ok`, `context_overflow`, `kv_oom`, `timeout` or `rejected` (every replica's "
+           "queue full: deployments.NAME.queue_limit)"),
     Column("reason", STR, "what went wrong, in words; null when ok"),
 )
 

@@ -78,7 +78,7 @@ class EngineLimits:
     kv_allocation: str = "on_demand"    # or "reserve"
 
 
-@dataclass
+@dataclass(eq=False)
 class ReplicaEngine:
     env: simpy.Environment
     index: int
@@ -151,6 +151,17 @@ class ReplicaEngine:
         """The session's conversation is over: its cached prefix, if any, will never be read again."""
         for pool in self.pools:
             pool.retire(index)
+
+    # ---- what a router sees (sim.serving.router) ------------------------------------------------
+    @property
+    def kv_capacity_tokens(self) -> int | None:
+        """Tokens its KV pools hold together; None when they count sequences, not tokens (recurrent)."""
+        per_pool = [pool.capacity_tokens for pool in self.pools]
+        return None if None in per_pool else sum(per_pool)
+
+    def cached_tokens(self, state: SessionState, reusable_tokens: int) -> int:
+        """Tokens of a session's prompt (of its first `reusable_tokens`) this replica holds in its prefix cache."""
+        return self.pools[state.group].cached_tokens(state.index, reusable_tokens) if self.limits.prefix_caching else 0
 
     def _pool(self, seq: Sequence) -> KVPool:
         return self.pools[seq.group]

@@ -45,7 +45,7 @@ class TurnRecord:
     reply_tokens: int          # the reply the model gives if the turn succeeds
     reply_speech_s: float
     arrival_ns: int
-    replica: int
+    replica: int | None           # the replica it was sent to; None: refused by every replica
     kind: str = "reply"            # reply: answers a phrase; summary: compacts the history (context policy)
     conversation_tokens: int = 0   # everything said before this phrase, whatever the model still sees
     retrieved_tokens: int = 0      # retrieved chunks in the prompt (context policy `retrieve`)

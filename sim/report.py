@@ -2,10 +2,12 @@
 beside a human brain, and how each component of a phrase's cost grows with its context (affine fits)."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sim.metrics import KEYS, table_metrics
 
@@ -163,6 +165,9 @@ def render_benchmark(turns: pa.Table, deployments: dict[str, str], warmup_reques
         lines += ([f"  {key:<26} {metrics[key]:>12.4g}" if key in metrics else f"  {key:<26} {'-':>12}"
                    for key in KEYS] if metrics
                   else ["  no measured request succeeded"])
+        statuses = Counter(pc.filter(turns["status"], pc.equal(turns["deployment"], name)).to_pylist())
+        if set(statuses) - {"ok"}:   # every request, warm-up and cool-down included
+            lines.append("  requests by status: " + ", ".join(f"{n:,} {s}" for s, n in sorted(statuses.items())))
     lines += ["", f"benchmark metrics over the requests measured (the first {warmup_requests} and the last "
                   f"{cooldown_requests} sent left out); seconds, tokens, joules (sim/metrics.py)."]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Run one deployment: session processes speak, a router with session affinity feeds replica engines."""
+"""Run one deployment: session processes speak, a router (sim.serving.router) feeds replica engines."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,6 +15,7 @@ from sim.energy.views import set_dedicated
 from sim.engine import EngineLimits, ReplicaEngine, SessionState
 from sim.kv import KVPool
 from sim.records import NS_PER_S, StepLog, TurnRecord
+from sim.serving.router import Router
 from workloads.background import chats, gaps_s
 from workloads.benchmark import requests
 from workloads.podcast import exchanges, speech_stall_s
@@ -67,6 +68,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
                                          for _ in range(spec.dp)], limits, bulk, len(rep.placement.gpus), steps,
                       BaselineShares(rep.memory.kv_pool_bytes / rep.cost.accel.hbm_bytes))
         for r, rep in enumerate(built.replicas)]
+    router = Router(engines, spec.router, spec.queue_limit)
     turns: list[TurnRecord] = []
     podcast = workload.podcast_spec()
     ended = [0]   # benchmark requests that have ended (the progress bar's count)
@@ -88,23 +90,43 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         state.ended, state.ended_ns = True, env.now
         for engine in billers[index]:
             engine.baseline.end(state)
-        engines[state.replica].retire(index)
+            engine.retire(index)
 
-    def ask(engine, record: TurnRecord, prompt, reply_tokens: int):
-        """Pass a request through the API server to the engine and wait for it (up to the deadline, counted
-        from its arrival); yields its sequence's end."""
+    def serve_on(state: SessionState, engine: ReplicaEngine) -> None:
+        """The session's turns go to `engine` from now on (its replica): a replica it is new to shares its
+        baseline with it from now on too."""
+        state.replica = engine.index
+        if engine not in billers[state.index]:
+            billers[state.index].append(engine)
+            engine.sessions[state.index] = state
+            if state.start_ns is not None and not state.ended:
+                engine.baseline.start(state)
+
+    def ask(state: SessionState, record: TurnRecord, prompt, reply_tokens: int):
+        """Route a request (sim.serving.router), pass it through the API server to its replica's engine and
+        wait for it (up to the deadline, counted from its arrival); yields its sequence's end, or None when
+        every replica refused it."""
         turns.append(record)
+        engine = router.route(state, prompt.reusable_tokens, prompt.tokens + reply_tokens)
+        if engine is None:
+            record.status, record.end_ns, record.replica = "rejected", env.now, None
+            record.reason = f"every replica's queue holds {spec.queue_limit} turns (queue_limit)"
+            return None
+        serve_on(state, engine)
+        record.replica = engine.index
         if api_ns:
             yield env.timeout(api_ns)
+        router.handed(engine)
         seq = engine.submit(record, prompt.tokens, reply_tokens, prompt.reusable_tokens)
         if deadline_ns and not seq.done.triggered:
             yield seq.done | env.timeout(max(deadline_ns - api_ns, 0))
             if not seq.done.triggered:
                 engine.abort(seq, f"no reply within the {workload.reply_deadline_s:g} s deadline; dropped")
         yield seq.done
+        router.ended(engine, prompt.tokens + reply_tokens)
         return seq
 
-    def summarise(engine, conv: Conversation, index: int, turn: int, start_ns: int):
+    def summarise(state: SessionState, conv: Conversation, index: int, turn: int, start_ns: int):
         """Compact the history into a summary: a request of its own, served like any other."""
         prompt = conv.summary_prompt()
         tokens = spec.context.summary_tokens
@@ -112,9 +134,9 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             run=experiment.run.name, deployment=built.name, session=index, turn=turn, kind="summary",
             conversation_s=(env.now - start_ns) / NS_PER_S, conversation_tokens=conv.said_tokens,
             context_tokens=prompt.context_tokens, new_tokens=0,
-            reply_tokens=tokens, reply_speech_s=0.0, arrival_ns=env.now, replica=engine.index)
-        seq = yield from ask(engine, record, prompt, tokens)
-        if seq.admitted:
+            reply_tokens=tokens, reply_speech_s=0.0, arrival_ns=env.now, replica=state.replica)
+        seq = yield from ask(state, record, prompt, tokens)
+        if seq is not None and seq.admitted:
             conv.served(prompt, ("summary of", turn) if record.status == "ok" else None, tokens)
         if record.status == "ok":
             conv.summarised()
@@ -131,8 +153,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         return max(env.now, record.speech_start_ns + _ns(reply.speech_s + record.stall_s))
 
     def session(index: int):
-        engine = engines[index % len(engines)]  # session affinity: a session always meets its replica
-        state = engine.sessions[index]
+        state = states[index]
         start_ns = _ns(index * workload.session_stagger_s)
         end_ns = start_ns + _ns(podcast.duration_s)
         yield env.timeout(start_ns)
@@ -155,19 +176,19 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
                 conversation_s=(arrival_ns - start_ns) / NS_PER_S, conversation_tokens=conv.said_tokens,
                 context_tokens=prompt.context_tokens,
                 retrieved_tokens=prompt.retrieved_tokens, new_tokens=ex.human.tokens, reply_tokens=ex.reply.tokens,
-                reply_speech_s=ex.reply.speech_s, arrival_ns=arrival_ns, replica=engine.index)
+                reply_speech_s=ex.reply.speech_s, arrival_ns=arrival_ns, replica=state.replica)
             state.bills.add(record, env.now)   # from now on the phrase takes its session's baseline share
             if prompt.retrieved_tokens:
                 record.energy_retrieval_j = spec.context.retrieval_j
                 yield env.timeout(_ns(spec.context.retrieval_s))
-            seq = yield from ask(engine, record, prompt, ex.reply.tokens)
+            seq = yield from ask(state, record, prompt, ex.reply.tokens)
             ok = record.status == "ok"
-            if seq.admitted:
+            if seq is not None and seq.admitted:
                 conv.served(prompt, ("model", ex.index) if ok else None, ex.reply.tokens)
             conv.said(ex.index, ex.human.tokens, ex.reply.tokens if ok else None)
             if ok:
                 if conv.wants_summary:  # compacted while the reply is spoken
-                    summary = env.process(summarise(engine, conv, index, ex.index, start_ns))
+                    summary = env.process(summarise(state, conv, index, ex.index, start_ns))
                 yield env.timeout(speak(record, ex.reply) - env.now)
             elif workload.on_failure == "stop":
                 break
@@ -178,14 +199,14 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     def request(req):
         """One benchmark request: its own session (no shared history), its prompt the input tokens."""
         index = req.index
-        engine = engines[states[index].replica]
+        state = states[index]
         record = TurnRecord(
             run=experiment.run.name, deployment=built.name, session=index, turn=0, conversation_s=env.now / NS_PER_S,
             context_tokens=0, new_tokens=req.input_tokens, reply_tokens=req.output_tokens, reply_speech_s=0.0,
-            arrival_ns=env.now, replica=engine.index)
+            arrival_ns=env.now, replica=state.replica)
         settle_idle()
-        states[index].bills.add(record, env.now)   # its session begins when the engine admits it
-        yield from ask(engine, record, Prompt.alone(("request", index), req.input_tokens), req.output_tokens)
+        state.bills.add(record, env.now)   # its session begins when the engine admits it
+        yield from ask(state, record, Prompt.alone(("request", index), req.input_tokens), req.output_tokens)
         end(index)
         ended[0] += 1
 
@@ -195,15 +216,14 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         state = states[index] = SessionState(index, index % len(engines), (index // len(engines)) % spec.dp)
         engines[state.replica].sessions[index] = state
         billers[index] = [e for e in engines if index in e.sessions]
-        engine = engines[state.replica]
         record = TurnRecord(
             run=experiment.run.name, deployment=built.name, session=index, turn=0, kind="chat",
             conversation_s=0.0, context_tokens=0, new_tokens=prompt_tokens, reply_tokens=reply_tokens,
-            reply_speech_s=0.0, arrival_ns=env.now, replica=engine.index)
+            reply_speech_s=0.0, arrival_ns=env.now, replica=state.replica)
         settle_idle()
         begin(index)
         state.bills.add(record, env.now)
-        yield from ask(engine, record, Prompt.alone(("chat", index), prompt_tokens), reply_tokens)
+        yield from ask(state, record, Prompt.alone(("chat", index), prompt_tokens), reply_tokens)
         end(index)
 
     def chat_client(lengths, until_ns: int):

@@ -89,6 +89,9 @@ def run_cli(tmp_path, text):
      "less than or equal to 10000"),
     ("tp = 8", "tp = 8\nmax_batched_tokens = 10000000", "deployments.d", "max_batched_tokens",
      "leaves no KV cache"),
+    ("tp = 8", 'tp = 8\nrouter = "random"', "deployments.d", "router",
+     "'session_affinity', 'round_robin', 'least_outstanding_tokens' or 'prefix_aware'"),
+    ("tp = 8", "tp = 8\nqueue_limit = -1", "deployments.d", "queue_limit", "greater than or equal to 0"),
 ])
 def test_bad_input_is_one_line(tmp_path, old, new, table, key, expect):
     result, exp, out = run_cli(tmp_path, GOOD.replace(old, new))

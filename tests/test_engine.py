@@ -19,7 +19,7 @@ def check_invariants(results):
                     for e in r.engines}
         api_ns = round(r.engines[0].cost.engine.request_host_s * 1e9) if r.deployment.spec.api_server else 0
         for t in r.turns:
-            assert t.status in ("ok", "kv_oom", "context_overflow", "timeout")
+            assert t.status in ("ok", "kv_oom", "context_overflow", "timeout", "rejected")
             ok = t.status == "ok"
             assert ok == (t.reason is None) and (ok or t.reason)
             assert t.end_ns is not None and t.end_ns >= t.arrival_ns
@@ -40,6 +40,8 @@ def check_invariants(results):
                 assert t.first_step is None
                 # (a retrieval comes before the door, and so does the API server)
                 assert t.retrieved_tokens or t.end_ns == t.arrival_ns + api_ns
+            if t.status == "rejected":   # every replica's queue full: sent nowhere, as it arrived (after a retrieval)
+                assert t.replica is None and t.first_step is None and (t.retrieved_tokens or t.end_ns == t.arrival_ns)
         check_ledger(r)
         for pool in (p for e in r.engines for p in e.pools):
             assert pool.peak_used_blocks <= pool.capacity_blocks
