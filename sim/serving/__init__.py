@@ -1,0 +1,1 @@
+"""Serving at cluster scale: routing turns over replicas (router)."""
