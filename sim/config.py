@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, create_model,
                       field_validator, model_validator)
 
@@ -20,7 +21,7 @@ from sim.metrics import KEYS as MEASURED_KEYS
 from sim.models import Architecture, ModelKeyError
 from sim.models import build as build_model
 from sim.models import catalog as model_catalog
-from workloads import benchmark, podcast
+from workloads import benchmark, podcast, starts
 from workloads.traces import TraceError, file_lengths
 
 
@@ -59,6 +60,10 @@ class WorkloadSpec(_Strict):
     duration_h: float = Field(10.0, gt=0, le=1000)
     sessions: int = Field(1, ge=1, le=100_000)
     session_stagger_s: float = Field(0.0, ge=0, le=1e6)
+    # When the sessions begin (workloads.starts): `staggered` one every session_stagger_s; `poisson` a Poisson
+    # process whose mean gap is session_stagger_s; `uniform` each at random over [0, session_window_s).
+    session_starts: Literal["staggered", "poisson", "uniform"] = "staggered"
+    session_window_s: float = Field(0.0, ge=0, le=1e7)
     words_per_minute: float = Field(podcast.WORDS_PER_MINUTE, ge=1, le=1000)
     tokens_per_word: float = Field(podcast.TOKENS_PER_WORD, ge=0.1, le=10)
     human_median_words: float = Field(40.0, ge=1, le=10_000)
@@ -98,6 +103,9 @@ class WorkloadSpec(_Strict):
     @model_validator(mode="after")
     def _benchmark_needs(self):
         if self.kind == "podcast":
+            if self.session_starts != "staggered":
+                key = {"poisson": "session_stagger_s", "uniform": "session_window_s"}[self.session_starts]
+                _require(self, [key], f"session_starts '{self.session_starts}'")
             return self
         lengths = ["trace_file"] if self.length_dist == "trace" else ["input_tokens", "output_tokens"]
         _require(self, ["requests", *lengths]
@@ -122,6 +130,11 @@ class WorkloadSpec(_Strict):
     def trace(self) -> tuple | None:
         """(prompt tokens, reply tokens) of the trace's rows, for length_dist `trace`."""
         return file_lengths(self.trace_file) if self.length_dist == "trace" else None
+
+    def session_starts_s(self, seed: int) -> np.ndarray:
+        """When each podcast session begins, seconds from the start of the run (workloads.starts)."""
+        return starts.session_starts_s(self.session_starts, self.sessions, self.session_stagger_s,
+                                       self.session_window_s, seed)
 
     def podcast_spec(self) -> podcast.PodcastSpec:
         return podcast.PodcastSpec(
