@@ -22,7 +22,7 @@ from sim.models import Architecture, ModelKeyError
 from sim.models import build as build_model
 from sim.models import catalog as model_catalog
 from workloads import benchmark, podcast, starts
-from workloads.traces import TraceError, file_lengths
+from workloads.traces import Trace, TraceError, file_lengths, read_trace
 
 
 class _Strict(BaseModel):
@@ -54,8 +54,9 @@ class RunSpec(_Strict):
 
 
 class WorkloadSpec(_Strict):
-    # podcast: the long conversation; offline / poisson / concurrency: benchmark requests (workloads.benchmark).
-    kind: Literal["podcast", "offline", "poisson", "concurrency"] = "podcast"
+    # podcast: the long conversation; offline / poisson / concurrency: benchmark requests (workloads.benchmark);
+    # trace: a trace_file's requests replayed at their arrivals, Mooncake's shared prefixes cached (workloads.traces).
+    kind: Literal["podcast", "offline", "poisson", "concurrency", "trace"] = "podcast"
     # Bounds keep every count and nanosecond clock finite; they are far beyond any real conversation.
     duration_h: float = Field(10.0, gt=0, le=1000)
     sessions: int = Field(1, ge=1, le=100_000)
@@ -85,8 +86,8 @@ class WorkloadSpec(_Strict):
     clients: int = Field(0, ge=0, le=100_000)
     input_tokens: TokenCount = 0
     output_tokens: TokenCount = 0
-    # fixed or lognormal around input_tokens / output_tokens, or `trace`: the rows of trace_file (a CSV with
-    # num_prefill_tokens and num_decode_tokens columns, as Vidur's processed traces; a path relative to the
+    # fixed or lognormal around input_tokens / output_tokens, or `trace`: the rows of trace_file (a CSV, Parquet
+    # or JSONL file in Azure's schema as Vidur ships it or Mooncake's, workloads.traces; a path relative to the
     # experiment file), replayed in order and cycled.
     length_dist: Literal["fixed", "lognormal", "trace"] = "fixed"
     trace_file: str = ""
@@ -107,21 +108,40 @@ class WorkloadSpec(_Strict):
                 key = {"poisson": "session_stagger_s", "uniform": "session_window_s"}[self.session_starts]
                 _require(self, [key], f"session_starts '{self.session_starts}'")
             return self
-        lengths = ["trace_file"] if self.length_dist == "trace" else ["input_tokens", "output_tokens"]
-        _require(self, ["requests", *lengths]
-                 + {"poisson": ["rate_per_s"], "concurrency": ["clients"]}.get(self.kind, []), f"kind '{self.kind}'")
-        if self.length_dist == "trace":
-            try:
-                file_lengths(self.trace_file)
-            except (OSError, TraceError) as e:
-                raise ValueError(f"trace_file '{printable(self.trace_file, 200)}': "
-                                 f"{getattr(e, 'strerror', None) or e}; valid: a CSV with columns "
-                                 f"num_prefill_tokens and num_decode_tokens") from None
-        if self.warmup_requests + self.cooldown_requests >= self.requests:
+        if self.kind == "trace":
+            _require(self, ["trace_file"], "kind 'trace'")
+        else:
+            lengths = ["trace_file"] if self.length_dist == "trace" else ["input_tokens", "output_tokens"]
+            _require(self, ["requests", *lengths] + {"poisson": ["rate_per_s"], "concurrency": ["clients"]}.get(
+                self.kind, []), f"kind '{self.kind}'")
+        if self.trace_file and (self.kind == "trace" or self.length_dist == "trace"):
+            trace = self._read_trace()
+            if self.kind == "trace" and trace.arrival_s is None:
+                raise ValueError(f"trace_file '{printable(self.trace_file, 200)}' has no arrival column (arrived_at "
+                                 f"or timestamp) to replay; valid: a trace with arrivals, or kind 'poisson' with "
+                                 f"length_dist 'trace'")
+            if self.kind == "trace" and self.requests > len(trace):
+                raise ValueError(f"requests {self.requests} is more than the {len(trace)} rows of trace_file "
+                                 f"'{printable(self.trace_file, 200)}'; valid: at most {len(trace)}, or 0 for all")
+        n = self.request_count()
+        if self.warmup_requests + self.cooldown_requests >= n:
             raise ValueError(f"warmup_requests + cooldown_requests ({self.warmup_requests} + "
-                             f"{self.cooldown_requests}) leave none of the {self.requests} requests to measure; "
+                             f"{self.cooldown_requests}) leave none of the {n} requests to measure; "
                              f"valid: together fewer than requests")
         return self
+
+    def _read_trace(self) -> Trace:
+        try:
+            return read_trace(self.trace_file)
+        except OSError as e:
+            raise ValueError(f"trace_file '{printable(self.trace_file, 200)}': {e.strerror}; valid: a CSV, Parquet or "
+                             f"JSONL trace file") from None
+        except TraceError as e:
+            raise ValueError(f"trace_file {e}") from None
+
+    def request_count(self) -> int:
+        """Requests a benchmark sends: `requests`, or for a trace replay with none given, every row."""
+        return self.requests or (len(self._read_trace()) if self.kind == "trace" else 0)
 
     def lengths(self) -> tuple[benchmark.Lengths, benchmark.Lengths]:
         return (benchmark.Lengths(self.input_tokens, self.length_dist, self.input_log_sigma, self.max_input_tokens),
@@ -130,6 +150,10 @@ class WorkloadSpec(_Strict):
     def trace(self) -> tuple | None:
         """(prompt tokens, reply tokens) of the trace's rows, for length_dist `trace`."""
         return file_lengths(self.trace_file) if self.length_dist == "trace" else None
+
+    def replay(self) -> list[benchmark.Request]:
+        """A trace replay's requests (kind `trace`): its first request_count() rows at their arrivals."""
+        return benchmark.replay(self._read_trace(), self.request_count())
 
     def session_starts_s(self, seed: int) -> np.ndarray:
         """When each podcast session begins, seconds from the start of the run (workloads.starts)."""

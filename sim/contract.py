@@ -36,7 +36,8 @@ TURNS = (
     Column("conversation_s", F64, "the conversation's clock when the request arrived: seconds since its "
            "session started (a benchmark request: since the run started)"),
     Column("conversation_tokens", I64, "tokens said in the conversation before this phrase"),
-    Column("context_tokens", I64, "history tokens in the prompt (what the context policy keeps)"),
+    Column("context_tokens", I64, "history tokens in the prompt (what the context policy keeps; a trace's "
+           "request: the prompt it shares with the earlier one it continues)"),
     Column("retrieved_tokens", I64, "retrieved chunks' tokens in the prompt (context policy retrieve)"),
     Column("new_tokens", I64, "the phrase's own tokens (a benchmark request: its input)"),
     Column("output_tokens", I64, "reply tokens delivered; 0 unless the turn is ok"),

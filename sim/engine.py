@@ -50,6 +50,7 @@ class Sequence:
     output_tokens: int
     done: simpy.Event
     reusable_tokens: int       # prompt prefix the previous request of the session may have left cached
+    cache_key: int       # whose cached prefix it reads and leaves: its session's, or the conversation's it continues
     group: int = 0       # the replica's attention group (data-parallel rank) serving its session
     prefilled: int = 0   # tokens of the prefill target computed so far, cached ones included
     decoded: int = 0     # reply tokens sampled so far
@@ -111,12 +112,13 @@ class ReplicaEngine:
 
     # ---- arrivals ------------------------------------------------------------------------------
     def submit(self, record: TurnRecord, prompt_tokens: int, output_tokens: int,
-               reusable_tokens: int | None = None) -> Sequence:
+               reusable_tokens: int | None = None, cache_key: int | None = None) -> Sequence:
         """Hand a request to the engine; its `done` event fires when it has ended, ok or not. Of its
-        prompt, the first `reusable_tokens` (default: the history) may be found in the prefix cache."""
+        prompt, the first `reusable_tokens` (default: the history) may be found in the prefix cache, under
+        `cache_key` (default: its session), where it leaves its own prompt and reply."""
         reusable = record.context_tokens if reusable_tokens is None else reusable_tokens
         seq = Sequence(record, prompt_tokens, output_tokens, self.env.event(), reusable,
-                       self.sessions[record.session].group)
+                       record.session if cache_key is None else cache_key, self.sessions[record.session].group)
         total = seq.total_tokens
         if self.limits.max_context and total > self.limits.max_context:
             self._fail(seq, "context_overflow",
@@ -143,7 +145,7 @@ class ReplicaEngine:
         elif seq in self.running:
             self.running.remove(seq)
             keep = min(seq.prefilled, seq.prompt_tokens) if self.limits.prefix_caching else 0
-            self._pool(seq).release(seq.record.session, seq.allocated, keep)
+            self._pool(seq).release(seq.cache_key, seq.allocated, keep)
         self._batch_changed()
         self._fail(seq, "timeout", reason)
 
@@ -159,9 +161,10 @@ class ReplicaEngine:
         per_pool = [pool.capacity_tokens for pool in self.pools]
         return None if None in per_pool else sum(per_pool)
 
-    def cached_tokens(self, state: SessionState, reusable_tokens: int) -> int:
-        """Tokens of a session's prompt (of its first `reusable_tokens`) this replica holds in its prefix cache."""
-        return self.pools[state.group].cached_tokens(state.index, reusable_tokens) if self.limits.prefix_caching else 0
+    def cached_tokens(self, state: SessionState, cache_key: int, reusable_tokens: int) -> int:
+        """Tokens of a prompt (of its first `reusable_tokens`) this replica holds in its prefix cache under
+        `cache_key`, in the session's attention group."""
+        return self.pools[state.group].cached_tokens(cache_key, reusable_tokens) if self.limits.prefix_caching else 0
 
     def _pool(self, seq: Sequence) -> KVPool:
         return self.pools[seq.group]
@@ -222,9 +225,9 @@ class ReplicaEngine:
             if group in blocked:
                 continue
             rec, pool = seq.record, self.pools[group]
-            cached = pool.cached_tokens(rec.session, seq.reusable_tokens) if self.limits.prefix_caching else 0
+            cached = pool.cached_tokens(seq.cache_key, seq.reusable_tokens) if self.limits.prefix_caching else 0
             hold = seq.total_tokens if self.limits.kv_allocation == "reserve" else seq.prefill_target
-            if running[group] >= self.limits.max_seqs or not pool.try_reserve(rec.session, hold):
+            if running[group] >= self.limits.max_seqs or not pool.try_reserve(seq.cache_key, hold):
                 blocked.add(group)
                 if len(blocked) == groups:
                     break
@@ -329,7 +332,7 @@ class ReplicaEngine:
         """Free a running turn's blocks (keeping what it computed as cached prefix) and queue it first."""
         held = _kv_held(seq)
         self.running.remove(seq)
-        self._pool(seq).release(seq.record.session, seq.allocated, held if self.limits.prefix_caching else 0)
+        self._pool(seq).release(seq.cache_key, seq.allocated, held if self.limits.prefix_caching else 0)
         seq.recompute, seq.prefilled, seq.allocated, seq.reusable_tokens = seq.decoded, 0, 0, held
         seq.decoding = False
         self.waiting.insert(0, seq)
@@ -451,7 +454,7 @@ class ReplicaEngine:
         rec.output_tokens, rec.status = seq.output_tokens, "ok"
         self.running.remove(seq)
         keep = seq.total_tokens - 1  # the last sampled token was never fed back
-        self._pool(seq).release(rec.session, seq.allocated, keep if self.limits.prefix_caching else 0)
+        self._pool(seq).release(seq.cache_key, seq.allocated, keep if self.limits.prefix_caching else 0)
         seq.done.succeed()
 
 

@@ -2,7 +2,7 @@
 
 Over the requests that succeeded (after any warm-up requests), the run spanning from the first
 measured arrival to the last finish:
-- output_tokens_per_s, input_tokens_per_s, requests_per_s: totals / span;
+- output_tokens_per_s, input_tokens_per_s (whole prompts, cached tokens included), requests_per_s: totals / span;
 - ttft_*: first token - arrival; tpot_*: (finish - first token) / (output tokens - 1) per request
   (MLPerf's TPOT); itl_mean_s: the mean of the per-request TPOT (NIM's ITL);
 - e2e_mean_s: finish - arrival;
@@ -45,7 +45,7 @@ def benchmark_metrics(result, warmup_requests: int = 0, cooldown_requests: int =
         "first_token_s": np.array([np.nan if t.first_token_ns is None else t.first_token_ns for t in turns]) / NS_PER_S,
         "finish_s": np.array([np.nan if t.finish_ns is None else t.finish_ns for t in turns]) / NS_PER_S,
         "output_tokens": np.array([t.output_tokens for t in turns], dtype=float),
-        "new_tokens": np.array([t.new_tokens for t in turns], dtype=float),
+        "prompt_tokens": np.array([t.context_tokens + t.new_tokens for t in turns], dtype=float),
         "energy_j": np.array([t.energy(result.boundary)["gpu_j"] for t in turns]),
     }, warmup_requests, cooldown_requests)
 
@@ -55,15 +55,16 @@ def table_metrics(turns: pa.Table, deployment: str, warmup_requests: int = 0,
     """Every key of KEYS for one deployment of a run's turns table (what `simrun report` re-reads)."""
     mine = turns.filter(pc.equal(turns["deployment"], deployment))
     columns = {k: np.array(mine[k].to_pylist(), dtype=float) for k in (
-        "arrival_s", "first_token_s", "finish_s", "output_tokens", "new_tokens", "gpu_j")}
+        "arrival_s", "first_token_s", "finish_s", "output_tokens", "context_tokens", "new_tokens", "gpu_j")}
     columns["energy_j"] = columns.pop("gpu_j")
+    columns["prompt_tokens"] = columns.pop("context_tokens") + columns.pop("new_tokens")
     return metrics_of({**columns, "session": np.array(mine["session"].to_pylist()),
                        "status": np.array(mine["status"].to_pylist())}, warmup_requests, cooldown_requests)
 
 
 def metrics_of(turns: dict[str, np.ndarray], warmup_requests: int, cooldown_requests: int) -> dict[str, float]:
     """Every key of KEYS from per-request columns (session, status, arrival_s, first_token_s, finish_s,
-    output_tokens, new_tokens, energy_j), leaving out the first `warmup_requests` and the last
+    output_tokens, prompt_tokens, energy_j), leaving out the first `warmup_requests` and the last
     `cooldown_requests` requests sent (sessions are numbered in sending order); the span runs from the
     first measured arrival to the last measured finish."""
     session = turns["session"]
@@ -81,7 +82,7 @@ def metrics_of(turns: dict[str, np.ndarray], warmup_requests: int, cooldown_requ
                  "tpot_mean_s": float(tpot.mean()), "itl_mean_s": float(tpot.mean())} if len(tpot) else {}
     return {
         "output_tokens_per_s": out.sum() / span,
-        "input_tokens_per_s": turns["new_tokens"][ok].sum() / span,
+        "input_tokens_per_s": turns["prompt_tokens"][ok].sum() / span,
         "requests_per_s": ok.sum() / span,
         "ttft_p50_s": float(np.percentile(ttft, 50)), "ttft_p90_s": float(np.percentile(ttft, 90)),
         "ttft_p99_s": float(np.percentile(ttft, 99)), "ttft_mean_s": float(ttft.mean()),

@@ -1,13 +1,14 @@
 """Run one deployment: session processes speak, a router (sim.serving.router) feeds replica engines."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
 import simpy
 
 from sim.config import Experiment
-from sim.context import Conversation, Prompt
+from sim.context import Conversation, Prompt, Segment
 from sim.deployment import BuiltDeployment
 from sim.energy.baseline import BaselineShares
 from sim.energy.ledger import Boundary
@@ -84,13 +85,15 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         for engine in billers[index]:
             engine.baseline.start(states[index])
 
-    def end(index: int) -> None:
-        """A session ends: it shares no more baseline, and its replica will never read its prefix again."""
+    def end(index: int, retire: bool = True) -> None:
+        """A session ends: it shares no more baseline, and (`retire`) its replicas will never read its prefix
+        again."""
         state = states[index]
         state.ended, state.ended_ns = True, env.now
         for engine in billers[index]:
             engine.baseline.end(state)
-            engine.retire(index)
+            if retire:
+                engine.retire(index)
 
     def serve_on(state: SessionState, engine: ReplicaEngine) -> None:
         """The session's turns go to `engine` from now on (its replica): a replica it is new to shares its
@@ -102,12 +105,12 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             if state.start_ns is not None and not state.ended:
                 engine.baseline.start(state)
 
-    def ask(state: SessionState, record: TurnRecord, prompt, reply_tokens: int):
+    def ask(state: SessionState, record: TurnRecord, prompt, reply_tokens: int, cache_key: int | None = None):
         """Route a request (sim.serving.router), pass it through the API server to its replica's engine and
         wait for it (up to the deadline, counted from its arrival); yields its sequence's end, or None when
-        every replica refused it."""
+        every replica refused it. Its prompt's prefix is cached under `cache_key` (default: its session)."""
         turns.append(record)
-        engine = router.route(state, prompt.reusable_tokens, prompt.tokens + reply_tokens)
+        engine = router.route(state, prompt.reusable_tokens, prompt.tokens + reply_tokens, cache_key)
         if engine is None:
             record.status, record.end_ns, record.replica = "rejected", env.now, None
             record.reason = f"every replica's queue holds {spec.queue_limit} turns (queue_limit)"
@@ -117,7 +120,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         if api_ns:
             yield env.timeout(api_ns)
         router.handed(engine)
-        seq = engine.submit(record, prompt.tokens, reply_tokens, prompt.reusable_tokens)
+        seq = engine.submit(record, prompt.tokens, reply_tokens, prompt.reusable_tokens, cache_key)
         if deadline_ns and not seq.done.triggered:
             yield seq.done | env.timeout(max(deadline_ns - api_ns, 0))
             if not seq.done.triggered:
@@ -197,17 +200,24 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         end(index)
 
     def request(req):
-        """One benchmark request: its own session (no shared history), its prompt the input tokens."""
-        index = req.index
+        """One benchmark request: its own session, its prompt the input tokens. A trace's request that continues
+        an earlier one's prompt (req.follows) may find the shared tokens in the cache that conversation's
+        requests leave under one key; the key's prefix is never read again once its last request has ended."""
+        index, shared, key = req.index, req.shared_tokens, cache_keys[req.index]
         state = states[index]
         record = TurnRecord(
             run=experiment.run.name, deployment=built.name, session=index, turn=0, conversation_s=env.now / NS_PER_S,
-            context_tokens=0, new_tokens=req.input_tokens, reply_tokens=req.output_tokens, reply_speech_s=0.0,
-            arrival_ns=env.now, replica=state.replica)
+            context_tokens=shared, new_tokens=req.input_tokens - shared, reply_tokens=req.output_tokens,
+            reply_speech_s=0.0, arrival_ns=env.now, replica=state.replica)
         settle_idle()
         state.bills.add(record, env.now)   # its session begins when the engine admits it
-        yield from ask(state, record, Prompt.alone(("request", index), req.input_tokens), req.output_tokens)
-        end(index)
+        prompt = Prompt((Segment(("request", index), req.input_tokens),), shared, 0, shared, req.input_tokens)
+        yield from ask(state, record, prompt, req.output_tokens, key)
+        end(index, retire=False)
+        readers[key] -= 1
+        if not readers[key]:
+            for engine in engines:
+                engine.retire(key)
         ended[0] += 1
 
     def chat(prompt_tokens: int, reply_tokens: int):
@@ -259,13 +269,22 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             processes += ([chat_client(lengths, until_ns) for _ in range(background.clients)] if background.clients
                           else [chat_arrivals(lengths, gaps_s(experiment.run.seed, background.rate_per_s), until_ns)])
     else:
-        reqs = requests(workload.kind, workload.requests, *workload.lengths(), experiment.run.seed, workload.rate_per_s,
-                        workload.trace())
+        reqs = (workload.replay() if workload.kind == "trace" else
+                requests(workload.kind, workload.requests, *workload.lengths(), experiment.run.seed,
+                         workload.rate_per_s, workload.trace()))
         sessions = len(reqs)
+        # A request continuing an earlier one's prompt reads and leaves the prefix under its conversation's key
+        # (its first request's index), and starts on that request's replica and attention group.
+        cache_keys = list(range(sessions))
+        for req in reqs:
+            if req.follows >= 0:
+                cache_keys[req.index] = cache_keys[req.follows]
+        readers = Counter(cache_keys)    # requests of each key that have not ended
         processes = ([client(reqs[c::workload.clients]) for c in range(workload.clients)]
                      if workload.kind == "concurrency" else [arrive(r) for r in reqs])
     # Sessions go round the replicas, then round each replica's attention groups.
-    states = {i: SessionState(i, i % len(engines), (i // len(engines)) % spec.dp) for i in range(sessions)}
+    home = cache_keys if workload.kind != "podcast" else range(sessions)
+    states = {i: SessionState(i, home[i] % len(engines), (home[i] // len(engines)) % spec.dp) for i in range(sessions)}
     for i, state in states.items():
         engines[state.replica].sessions[i] = state
     for engine in engines:
@@ -285,7 +304,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         report = (lambda: progress(min(env.now, horizon_ns) / NS_PER_S / 3600, horizon_ns / NS_PER_S / 3600,
                                    "h simulated")) if progress else None
     else:
-        horizon_ns = _ns(reqs[-1].arrival_s) if workload.kind == "poisson" else 0
+        horizon_ns = _ns(reqs[-1].arrival_s) if workload.kind in ("poisson", "trace") else 0
         report = (lambda: progress(ended[0], sessions, "requests")) if progress else None
     _run(env, report, horizon_ns)
     # The run ends when the last session has ended and the last step has run. Not env.now: a bulk run cut

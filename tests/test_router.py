@@ -19,7 +19,7 @@ def fake(index, waiting=0, cached=0, capacity=None):
     """A replica as the router sees it: its index, its scheduler's queue, the session's cached prefix there, and
     the tokens its KV pools hold."""
     return SimpleNamespace(index=index, waiting=[None] * waiting, kv_capacity_tokens=capacity,
-                           cached_tokens=lambda state, reusable: min(cached, reusable))
+                           cached_tokens=lambda state, key, reusable: min(cached, reusable))
 
 
 SESSION = SimpleNamespace(index=5, replica=1, group=0)

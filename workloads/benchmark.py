@@ -6,13 +6,16 @@
   (NIM / genai-perf at fixed concurrency).
 Input and output lengths are `fixed`, or `lognormal` around the given length with log-sd `log_sigma`,
 capped at `max_tokens`, or a trace's rows replayed (workloads.traces); drawn from a numpy Generator
-seeded with the run seed, so the requests never depend on the simulation.
+seeded with the run seed, so the requests never depend on the simulation. A trace replay (`replay`) sends a
+trace's requests at their own arrivals instead.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from workloads.traces import MOONCAKE_BLOCK_TOKENS, Trace, continuations
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,23 @@ class Request:
     arrival_s: float          # offline and poisson; concurrency clients send when they are free
     input_tokens: int
     output_tokens: int
+    follows: int = -1          # the earlier request whose whole prompt begins this one's (-1: none)
+    shared_tokens: int = 0     # the tokens of its prompt that request's prompt holds
+
+
+def replay(trace: Trace, n: int) -> list[Request]:
+    """The first `n` requests of a trace at their arrivals. With Mooncake's block ids each follows the latest
+    earlier request whose whole prompt begins its own (traces.continuations), sharing those blocks' tokens: no
+    more than that request's prompt (its last block may be partial), and all of its own prompt's but the last
+    at most (a prompt found whole in the cache still computes its last token to sample from: vLLM's
+    KVCacheManager caps a cache hit at the prompt's length - 1)."""
+    follows, blocks = (continuations(trace.hash_ids[:n]) if trace.hash_ids is not None
+                       else (np.full(n, -1), np.zeros(n, dtype=np.int64)))
+    inputs, outputs = trace.input_tokens[:n], trace.output_tokens[:n]
+    shared = np.where(follows >= 0, np.minimum(np.minimum(blocks * MOONCAKE_BLOCK_TOKENS, inputs[follows]),
+                                               inputs - 1), 0)
+    return [Request(i, float(trace.arrival_s[i]), int(inputs[i]), int(outputs[i]), int(follows[i]), int(shared[i]))
+            for i in range(n)]
 
 
 def requests(kind: str, n: int, inputs: Lengths, outputs: Lengths, seed: int,

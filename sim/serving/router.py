@@ -39,14 +39,17 @@ class Router:
         self._sending = [0] * len(self.engines)
         self._load = [0] * len(self.engines)
 
-    def route(self, state: SessionState, reusable_tokens: int, total_tokens: int) -> ReplicaEngine | None:
-        """The replica to serve a turn of session `state` (`reusable_tokens` of its prompt possibly cached,
-        `total_tokens` its prompt and reply), or None when no replica's queue has room for it. The turn is
-        sent to it: call `handed` when it reaches the scheduler and `ended` when it ends."""
+    def route(self, state: SessionState, reusable_tokens: int, total_tokens: int,
+              cache_key: int | None = None) -> ReplicaEngine | None:
+        """The replica to serve a turn of session `state` (`reusable_tokens` of its prompt possibly cached under
+        `cache_key`, by default the session's; `total_tokens` its prompt and reply), or None when no replica's
+        queue has room for it. The turn is sent to it: call `handed` when it reaches the scheduler and `ended`
+        when it ends."""
         open_ = [e for e in self.engines if not self.queue_limit or self.queued(e) < self.queue_limit]
         if not open_:
             return None
-        chosen = self._choose(open_, state, reusable_tokens, total_tokens)
+        key = state.index if cache_key is None else cache_key
+        chosen = self._choose(open_, state, key, reusable_tokens, total_tokens)
         self._sending[chosen.index] += 1
         self._load[chosen.index] += total_tokens
         return chosen
@@ -73,7 +76,7 @@ class Router:
         capacity = engine.kv_capacity_tokens
         return capacity is None or self._load[engine.index] + total_tokens <= capacity
 
-    def _choose(self, open_: list[ReplicaEngine], state: SessionState, reusable_tokens: int,
+    def _choose(self, open_: list[ReplicaEngine], state: SessionState, cache_key: int, reusable_tokens: int,
                 total_tokens: int) -> ReplicaEngine:
         if self.policy == "round_robin":
             n = len(self.engines)
@@ -83,8 +86,9 @@ class Router:
         if self.policy == "least_outstanding_tokens":
             return self._least_loaded(open_)
         if self.policy == "prefix_aware":
-            most = max(e.cached_tokens(state, reusable_tokens) for e in open_)
-            return self._least_loaded([e for e in open_ if e.cached_tokens(state, reusable_tokens) == most])
+            cached = {e.index: e.cached_tokens(state, cache_key, reusable_tokens) for e in open_}
+            most = max(cached.values())
+            return self._least_loaded([e for e in open_ if cached[e.index] == most])
         home = self.engines[state.replica]
         if home in open_ and self.has_room(home, total_tokens):
             return home
