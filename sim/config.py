@@ -291,15 +291,23 @@ MTP_ACCEPT_LENGTH = {1: 1.92, 2: 2.58, 3: 2.82, 4: 2.99, 5: 3.01}
 class BackgroundSpec(_Strict):
     """[deployments.NAME.background]: chat traffic sharing the deployment with the podcast
     (workloads.background: lengths from Azure's conversation trace), `clients` kept in flight or
-    `rate_per_s` Poisson arrivals, one of the two."""
+    `rate_per_s` Poisson arrivals of chat sessions, one of the two. A session has `turns` turns on average
+    (geometric; 1: a single request), the user thinking `think_s` on average (exponential) after each reply
+    and sending `message_tokens` more, the whole conversation so far in the prompt (scenario choices: no
+    default)."""
 
     clients: int = Field(0, ge=0, le=10_000)
     rate_per_s: float = Field(0.0, ge=0, le=10_000)
+    turns: float = Field(1.0, ge=1, le=10_000)
+    think_s: float = Field(0.0, ge=0, le=1e6)
+    message_tokens: int = Field(0, ge=0, le=1_000_000)
 
     @model_validator(mode="after")
     def _one_load(self):
         if (self.clients > 0) == (self.rate_per_s > 0):
             raise ValueError("background needs one of clients > 0 or rate_per_s > 0 (not both)")
+        if self.turns > 1:
+            _require(self, ["think_s", "message_tokens"], f"background turns {self.turns:g}")
         return self
 
 

@@ -17,7 +17,7 @@ from sim.engine import EngineLimits, ReplicaEngine, SessionState
 from sim.kv import KVPool
 from sim.records import NS_PER_S, StepLog, TurnRecord
 from sim.serving.router import Router
-from workloads.background import chats, gaps_s
+from workloads.background import chats, gaps_s, session_plan
 from workloads.benchmark import requests
 from workloads.podcast import exchanges, speech_stall_s
 
@@ -220,26 +220,42 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
                 engine.retire(key)
         ended[0] += 1
 
-    def chat(prompt_tokens: int, reply_tokens: int):
-        """One background chat: a session of its own, on the next replica in turn."""
+    def chat(lengths):
+        """One background chat session, a session of its own, on the next replica in turn: its first request a
+        trace row's prompt and reply; each later one, after the user's think time, the conversation so far and
+        a new message (workloads.background.session_plan), until a turn fails or the session's turns are done."""
         index = len(states)
         state = states[index] = SessionState(index, index % len(engines), (index // len(engines)) % spec.dp)
         engines[state.replica].sessions[index] = state
         billers[index] = [e for e in engines if index in e.sessions]
-        record = TurnRecord(
-            run=experiment.run.name, deployment=built.name, session=index, turn=0, kind="chat",
-            conversation_s=0.0, context_tokens=0, new_tokens=prompt_tokens, reply_tokens=reply_tokens,
-            reply_speech_s=0.0, arrival_ns=env.now, replica=state.replica)
+        background = spec.background
+        n_turns, thinks_s = session_plan(experiment.run.seed, index, background.turns, background.think_s)
         settle_idle()
         begin(index)
-        state.bills.add(record, env.now)
-        yield from ask(state, record, Prompt.alone(("chat", index), prompt_tokens), reply_tokens)
+        history, start_ns = 0, env.now
+        for turn in range(n_turns):
+            prompt_tokens, reply_tokens = next(lengths)
+            if turn:
+                yield env.timeout(_ns(thinks_s[turn - 1]))
+                prompt_tokens = history + background.message_tokens
+                settle_idle()
+            record = TurnRecord(
+                run=experiment.run.name, deployment=built.name, session=index, turn=turn, kind="chat",
+                conversation_s=(env.now - start_ns) / NS_PER_S, conversation_tokens=history, context_tokens=history,
+                new_tokens=prompt_tokens - history, reply_tokens=reply_tokens, reply_speech_s=0.0,
+                arrival_ns=env.now, replica=state.replica)
+            state.bills.add(record, env.now)
+            prompt = Prompt((Segment(("chat", index), prompt_tokens),), history, 0, history, prompt_tokens)
+            yield from ask(state, record, prompt, reply_tokens)
+            if record.status != "ok":
+                break
+            history = prompt_tokens + reply_tokens
         end(index)
 
     def chat_client(lengths, until_ns: int):
         """A background client: its next chat as soon as its last one ended, until the podcasts end."""
         while env.now < until_ns:
-            yield from chat(*next(lengths))
+            yield from chat(lengths)
 
     def chat_arrivals(lengths, gaps, until_ns: int):
         """Background chats arriving at random (Poisson) until the podcasts end."""
@@ -247,7 +263,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             yield env.timeout(_ns(next(gaps)))
             if env.now >= until_ns:
                 return
-            env.process(chat(*next(lengths)))
+            env.process(chat(lengths))
 
     def arrive(req):
         yield env.timeout(_ns(req.arrival_s))

@@ -96,6 +96,8 @@ def run_cli(tmp_path, text):
     ("tp = 8", 'tp = 8\nrouter = "random"', "deployments.d", "router",
      "'session_affinity', 'round_robin', 'least_outstanding_tokens' or 'prefix_aware'"),
     ("tp = 8", "tp = 8\nqueue_limit = -1", "deployments.d", "queue_limit", "greater than or equal to 0"),
+    ("tp = 8", "tp = 8\nbackground = { clients = 2, turns = 4 }", "deployments.d", "background",
+     "background turns 4 needs think_s, message_tokens > 0"),
 ])
 def test_bad_input_is_one_line(tmp_path, old, new, table, key, expect):
     result, exp, out = run_cli(tmp_path, GOOD.replace(old, new))
