@@ -365,6 +365,12 @@ class DeploymentSpec(_ClusterKeys):
     # Admission control: turns a replica keeps queued at most (0: no limit); a turn no replica has room for
     # is refused, status `rejected`.
     queue_limit: int = Field(0, ge=0, le=1_000_000)
+    # KV offload below HBM (sim.serving.offload): evicted prefixes go to the host's DRAM ("dram"), then local
+    # NVMe ("dram_nvme"), and are read back over the graph's links when their session's next turn comes. The
+    # DRAM tier holds dram_kv_ratio x the GPU's KV pool (SGLang --hicache-ratio; 2 in its best practices), at
+    # most the GPU's share of its node's DRAM.
+    kv_offload: Literal["none", "dram", "dram_nvme"] = "none"
+    dram_kv_ratio: float = Field(2.0, gt=0, le=1000)
     # Explicit placement: every replica's GPUs in rank order (stage by stage, tp group by tp group),
     # named like "n0/gpu3"; empty places them packed.
     gpus: list[str] = []
@@ -497,6 +503,21 @@ class DeploymentSpec(_ClusterKeys):
         if self.power_cap_w and self.power_cap_w <= idle_w:
             raise ValueError(f"power_cap_w {self.power_cap_w:g} W is at or below {self.gpu}'s idle power "
                              f"({idle_w:g} W); valid: 0 (no cap) or a cap above it")
+        return self
+
+    @model_validator(mode="after")
+    def _offload(self):
+        if self.kv_offload == "none":
+            return self
+        if not self.prefix_caching:
+            raise ValueError(f"kv_offload '{self.kv_offload}' moves cached prefixes, and prefix_caching is off; "
+                             f"valid: prefix_caching = true, or kv_offload = 'none'")
+        arch = self.architecture
+        kinds = set(arch.kind_counts(range(arch.n_layers)))
+        if kinds != {"attention"}:
+            raise ValueError(f"kv_offload '{self.kv_offload}' moves prefixes block by block, and {self.model} keeps "
+                             f"window or recurrent state ({', '.join(sorted(kinds - {'attention'}))}) only at a "
+                             f"prefix's end; valid: kv_offload = 'none' for it")
         return self
 
     @model_validator(mode="after")

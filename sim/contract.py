@@ -44,6 +44,11 @@ TURNS = (
     Column("cached_tokens", I64, "prompt tokens found in the prefix cache when admitted; 0 if never admitted"),
     Column("recomputed_tokens", I64, "prompt tokens computed before for this conversation and prefilled again "
            "(history evicted, no prefix caching, or a preemption)"),
+    Column("reloaded_tokens", I64, "history tokens read back from the KV tiers below HBM (deployments.NAME."
+           "kv_offload); context_tokens = cached + reloaded + recomputed"),
+    Column("reload_s", F64, "seconds that read took before the turn could prefill (0 with nothing read)"),
+    Column("history_tier", STR, "where its reused history came from: `hbm`, or the slowest tier read (`dram`, "
+           "`nvme`); null if none was reused"),
     Column("arrival_s", F64, "when the request reached the deployment"),
     Column("first_token_s", F64, "when its first token was sampled; null if none was"),
     Column("finish_s", F64, "when its last token was sampled; null unless ok"),

@@ -13,6 +13,7 @@ from sim.cost.engines import engines
 from sim.cost.step import ReplicaCostModel
 from sim.errors import ConfigError
 from sim.kv import Footprint
+from sim.serving.offload import OffloadPlan, plan_offload
 
 
 @dataclass
@@ -22,6 +23,7 @@ class BuiltReplica:
     memory: MemoryPlan
     footprint: Footprint         # what one sequence occupies, in KV blocks
     kv_capacity_blocks: int      # per attention group (dp > 1: the replica holds dp such pools)
+    offload: OffloadPlan | None = None   # the KV tiers below each pool (sim.serving.offload)
 
     @property
     def kv_capacity_tokens(self) -> int | None:
@@ -147,7 +149,9 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
         except DoesNotFit as e:
             raise _does_not_fit(path, table, spec, cluster, e) from None
         footprint = cost.footprint(spec.block_tokens)
+        offload = plan_offload(spec.kv_offload, cluster, placement.gpus[0], memory.kv_pool_bytes,
+                               footprint.kv_bytes_per_token, spec.dram_kv_ratio)
         built.append(BuiltReplica(placement, cost, memory, footprint,
-                                  int(memory.kv_pool_bytes // footprint.block_bytes)))
+                                  int(memory.kv_pool_bytes // footprint.block_bytes), offload))
         warnings += placement_warnings(cluster, placement)
     return BuiltDeployment(name, spec, cluster, built, warnings)

@@ -75,6 +75,10 @@ def describe(built: BuiltDeployment) -> str:
         per_sequence += f" + {fp.state_bytes / 1e6:,.1f} MB of recurrent state"
     lines.append(f"  KV capacity: {rep.kv_capacity_text()} per attention group ({per_sequence} per sequence per GPU)"
                  f" x {layout.dp} group(s); allocated {ALLOCATION[spec.kv_allocation]}")
+    if rep.offload is not None:   # the tiers below each pool (sim.serving.offload)
+        tiers = "; ".join(f"{t.name} {t.capacity_tokens:,} tokens, read back at {t.bytes_per_s / gb:.1f} GB/s per GPU "
+                          f"+ {t.latency_s * 1e6:.2f} us" for t in rep.offload.tiers)
+        lines.append(f"  KV offload below each pool: {tiers}")
     cost = rep.cost
     lines.append(f"  engine: {cost.engine.display_name}; "
                  + ("overlap scheduler (host work under the kernels)" if cost.engine.overlap

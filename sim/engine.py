@@ -58,6 +58,7 @@ class Sequence:
     allocated: int = 0   # tokens its KV blocks are held for
     admitted: bool = False
     decoding: bool = False   # its prefill target computed: it samples a token each step
+    ready_ns: int = 0        # admitted, it waits until then for KV read back from the tiers below HBM
 
     @property
     def total_tokens(self) -> int:
@@ -232,19 +233,40 @@ class ReplicaEngine:
                 if len(blocked) == groups:
                     break
                 continue
+            reloaded = self._reload(seq, pool, cached)
             if seq.admitted:
-                rec.recomputed_tokens += seq.prefill_target - cached
+                rec.recomputed_tokens += seq.prefill_target - cached - sum(reloaded)
             else:
                 if self.begin and self.sessions[rec.session].start_ns is None:
                     self.begin(rec.session)
                 rec.cached_tokens = cached
-                rec.recomputed_tokens = seq.prompt_tokens - rec.new_tokens - rec.retrieved_tokens - cached
-            seq.prefilled, seq.allocated, seq.admitted = cached, hold, True
+                rec.recomputed_tokens = (seq.prompt_tokens - rec.new_tokens - rec.retrieved_tokens - cached
+                                         - sum(reloaded))
+                tier = next((t.name for t, n in zip(reversed(pool.offload.plan.tiers), reversed(reloaded)) if n),
+                            None) if reloaded else None
+                rec.history_tier = tier or ("hbm" if cached else None)
+            seq.prefilled, seq.allocated, seq.admitted = cached + sum(reloaded), hold, True
             running[group] += 1
             admitted.add(id(seq))
             self.running.append(seq)
         if admitted:
             self.waiting = [s for s in self.waiting if id(s) not in admitted]
+
+    def _reload(self, seq: Sequence, pool: KVPool, cached: int) -> list[int]:
+        """An admitted turn reads back what the tiers below HBM hold of its shared prefix (sim.serving.offload):
+        the tokens from each tier. It prefills once the read is done: the engine wakes then."""
+        if pool.offload is None:
+            return []
+        shared = seq.reusable_tokens // pool.block_tokens * pool.block_tokens
+        reloaded = pool.offload.take(seq.cache_key, cached, shared)
+        if sum(reloaded):
+            plan = pool.offload.plan
+            read_s = sum(plan.read_s(tier, n) for tier, n in zip(plan.tiers, reloaded))
+            seq.ready_ns = self.env.now + max(1, round(read_s * NS_PER_S))
+            seq.record.reloaded_tokens += sum(reloaded)
+            seq.record.reload_s += read_s
+            self.env.timeout(seq.ready_ns - self.env.now).callbacks.append(lambda _: self._batch_changed())
+        return reloaded
 
     def _run(self):
         while True:
@@ -259,6 +281,9 @@ class ReplicaEngine:
                 continue
             self.settle_idle(self.env.now)
             chunks = self._prefill_chunks(decode)
+            if not chunks and not decode:   # every running turn is still reading its KV back
+                yield self.wakeup
+                continue
             n = self._run_length(decode, chunks) if self.bulk else 1
             if n > 1 and self.limits.kv_allocation == "on_demand":
                 n = self._grow_for_run(decode, n)
@@ -350,7 +375,7 @@ class ReplicaEngine:
         chunks, closed, prompted = [], set(), set()
         for seq in self.running:
             group, left = seq.group, seq.prefill_target - seq.prefilled
-            if left <= 0 or budget[group] <= 0 or group in closed:
+            if left <= 0 or budget[group] <= 0 or group in closed or seq.ready_ns > self.env.now:
                 continue
             if self.limits.chunked_prefill:
                 c = min(left, budget[group])

@@ -99,6 +99,7 @@ class KVPool:
         self.changed: set[int] = set()   # sessions whose cached prefix changed (cleared by its reader)
         self._cached_blocks = 0
         self.peak_used_blocks = 0
+        self.offload = None   # the tiers its evicted prefixes go down to (sim.serving.offload.TierStore), if any
 
     @property
     def used_blocks(self) -> int:
@@ -168,12 +169,14 @@ class KVPool:
 
     def _take(self, need: int) -> None:
         """Reserve `need` more blocks (need <= free_blocks), evicting idle sessions' prefixes LRU, each from
-        its tail, block by block."""
+        its tail, block by block (down to the offload tiers, where there are)."""
         shortfall = need - (self.capacity_blocks - self.used_blocks)
         while shortfall > 0:
             victim, tokens = next(iter(self.cached.items()))
             before = self.footprint.blocks(tokens)
             kept = self._shrunk(tokens, shortfall)
+            if self.offload is not None and victim not in self.retired:   # an ended session's is never read again
+                self.offload.evicted(victim, tokens - kept)
             self._set_cached(victim, kept)
             shortfall -= before - self.footprint.blocks(kept)
         self.reserved_blocks += need

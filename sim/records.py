@@ -52,6 +52,9 @@ class TurnRecord:
     energy_retrieval_j: float = 0.0  # the retrieval's own energy, outside the GPU cluster
     cached_tokens: int = 0
     recomputed_tokens: int = 0
+    reloaded_tokens: int = 0         # history read back from the KV tiers below HBM (sim.serving.offload) ...
+    reload_s: float = 0.0            # ... and the seconds the read took
+    history_tier: str | None = None  # where its reused history came from: the slowest tier read, or hbm
     output_tokens: int = 0
     first_token_ns: int | None = None
     finish_ns: int | None = None     # its last token: set only when the turn ends ok
@@ -94,6 +97,7 @@ class TurnRecord:
             "retrieved_tokens": self.retrieved_tokens,
             "new_tokens": self.new_tokens, "output_tokens": self.output_tokens,
             "cached_tokens": self.cached_tokens, "recomputed_tokens": self.recomputed_tokens,
+            "reloaded_tokens": self.reloaded_tokens, "reload_s": self.reload_s, "history_tier": self.history_tier,
             "arrival_s": arrival_s, "first_token_s": first, "finish_s": finish, "end_s": self.end_ns / NS_PER_S,
             "ttft_s": None if first is None else first - arrival_s,
             "tpot_s": tpot,

@@ -16,6 +16,7 @@ from sim.energy.views import set_dedicated
 from sim.engine import EngineLimits, ReplicaEngine, SessionState
 from sim.kv import KVPool
 from sim.records import NS_PER_S, StepLog, TurnRecord
+from sim.serving.offload import TierStore
 from sim.serving.router import Router
 from workloads.background import chats, gaps_s, session_plan
 from workloads.benchmark import requests
@@ -65,9 +66,8 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     # scheduler sees it; it adds to the time to first token and to the end of the reply alike.
     api_ns = _ns(built.replicas[0].cost.engine.request_host_s) if spec.api_server else 0
     engines = [
-        ReplicaEngine(env, r, rep.cost, [KVPool(rep.kv_capacity_blocks, spec.block_tokens, rep.footprint)
-                                         for _ in range(spec.dp)], limits, bulk, len(rep.placement.gpus), steps,
-                      BaselineShares(rep.memory.kv_pool_bytes / rep.cost.accel.hbm_bytes))
+        ReplicaEngine(env, r, rep.cost, [_pool(rep, spec.block_tokens) for _ in range(spec.dp)], limits, bulk,
+                      len(rep.placement.gpus), steps, BaselineShares(rep.memory.kv_pool_bytes / rep.cost.accel.hbm_bytes))
         for r, rep in enumerate(built.replicas)]
     router = Router(engines, spec.router, spec.queue_limit)
     turns: list[TurnRecord] = []
@@ -332,6 +332,14 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     result = DeploymentResult(built, turns, steps, engines, end_ns, boundary(experiment, built))
     set_dedicated(result, states)
     return result
+
+
+def _pool(replica, block_tokens: int) -> KVPool:
+    """One attention group's KV pool, with the tiers below it where the deployment offloads (sim.serving.offload)."""
+    pool = KVPool(replica.kv_capacity_blocks, block_tokens, replica.footprint)
+    if replica.offload is not None:
+        pool.offload = TierStore(replica.offload)
+    return pool
 
 
 def boundary(experiment: Experiment, built: BuiltDeployment) -> Boundary:
