@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
+import pyarrow as pa
 from tqdm import tqdm
 
 from sim import __version__, config, fidelity, plots
@@ -18,6 +19,8 @@ from sim.errors import ConfigError, Interrupted
 from sim.output import ResultsError, output_problem, read, write
 from sim.pool import default_jobs
 from sim.run import default_output, render, run_experiment
+from sim.serving import capacity
+from sim.serving.slo import describe_targets
 from sim.sweep import plan as sweep_plan
 from sim.sweep import report as sweep_report
 from sim.sweep import runner, store
@@ -316,3 +319,47 @@ def describe_command(experiment: str, graph_file: str | None) -> None:
             except OSError as e:
                 _fail(f"{path}: cannot write the graph there: {e.strerror or e}; valid: a file path you may write to")
             click.echo(f"wrote {path}")
+
+
+@cli.command("capacity")
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--most", type=click.FloatRange(min=1.0), default=4096.0, show_default=True,
+              help="The most sessions (or requests per second) to try.")
+@click.option("--output", "-o", "output_dir", type=click.Path(file_okay=False),
+              help="Where to write capacity.parquet, every point tried (default: results/<name>_capacity/).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def capacity_command(experiment: str, most: float, output_dir: str | None, quiet: bool) -> None:
+    """Find, for each deployment, the most concurrent podcasts (or the highest Poisson request rate) it holds
+    within the experiment's [slo]: runs at doubling loads, then a bisection (sim.serving.capacity)."""
+    out_dir = Path(output_dir) if output_dir is not None else Path(f"{default_output(experiment)}_capacity")
+    _check_output(out_dir)
+    try:
+        exp = config.load(experiment)
+        if not exp.slo.targets:
+            raise ConfigError(experiment, "slo", None, "capacity needs a target to hold; valid: an [slo] table "
+                              "with ttft_s, tpot_s, e2e_s or stall_s > 0")
+        if exp.workload.kind not in capacity.KNOBS:
+            raise ConfigError(experiment, "workload", "kind", f"capacity varies a podcast's sessions or a Poisson "
+                              f"benchmark's rate_per_s, not kind '{exp.workload.kind}'; valid: podcast, poisson")
+        built = [build(experiment, name, spec) for name, spec in exp.deployments.items()]
+    except ConfigError as e:
+        _fail(str(e))
+    points, lines = [], []
+    for b in built:
+        with tqdm(desc=f"capacity {b.name}", unit="point", file=sys.stderr, disable=quiet, leave=False) as bar:
+            def tick(p: capacity.Point) -> None:
+                bar.set_postfix_str(f"{p.knob} {p.load:g}: {p.attainment:.0%} met")
+                bar.update()
+            mine = capacity.search(exp, b, most, tick)
+        points += mine
+        best = capacity.capacity_of(mine)
+        at = next((p for p in mine if p.within and p.load == best), None)
+        lines.append(f"  {b.name:<28} {best:>10g} {mine[0].knob}"
+                     + (f"   ({at.attainment:.1%} met, goodput {at.goodput_per_s:.4g} turns/s; {len(mine)} runs)"
+                        if at else f"   (none within; {len(mine)} runs)"))
+    table = pa.Table.from_pylist(capacity.rows(points))
+    out = _write(out_dir, {"capacity": table}, {"simrun_version": __version__, "config": exp.model_dump(mode="json")})
+    click.echo(f"capacity within the SLO ({describe_targets(exp.slo.targets)}; at least {exp.slo.attainment:.0%} "
+               f"of turns):")
+    click.echo("\n".join(lines))
+    click.echo(f"\nevery point tried written to {out}/capacity.parquet")

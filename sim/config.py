@@ -174,6 +174,23 @@ class ReportSpec(_Strict):
     brain_w: float = Field(20.0, gt=0, le=1000)
 
 
+class SloSpec(_Strict):
+    """[slo]: what a turn must meet (0: no target) and the share of turns that must meet it for a load to be
+    within the SLO (sim.serving.slo; DistServe's SLO attainment goal, 90% in its evaluation)."""
+
+    ttft_s: float = Field(0.0, ge=0, le=1e6)
+    tpot_s: float = Field(0.0, ge=0, le=1e6)
+    e2e_s: float = Field(0.0, ge=0, le=1e6)
+    stall_s: float = Field(0.0, ge=0, le=1e6)
+    attainment: float = Field(0.9, gt=0, le=1)
+
+    @property
+    def targets(self) -> dict[str, float]:
+        """The turns table's columns with a target, and their targets."""
+        return {k: v for k, v in (("ttft_s", self.ttft_s), ("tpot_s", self.tpot_s), ("e2e_s", self.e2e_s),
+                                  ("stall_s", self.stall_s)) if v > 0}
+
+
 class EnergySpec(_Strict):
     """[energy]: the facility around the deployments and how idle capacity is billed (sim.energy).
 
@@ -685,6 +702,7 @@ class Experiment(_Strict):
     workload: WorkloadSpec = WorkloadSpec()
     report: ReportSpec = ReportSpec()
     energy: EnergySpec = EnergySpec()
+    slo: SloSpec = SloSpec()
     clusters: dict[str, ClusterSpec] = {}
     models: dict[str, dict] = {}
     deployments: dict[str, DeploymentSpec]
@@ -739,7 +757,7 @@ def _where(loc: tuple, kind: str = "") -> tuple[str, str | None]:
     if len(parts) == 1:
         # A rule over a whole [run] / [workload] / [report] table names the table; otherwise the key is
         # a top-level one (unknown, missing or of the wrong type).
-        if parts[0] in ("run", "workload", "report", "energy", "sweep") and kind == "value_error":
+        if parts[0] in ("run", "workload", "report", "energy", "slo", "sweep") and kind == "value_error":
             return parts[0], None
         return "top level", parts[0]
     depth = 2 if parts[0] in ("deployments", "clusters") or (parts[0] == "sweep" and len(parts) > 2) else 1
@@ -750,7 +768,7 @@ def _where(loc: tuple, kind: str = "") -> tuple[str, str | None]:
 
 def _valid_keys(table: str) -> str:
     model = {"run": RunSpec, "workload": WorkloadSpec, "report": ReportSpec, "clusters": ClusterSpec,
-             "energy": EnergySpec, "case": CaseSpec, "measured": MeasuredSpec,
+             "energy": EnergySpec, "slo": SloSpec, "case": CaseSpec, "measured": MeasuredSpec,
              "sweep": SweepSpec}.get(table.split(".")[0], DeploymentSpec)
     if table == "sweep.random":
         model = RandomSpec

@@ -12,6 +12,7 @@ import pyarrow as pa
 from hardware.catalog import PRECISION_BYTES
 from sim import __version__, config, output, report
 from sim.deployment import build
+from sim.serving.slo import slo_lines
 from sim.simulation import DeploymentResult, simulate
 
 
@@ -96,5 +97,8 @@ def render(turns: pa.Table, info: dict) -> str:
     cfg, workload = info["config"]["report"], info["config"]["workload"]
     descriptions = {n: d["description"] for n, d in info["deployments"].items()}
     if workload["kind"] != "podcast":
-        return report.render_benchmark(turns, descriptions, workload["warmup_requests"], workload["cooldown_requests"])
-    return report.render(turns, descriptions, cfg["minutes"], cfg["brain_w"])
+        text = report.render_benchmark(turns, descriptions, workload["warmup_requests"], workload["cooldown_requests"])
+    else:
+        text = report.render(turns, descriptions, cfg["minutes"], cfg["brain_w"])
+    slo = config.SloSpec(**info["config"].get("slo", {}))   # results written before [slo] existed have none
+    return "\n".join([text, *slo_lines(turns, descriptions, slo.targets, slo.attainment)]) if slo.targets else text

@@ -55,7 +55,7 @@ def run_cli(tmp_path, text):
     ("duration_h = 0.05", "duration_h = -1", "workload", "duration_h", "greater than 0"),
     ("nodes = 1", "", "deployments.d", "nodes", "required key is missing"),
     ("[run]", "[runn]", "top level", "runn",
-     "unknown key; valid keys: run, workload, report, energy, clusters, models, deployments"),
+     "unknown key; valid keys: run, workload, report, energy, slo, clusters, models, deployments"),
     ("tp = 8", "tp = 3", "deployments.d", "tp", "do not split over tp 3; valid: a divisor of 32"),
     ("tp = 8", "tp = 8\npp = 3", "deployments.d", "nodes", "multiple of 24"),
     ("tp = 8", "tp = 8\npower_cap_w = 60", "deployments.d", None, "at or below h100_sxm's idle power (121.7 W)"),
@@ -96,6 +96,9 @@ def run_cli(tmp_path, text):
     ("tp = 8", 'tp = 8\nrouter = "random"', "deployments.d", "router",
      "'session_affinity', 'round_robin', 'least_outstanding_tokens' or 'prefix_aware'"),
     ("tp = 8", "tp = 8\nqueue_limit = -1", "deployments.d", "queue_limit", "greater than or equal to 0"),
+    ("[deployments.d]", "[slo]\nttft = 1.0\n[deployments.d]", "slo", "ttft",
+     "unknown key; valid keys: ttft_s, tpot_s, e2e_s, stall_s, attainment"),
+    ("[deployments.d]", "[slo]\nattainment = 1.5\n[deployments.d]", "slo", "attainment", "less than or equal to 1"),
     ("tp = 8", "tp = 8\nbackground = { clients = 2, turns = 4 }", "deployments.d", "background",
      "background turns 4 needs think_s, message_tokens > 0"),
 ])

@@ -1,1 +1,1 @@
-"""Serving at cluster scale: routing turns over replicas (router)."""
+"""Serving at cluster scale: routing turns over replicas (router), KV offload below HBM (offload)."""
