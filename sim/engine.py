@@ -242,8 +242,7 @@ class ReplicaEngine:
                 rec.cached_tokens = cached
                 rec.recomputed_tokens = (seq.prompt_tokens - rec.new_tokens - rec.retrieved_tokens - cached
                                          - sum(reloaded))
-                tier = next((t.name for t, n in zip(reversed(pool.offload.plan.tiers), reversed(reloaded)) if n),
-                            None) if reloaded else None
+                tier = pool.offload.plan.slowest(reloaded) if reloaded else None
                 rec.history_tier = tier or ("hbm" if cached else None)
             seq.prefilled, seq.allocated, seq.admitted = cached + sum(reloaded), hold, True
             running[group] += 1

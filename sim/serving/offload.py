@@ -39,6 +39,10 @@ class OffloadPlan:
     tiers: tuple[TierLink, ...]
     kv_bytes_per_token: float     # one GPU's (the fullest's) KV bytes per token
 
+    def slowest(self, tokens_per_tier: list[int]) -> str | None:
+        """The lowest tier a read took tokens from (None: it took none)."""
+        return next((t.name for t, n in zip(reversed(self.tiers), reversed(tokens_per_tier)) if n), None)
+
     def read_s(self, tier: TierLink, tokens: int) -> float:
         """Seconds for every GPU to read its shard of `tokens` tokens back from `tier` (0 for none)."""
         return tokens * self.kv_bytes_per_token / tier.bytes_per_s + tier.latency_s if tokens else 0.0
