@@ -97,7 +97,13 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
 
     def serve_on(state: SessionState, engine: ReplicaEngine) -> None:
         """The session's turns go to `engine` from now on (its replica): a replica it is new to shares its
-        baseline with it from now on too."""
+        baseline with it from now on too. A session not yet begun (a benchmark request, which begins when
+        admitted) leaves the replica it was placed on, unless that one bills every session (an idle replica
+        spread over them all)."""
+        placed = engines[state.replica]
+        if state.start_ns is None and placed is not engine and placed.sessions is not states:
+            del placed.sessions[state.index]
+            billers[state.index] = [e for e in billers[state.index] if e is not placed]
         state.replica = engine.index
         if engine not in billers[state.index]:
             billers[state.index].append(engine)

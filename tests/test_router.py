@@ -169,3 +169,21 @@ def test_littles_law_on_a_steady_poisson_run():
     in_system = ((arrival[None, :] <= grid[:, None]) & (grid[:, None] < end[None, :])).sum(axis=1).mean()
     window = (arrival >= lo) & (arrival < hi)
     assert in_system == pytest.approx(rate * (end - arrival)[window].mean(), rel=0.05)
+
+
+def test_a_request_sent_away_from_where_it_was_placed_is_billed_where_it_runs(monkeypatch):
+    """Six requests at t = 0, the first ten times the others' size: least_outstanding_tokens sends the first to
+    replica 0 (a tie) and the five small ones to replica 1 (1,010 tokens against 110, 220, ... 550). Requests
+    2 and 4, placed on replica 0 (sessions go round the replicas), begin only when admitted, so they move: each
+    replica shares its baseline with the requests it ran, and the joules still add up."""
+    import sim.simulation as simulation
+    from test_engine import check_ledger
+    from workloads.benchmark import Request
+    sizes = [1000, 100, 100, 100, 100, 100]
+    monkeypatch.setattr(simulation, "requests", lambda *args: [Request(i, 0.0, n, 10) for i, n in enumerate(sizes)])
+    exp = experiment({"d": {**TWO_REPLICAS, "router": "least_outstanding_tokens"}}, kind="offline", requests=6,
+                     input_tokens=100, output_tokens=10)
+    (result,) = run_all(exp)
+    assert [t.replica for t in sorted(result.turns, key=lambda t: t.session)] == [0, 1, 1, 1, 1, 1]
+    assert [set(e.sessions) for e in result.engines] == [{0}, {1, 2, 3, 4, 5}]
+    check_ledger(result)
