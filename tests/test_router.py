@@ -131,7 +131,7 @@ def test_every_policy_serves_every_turn_and_conserves_tokens(router):
         assert {t.replica for t in result.turns} == {0, 1}
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(router=st.sampled_from(POLICIES), replicas=st.integers(2, 3), sessions=st.integers(1, 5),
        queue_limit=st.sampled_from([0, 1, 3]), caching=st.booleans(), seed=st.integers(0, 1000),
        memory=st.sampled_from([0.9, 0.26]), poisson=st.booleans())
@@ -152,12 +152,12 @@ def test_routing_invariants_over_random_loads(router, replicas, sessions, queue_
 def test_littles_law_on_a_steady_poisson_run():
     """L = lambda W: requests in the system, sampled every 0.5 s over the steady middle of the run (the first
     and last fifth left out), against the configured arrival rate times the mean time in the system of the
-    requests that arrived in that window. 4,000 requests at 4 per second on two replicas (round robin), far from
-    saturation: the window holds ~2,400 arrivals, whose count's relative sd is 1/sqrt(2,400) = 2%, so 5% is
-    2.5 sd (the seed is fixed: the figure is reproducible)."""
+    requests that arrived in that window. 3,000 requests at 4 per second on two replicas (round robin), far from
+    saturation: the window holds ~1,800 arrivals, whose count's relative sd is 1/sqrt(1,800) = 2.4%, so 5% is
+    2.1 sd (the seed is fixed: the figure is reproducible)."""
     import numpy as np
     rate = 4.0
-    exp = experiment({"d": {**TWO_REPLICAS, "router": "round_robin"}}, kind="poisson", requests=4000,
+    exp = experiment({"d": {**TWO_REPLICAS, "router": "round_robin"}}, kind="poisson", requests=3000,
                      rate_per_s=rate, input_tokens=800, output_tokens=150, length_dist="lognormal",
                      input_log_sigma=0.5, output_log_sigma=0.5, seed=11)
     (result,) = run_all(exp)

@@ -193,7 +193,7 @@ def test_a_mooncake_trace_replays_at_its_arrivals_and_hits_its_shared_prefixes(t
 
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(seed=st.integers(0, 10_000), router=st.sampled_from(["session_affinity", "prefix_aware", "round_robin"]),
        rate=st.sampled_from([0.5, 20.0]), caching=st.booleans())
 def test_replays_of_random_conversations_keep_the_books(tmp_path_factory, seed, router, rate, caching):
