@@ -1,1 +1,2 @@
-"""Serving at cluster scale: routing turns over replicas (router), KV offload below HBM (offload)."""
+"""Serving at cluster scale: routing turns over replicas (router), KV offload below HBM (offload), SLO attainment and
+goodput (slo), and the most load a deployment holds within them (capacity)."""
