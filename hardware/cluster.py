@@ -98,9 +98,17 @@ class Cluster:
 
     def host_memory_of(self, gpu: str) -> tuple[str, Path]:
         """The DRAM a GPU offloads to (its CPU's) and the route there."""
-        cpu = next(n for n in self.graph[gpu] if self.graph.nodes[n]["kind"] == "cpu")
-        dram = cpu.replace("cpu", "dram")
+        dram = self._cpu_of(gpu).replace("cpu", "dram")
         return dram, self.path(gpu, dram)
+
+    def drive_of(self, gpu: str) -> tuple[str, Path]:
+        """The first NVMe drive on a GPU's CPU and the route there."""
+        cpu = self._cpu_of(gpu)
+        drive = next(n for n in self.graph[cpu] if self.graph.nodes[n]["kind"] == "nvme")
+        return drive, self.path(gpu, drive)
+
+    def _cpu_of(self, gpu: str) -> str:
+        return next(n for n in self.graph[gpu] if self.graph.nodes[n]["kind"] == "cpu")
 
 
 def _link(g: nx.Graph, a: str, b: str, kind: str, bandwidth_bytes_per_s: float, latency_s: float) -> None:

@@ -101,20 +101,17 @@ def plan_offload(kind: str, cluster, gpu: str, kv_pool_bytes_per_gpu: float, kv_
     if not names:
         return None
     node = cluster.node_type
+    _, host = cluster.host_memory_of(gpu)
     tiers = []
     for name in names:
         if name == "dram":
-            _, path = cluster.host_memory_of(gpu)
             budget = min(dram_kv_ratio * kv_pool_bytes_per_gpu, node.cpus * node.dram_gb_per_cpu * 1e9 / node.gpus_per_node)
-            tiers.append(TierLink(name, int(budget // kv_bytes_per_token), path.bandwidth_bytes_per_s, path.latency_s))
+            tiers.append(TierLink(name, int(budget // kv_bytes_per_token), host.bandwidth_bytes_per_s, host.latency_s))
         else:
-            cpu = next(n for n in cluster.graph[gpu] if cluster.graph.nodes[n]["kind"] == "cpu")
-            drive = next(n for n in cluster.graph[cpu] if cluster.graph.nodes[n]["kind"] == "nvme")
-            path = cluster.path(gpu, drive)
+            _, path = cluster.drive_of(gpu)
             drives_per_gpu = node.nvme_drives / node.gpus_per_node
-            host_bytes_per_s = cluster.host_memory_of(gpu)[1].bandwidth_bytes_per_s
             # The GPU's share of its node's drives, read in parallel, through its own host link.
-            bytes_per_s = min(path.bandwidth_bytes_per_s * drives_per_gpu, host_bytes_per_s)
+            bytes_per_s = min(path.bandwidth_bytes_per_s * drives_per_gpu, host.bandwidth_bytes_per_s)
             budget = node.nvme_drives * node.nvme_tb_per_drive * 1e12 / node.gpus_per_node
             tiers.append(TierLink(name, int(budget // kv_bytes_per_token), bytes_per_s, path.latency_s))
     return OffloadPlan(tuple(tiers), kv_bytes_per_token)
