@@ -256,8 +256,7 @@ class ReplicaEngine:
         the tokens from each tier. It prefills once the read is done: the engine wakes then."""
         if pool.offload is None:
             return []
-        shared = seq.reusable_tokens // pool.block_tokens * pool.block_tokens
-        reloaded = pool.offload.take(seq.cache_key, cached, shared)
+        reloaded = pool.offload.take(seq.cache_key, cached, pool.whole_blocks(seq.reusable_tokens))
         if sum(reloaded):
             plan = pool.offload.plan
             read_s = sum(plan.read_s(tier, n) for tier, n in zip(plan.tiers, reloaded))

@@ -116,7 +116,11 @@ class KVPool:
         resident = self.cached.get(session, 0)
         if not self.footprint.prefix_divisible:
             return resident if history_tokens >= resident else 0
-        return min(resident, history_tokens // self.block_tokens * self.block_tokens)
+        return min(resident, self.whole_blocks(history_tokens))
+
+    def whole_blocks(self, tokens: int) -> int:
+        """The tokens of `tokens` that fill whole blocks: what a prefix cache can keep or reuse of them."""
+        return tokens // self.block_tokens * self.block_tokens
 
     def _set_cached(self, session: int, tokens: int) -> None:
         self.changed.add(session)
@@ -217,7 +221,7 @@ class KVPool:
     def release(self, session: int, total_tokens: int, keep_tokens: int) -> None:
         """End a turn: free its reservation, keeping `keep_tokens` of it (whole blocks) cached."""
         self.reserved_blocks -= self.footprint.blocks(total_tokens)
-        keep = keep_tokens // self.block_tokens * self.block_tokens
+        keep = self.whole_blocks(keep_tokens)
         if keep:
             self._set_cached(session, keep)
             self.cached.move_to_end(session)
