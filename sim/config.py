@@ -373,6 +373,10 @@ class DeploymentSpec(_ClusterKeys):
     # reading the weights and launching the kernels itself (SGLang --enable-two-batch-overlap; DeepSeek's own
     # serving system, arXiv 2412.19437 s3.4).
     two_batch_overlap: bool = False
+    # Micro-batches a pipeline (pp > 1) keeps in flight, the running sequences dealt among them: 0, one per
+    # stage (vLLM V1 keeps pp batches in flight, v1/engine/core.py step_with_batch_queue; SGLang runs pp
+    # micro-batches); 1, one batch crossing the stages in turn.
+    micro_batches: int = Field(0, ge=0, le=1024)
     # Replicas of tp x dp x pp GPUs; 0 fills every GPU of the nodes. GPUs left over are not simulated.
     replicas: int = Field(0, ge=0, le=65536)
     # How turns find a replica (sim.serving.router): "session_affinity" (a session's turns stay on the replica
@@ -509,6 +513,9 @@ class DeploymentSpec(_ClusterKeys):
         if self.two_batch_overlap and self.dp == 1:
             raise ValueError("two_batch_overlap hides the expert all-to-alls of data-parallel attention; valid: "
                              "dp > 1 (with ep = tp x dp), or two_batch_overlap = false")
+        if self.micro_batches > 1 and self.pp == 1:
+            raise ValueError(f"micro_batches {self.micro_batches} keeps micro-batches in flight through pipeline "
+                             f"stages, and pp is 1; valid: pp > 1, or micro_batches = 0 or 1")
         if self.dcp > 1:
             arch = self.architecture
             copies = self.tp if arch.mla else self.tp // arch.n_kv_heads if arch.n_kv_heads else 0

@@ -112,6 +112,9 @@ STEPS = (
     Column("mean_gpu_power_w", F64, "replica_power_w over the replica's GPU count"),
     Column("replica_energy_j", F64, "energy of all the replica's GPUs over the step, replica_power_w x duration_s"),
     Column("replica_dynamic_j", F64, "of replica_energy_j, what the GPUs drew above idle (sim.cost.power)"),
+    Column("bubble_s", F64, "of duration_s, the seconds the mean pipeline stage waited on the others: 0 with one "
+                            "stage, (pp - 1) / pp of the stages' work for one batch crossing them in turn, less "
+                            "with micro-batches in flight (sim.cost.step.pipeline_bubble_s)"),
 )
 
 GPUS = (

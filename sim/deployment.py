@@ -61,7 +61,8 @@ def cost_model(spec: DeploymentSpec, cluster: Cluster, replica: Replica, layout:
                             engine=engine, mtp_draft_tokens=spec.mtp_draft_tokens,
                             mtp_accept_length=spec.tokens_per_verify_step,
                             redundant_experts=spec.redundant_experts, expert_imbalance=spec.expert_imbalance,
-                            ep_dispatch=spec.ep_dispatch, two_batch_overlap=spec.two_batch_overlap)
+                            ep_dispatch=spec.ep_dispatch, two_batch_overlap=spec.two_batch_overlap,
+                            micro_batches=spec.micro_batches or layout.pp)
 
 
 def _memory_plan(spec: DeploymentSpec, cost: ReplicaCostModel, layout: Layout) -> MemoryPlan:

@@ -461,7 +461,7 @@ class ReplicaEngine:
             decode_seqs=len(decode), kv_tokens=kv_tokens, replica_flops=cost.flops[:done],
             replica_hbm_bytes=cost.hbm_bytes[:done], replica_comm_bytes=cost.comm_bytes[:done],
             bound=cost.bound[:done], replica_power_w=energy / cost.duration_s[:done], replica_energy_j=energy,
-            replica_dynamic_j=dynamic)
+            replica_dynamic_j=dynamic, bubble_s=cost.bubble_s[:done])
         self.dynamic_j = accumulate(self.dynamic_j, dynamic)
         for s, (busy, e) in enumerate(zip(cost.stage_busy_s, cost.stage_energy_j)):
             self.stage_busy_s[s] += float(busy[:done].sum())

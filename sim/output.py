@@ -36,7 +36,7 @@ def steps_table(results: list[DeploymentResult]) -> pa.Table:
             **{c: cols[c].astype(np.int64) for c in ("step", "prefill_tokens", "decode_seqs", "kv_tokens")},
             **{c: cols[c].astype(float) for c in ("start_s", "duration_s", "replica_flops", "replica_hbm_bytes",
                                                   "replica_comm_bytes", "replica_power_w", "replica_energy_j",
-                                                  "replica_dynamic_j")},
+                                                  "replica_dynamic_j", "bubble_s")},
             "deployment": [r.deployment.name] * n, "replica": replica,
             "bound": [BOUND_NAMES[b] for b in cols["bound"].astype(int)],
             "mean_gpu_power_w": cols["replica_power_w"].astype(float) / gpus[replica],

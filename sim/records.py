@@ -113,7 +113,7 @@ class TurnRecord:
 
 STEP_COLUMNS = ("replica", "step", "start_s", "duration_s", "prefill_tokens", "decode_seqs", "kv_tokens",
                 "replica_flops", "replica_hbm_bytes", "replica_comm_bytes", "bound", "replica_power_w",
-                "replica_energy_j", "replica_dynamic_j")
+                "replica_energy_j", "replica_dynamic_j", "bubble_s")
 INTEGER_COLUMNS = {"replica", "step", "prefill_tokens", "decode_seqs", "kv_tokens", "bound"}
 
 

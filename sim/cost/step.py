@@ -50,7 +50,8 @@ expert bytes each GPU reads and how many experts its kernels walk. Collectives a
 graph (hardware.collectives).
 
 GPU time = sum over stages of (kernel time + collectives) + PP sends between stages (a batch crosses the
-stages in turn: this prices latency, not pipelined throughput); outside a CUDA graph (any step with a
+stages in turn); with micro_batches > 1 the batch's sequences are dealt into micro-batches in flight
+together and the step lasts the pipeline's period (`pipelined`); outside a CUDA graph (any step with a
 prefill chunk, decode batches past the engine's capture size) at least kernels x EAGER_LAUNCH_S, the
 CPU's launches. With two-batch overlap (dp > 1) the batch runs as two micro-batches, each priced alone,
 and GPU time = max(kernel time of both, collectives of both). Host time = HOST_STEP_S + the engine's
@@ -247,6 +248,20 @@ class Batch:
         return halves
 
 
+    def dealt(self, m: int) -> list[tuple[Batch, np.ndarray]]:
+        """The batch dealt into `m` micro-batches for a pipeline, its sequences (chunks, then decodes) one to
+        each in turn, each micro-batch with the batch's index of its sequences."""
+        n_chunks, ranks, strides = len(self.chunk_tokens), self.ranks(), self.strides()
+        micro = []
+        for k in range(m):
+            index = np.arange(k, self.n_seqs, m)
+            chunks, decodes = index[index < n_chunks], index[index >= n_chunks] - n_chunks
+            micro.append((Batch([self.chunk_tokens[j] for j in chunks], [self.chunk_prior[j] for j in chunks],
+                                [self.chunk_sampled[j] for j in chunks], [self.decode_ctx[i] for i in decodes],
+                                ranks[chunks], ranks[n_chunks + decodes], [strides[j] for j in chunks]), index))
+        return micro
+
+
 @dataclass(frozen=True)
 class LinearStage:
     """One stage's linear layers and collectives at one set of token counts, per GPU of each attention group
@@ -284,6 +299,8 @@ class GpuWork:
     hbm_bytes: np.ndarray
     comm_bytes: np.ndarray
     per_stage: list              # per stage (busy kernel time per GPU, collectives, dynamic energy per GPU)
+    stage_kernel_s: list         # per stage, the busiest attention group's kernels
+    stage_comm_s: list           # per stage, its collectives
     kernels: int
     energy_i: np.ndarray         # (steps, sequences): the dynamic energy each sequence's FLOPs and bytes cost
     kv_energy_i: np.ndarray      # ... of which reading and writing its KV
@@ -306,6 +323,10 @@ class GpuWork:
                        a.compute_s + b.compute_s, a.memory_s + b.memory_s, a.network_s + b.network_s,
                        a.flops + b.flops, a.hbm_bytes + b.hbm_bytes, a.comm_bytes + b.comm_bytes,
                        [tuple(x + y for x, y in zip(sa, sb)) for sa, sb in zip(a.per_stage, b.per_stage)],
+                       # Each stage holds both halves: its kernels serve one while its links serve the other.
+                       [np.maximum(ka + kb, ca + cb) for ka, kb, ca, cb in
+                        zip(a.stage_kernel_s, b.stage_kernel_s, a.stage_comm_s, b.stage_comm_s)],
+                       [np.zeros_like(c) for c in a.stage_comm_s],
                        a.kernels + b.kernels, *per_sequence)
 
 
@@ -326,6 +347,9 @@ class StepCost:
     kv_shares: np.ndarray        # (steps, sequences): the part of its share spent on its KV
     kv_read_s: np.ndarray        # (steps, sequences): its share of the step's KV time (parts_s['kv'])
     parts_s: dict                # where the time goes, per step (see PARTS); summed over stages, busiest group
+    stage_s: list                # per stage, how long it holds the step's work: its busiest group's kernels and
+                                 # collectives
+    bubble_s: np.ndarray         # the mean stage's wait on the others (pipeline_bubble_s)
 
 
 BOUND_NAMES = ("compute", "memory", "network")
@@ -337,12 +361,54 @@ BOUND_NAMES = ("compute", "memory", "network")
 PARTS = ("weights", "kv", "compute", "collectives", "launches", "host", "power_limit")
 
 
+def pipeline_bubble_s(step_s, stage_s: list) -> np.ndarray:
+    """Seconds of a step the mean pipeline stage waits on the others: of the stages' work W_s laid end to
+    end (W = sum of W_s, at most the step), what is not its own, mean over s of min(step, W) - W_s. 0 with
+    one stage; (pp - 1) / pp x W for one batch crossing pp stages in turn; 0 for a full pipeline of
+    balanced stages."""
+    laid_end_to_end = np.minimum(step_s, sum(stage_s))
+    return np.mean([laid_end_to_end - w for w in stage_s], axis=0)
+
+
+def pipelined(costs: list[StepCost], index: list, n_seqs: int, idle_w: float, gpus_per_stage: int) -> StepCost:
+    """A step of micro-batches in flight through pipeline stages together, each micro-batch `costs[i]` (priced
+    crossing the stages alone) holding the batch's sequences `index[i]`. In the steady state of the pipeline
+    every micro-batch takes a step in each period
+        P = max(slowest micro-batch's own step, max over stages s of sum_i W_is, sum_i host_i)
+    (a micro-batch waits for its own last token; stage s serves every micro-batch in turn; one CPU schedules
+    them all), as engines run pp micro-batches in flight (vLLM V1's batch queue, v1/engine/core.py
+    step_with_batch_queue; SGLang's pp micro-batches). Two micro-batches on two stages of t each: P = max(L,
+    2t), where one batch of both crossing the stages in turn takes 2 t(both). The pipeline's fill and drain
+    when the batch changes are left out. Energy: every GPU idles at P_idle over P and adds the micro-batches'
+    dynamic energy; each sequence keeps its micro-batch's share of it."""
+    steps = len(costs[0].duration_s)
+    n_stages = len(costs[0].stage_s)
+    stage_s = [sum(c.stage_s[s] for c in costs) for s in range(n_stages)]
+    period = np.maximum.reduce([np.max([c.duration_s for c in costs], axis=0),
+                                sum(c.parts_s["host"] for c in costs), *stage_s])
+    dynamic = sum(c.dynamic_j for c in costs)
+    shares, kv_shares, kv_read_s = (np.zeros((steps, n_seqs)) for _ in range(3))
+    for c, i in zip(costs, index):
+        shares[:, i] = c.shares * (c.dynamic_j / dynamic)[:, None]
+        kv_shares[:, i], kv_read_s[:, i] = c.kv_shares, c.kv_read_s
+    critical = np.argmax([c.duration_s for c in costs], axis=0)
+    bound = np.stack([c.bound for c in costs])[critical, np.arange(steps)]
+    return StepCost(
+        period, sum(c.flops for c in costs), sum(c.hbm_bytes for c in costs), sum(c.comm_bytes for c in costs),
+        idle_w * period * gpus_per_stage * n_stages + dynamic, dynamic, bound,
+        [sum(c.stage_busy_s[s] for c in costs) for s in range(n_stages)],
+        [idle_w * period + sum(c.stage_energy_j[s] - idle_w * c.duration_s for c in costs) for s in range(n_stages)],
+        shares, kv_shares, kv_read_s, {name: sum(c.parts_s[name] for c in costs) for name in PARTS},
+        stage_s, pipeline_bubble_s(period, stage_s))
+
+
 class ReplicaCostModel:
     def __init__(self, arch: Architecture, accel: Accelerator, comm: ReplicaComm, layout: Layout,
                  weight_precision: str, kv_dtype_bytes: float,
                  power_cap_w: float = 0.0, streaming: bool = False, engine: EngineProfile | None = None,
                  mtp_draft_tokens: int = 0, mtp_accept_length: float = 1.0, redundant_experts: int = 0,
-                 expert_imbalance: float = 1.0, ep_dispatch: str = "normal", two_batch_overlap: bool = False):
+                 expert_imbalance: float = 1.0, ep_dispatch: str = "normal", two_batch_overlap: bool = False,
+                 micro_batches: int = 1):
         self.arch, self.accel, self.comm = arch, accel, comm
         self.layout = layout
         self.tp, self.pp, self.ep, self.dp, self.dcp = layout.tp, layout.pp, layout.ep, layout.dp, layout.dcp
@@ -350,6 +416,7 @@ class ReplicaCostModel:
         self.engine = engine or engines()["vllm"]
         self.mtp_draft_tokens, self.mtp_accept_length = mtp_draft_tokens, mtp_accept_length
         self.ep_dispatch, self.two_batch_overlap = ep_dispatch, two_batch_overlap
+        self.micro_batches = micro_batches if layout.pp > 1 else 1   # in flight through the pipeline at once
         # Expert slots of a stage: the routed experts plus redundant copies of hot ones (EPLB), spread over
         # ep groups of etp GPUs each; each GPU holds 1 / etp of its group's experts.
         self.expert_slots = (arch.moe.n_experts + redundant_experts) if arch.moe else 0
@@ -533,8 +600,18 @@ class ReplicaCostModel:
         positions at the first step; at each later step every decode attends one more position and every
         chunk is its prompt's next chunk of the same size (its prior that many tokens longer).
         With data-parallel attention each sequence belongs to one attention group (`*_rank`, 0..dp-1);
-        the busiest group sets the pace of its stage."""
+        the busiest group sets the pace of its stage. With pipeline stages and micro-batches (pp > 1) the
+        sequences are dealt into micro-batches in flight together (pipelined)."""
         batch = Batch(chunk_tokens, chunk_prior, chunk_sampled, decode_ctx, chunk_rank, decode_rank)
+        m = min(self.micro_batches, batch.n_seqs)
+        if m > 1:
+            micro = batch.dealt(m)
+            return pipelined([self._priced(b, n_steps) for b, _ in micro], [i for _, i in micro], batch.n_seqs,
+                             self.accel.idle_w, self.layout.gpus_per_stage)
+        return self._priced(batch, n_steps)
+
+    def _priced(self, batch: Batch, n_steps: int) -> StepCost:
+        """`n_steps` steps of `batch` crossing the stages in turn."""
         # Two-batch overlap hides one micro-batch's collectives (the experts' all-to-alls) under the other's
         # kernels, where attention runs data parallel.
         halves = batch.halves() if self.two_batch_overlap and self.dp > 1 else None
@@ -696,7 +773,7 @@ class ReplicaCostModel:
         parts = {name: zeros.copy() for name in PARTS}
         flops, hbm, comm_bytes = zeros.copy(), zeros.copy(), zeros.copy()
         weight_bytes_all = 0.0      # summed over every GPU, for the shares
-        per_stage = []
+        per_stage, stage_kernel_s, stage_comm_s = [], [], []
         # The linear layers and the collectives depend on the token counts alone: priced once per count.
         linear_key = (tokens, tuple(tokens_g.tolist()), tuple(sampled_g.tolist()), one_sided)
         linear = self._linear_work.get(linear_key)
@@ -759,6 +836,8 @@ class ReplicaCostModel:
             comm_bytes += stage_comm_bytes
             weight_bytes_all += w_mean * copies * dp
             per_stage.append((mean_kernel_s, comm_s, dynamic_j))
+            stage_kernel_s.append(kernel_s)
+            stage_comm_s.append(comm_s + zeros)
         for send in self.comm.pp_send:
             pp_s = send.time_s(act_bytes)
             gpu_s = gpu_s + pp_s
@@ -786,8 +865,8 @@ class ReplicaCostModel:
         energy_i = ((self._linear_j_per_flop * linear_flop_i
                      + self.power.hbm_j_per_byte * weight_bytes_all * tokens_i / tokens)[None, :]
                     + self._attention_j_per_flop * sum(attn_s) + kv_energy_i)
-        return GpuWork(gpu_s, parts, compute_s, memory_s, network_s, flops, hbm, comm_bytes, per_stage, kernels,
-                       energy_i, kv_energy_i, kv_bytes_i)
+        return GpuWork(gpu_s, parts, compute_s, memory_s, network_s, flops, hbm, comm_bytes, per_stage,
+                       stage_kernel_s, stage_comm_s, kernels, energy_i, kv_energy_i, kv_bytes_i)
 
     def _finish(self, batch: Batch, work: GpuWork) -> StepCost:
         """The steps around the GPUs' work: the CPU's launches and host work, energy, each sequence's share."""
@@ -824,13 +903,16 @@ class ReplicaCostModel:
         kv_read_s = parts["kv"][:, None] * np.divide(work.kv_bytes_i, kv_total, out=np.zeros_like(work.kv_bytes_i),
                                                      where=kv_total > 0)
         flops, hbm, comm_bytes = work.flops, work.hbm_bytes, work.comm_bytes
+        stage_s = [k + c for k, c in zip(work.stage_kernel_s, work.stage_comm_s)]
         if len(batch.decode_ctx) and self.mtp_draft_tokens:
             # One row per emitted token: a verify step emits mtp_accept_length tokens per sequence on average.
             per_token = 1.0 / self.mtp_accept_length
             duration, flops, hbm, comm_bytes, energy, dynamic, kv_read_s = (
                 x * per_token for x in (duration, flops, hbm, comm_bytes, energy, dynamic, kv_read_s))
             stage_energy = [e * per_token for e in stage_energy]
+            stage_s = [x * per_token for x in stage_s]
             per_stage = [tuple(x * per_token for x in stage) for stage in per_stage]
             parts = {name: value * per_token for name, value in parts.items()}
         return StepCost(duration, flops, hbm, comm_bytes, energy, dynamic, bound,
-                        [k + c for k, c, _ in per_stage], stage_energy, shares, kv_shares, kv_read_s, parts)
+                        [k + c for k, c, _ in per_stage], stage_energy, shares, kv_shares, kv_read_s, parts,
+                        stage_s, pipeline_bubble_s(duration, stage_s))
