@@ -328,6 +328,29 @@ class BackgroundSpec(_Strict):
         return self
 
 
+# A parallel dimension of a layout; 1,024 is far beyond any published deployment.
+LayoutSize = Annotated[int, Field(ge=1, le=1024)]
+# Micro-batches a pipeline (pp > 1) keeps in flight, the running sequences dealt among them: 0, one per stage
+# (vLLM V1 keeps pp batches in flight, v1/engine/core.py step_with_batch_queue; SGLang runs pp micro-batches);
+# 1, one batch crossing the stages in turn.
+MicroBatches = Annotated[int, Field(ge=0, le=1024)]
+
+
+class PrefillSpec(_Strict):
+    """[deployments.NAME.prefill]: a pool of replicas that only prefill (disaggregated serving,
+    sim.serving.disaggregation): each turn's prompt is prefilled there and its KV sent over the cluster to the
+    deployment's own replicas, which decode the reply. Its own layout and replica count, placed on the
+    cluster's first GPUs (the decode replicas on the GPUs after them); model, engine, precision and limits are
+    the deployment's."""
+
+    replicas: int = Field(1, ge=1, le=65536)
+    tp: LayoutSize = 1
+    pp: LayoutSize = 1
+    ep: LayoutSize = 1
+    dp: LayoutSize = 1
+    micro_batches: MicroBatches = 0
+
+
 class DeploymentSpec(_ClusterKeys):
     """[deployments.NAME]: a model on a cluster (named by `cluster`, or by the cluster keys here)."""
 
@@ -335,14 +358,16 @@ class DeploymentSpec(_ClusterKeys):
     cluster: str = ""
     context: ContextSpec = ContextSpec()
     background: BackgroundSpec | None = None
+    prefill: PrefillSpec | None = None
     _architecture: Architecture = PrivateAttr()
-    # Parallel layout; 1,024 per dimension is far beyond any published deployment.
-    tp: int = Field(1, ge=1, le=1024)
-    pp: int = Field(1, ge=1, le=1024)
+    _prefill_pool: DeploymentSpec | None = PrivateAttr(None)
+    # Parallel layout.
+    tp: LayoutSize = 1
+    pp: LayoutSize = 1
     # Expert parallelism: ep groups of (tp x dp) / ep GPUs each hold their share of the experts, each
     # expert sliced over its group's GPUs; 1 slices every expert over the tp group, tp x dp spreads whole
     # experts one group per GPU.
-    ep: int = Field(1, ge=1, le=1024)
+    ep: LayoutSize = 1
     # Redundant copies of hot experts (EPLB) added to the expert slots, so that ep need only divide the
     # experts plus these: DeepSeek's prefill deployment adds 32 to 256 over EP32 (arXiv 2412.19437 s3.4.1).
     redundant_experts: int = Field(0, ge=0, le=100_000)
@@ -351,18 +376,18 @@ class DeploymentSpec(_ClusterKeys):
     # tech blog 'Scaling Expert Parallelism in TensorRT-LLM'); benchmarks of random tokens route near-uniformly.
     expert_imbalance: float = Field(1.0, ge=1.0, le=1000.0)
     # Data-parallel attention groups per stage (MoE models): each attends its own sessions' tokens.
-    dp: int = Field(1, ge=1, le=1024)
+    dp: LayoutSize = 1
     # Decode context parallelism: each tp group stripes its KV over dcp GPUs that would otherwise hold copies
     # (MLA's latent is copied on every TP rank; GQA's KV heads when tp exceeds them), token p on rank p mod
     # dcp; attention gathers the queries and merges partial outputs by log-sum-exp (docs.sglang.io
     # advanced_features/dcp; vLLM --decode-context-parallel-size, RFC vllm-project/vllm#25749).
-    dcp: int = Field(1, ge=1, le=1024)
+    dcp: LayoutSize = 1
     # Context parallelism for long prompts (ring attention): each stage runs cp copies of its tp group; a
     # prompt's tokens are split evenly over the copies, each attending with the others' KV passed around
     # the ring under its own attention (Liu et al., arXiv 2310.01889; vLLM's prefill context parallelism,
     # RFC vllm-project/vllm#25749), and every sequence's KV stays striped over them. A decode token runs on
     # every copy, each attending its stripe; their partial outputs merge by log-sum-exp (an all-reduce).
-    cp: int = Field(1, ge=1, le=1024)
+    cp: LayoutSize = 1
     # Kernels that send tokens to their experts across data-parallel attention groups (dp > 1): "normal",
     # DeepEP's normal kernels (a token once to each GPU holding one of its experts, NVLink-forwarded);
     # "low_latency", DeepEP's low-latency kernels (one message per routed expert, all posted at once by
@@ -373,10 +398,7 @@ class DeploymentSpec(_ClusterKeys):
     # reading the weights and launching the kernels itself (SGLang --enable-two-batch-overlap; DeepSeek's own
     # serving system, arXiv 2412.19437 s3.4).
     two_batch_overlap: bool = False
-    # Micro-batches a pipeline (pp > 1) keeps in flight, the running sequences dealt among them: 0, one per
-    # stage (vLLM V1 keeps pp batches in flight, v1/engine/core.py step_with_batch_queue; SGLang runs pp
-    # micro-batches); 1, one batch crossing the stages in turn.
-    micro_batches: int = Field(0, ge=0, le=1024)
+    micro_batches: MicroBatches = 0
     # Replicas of tp x dp x pp GPUs; 0 fills every GPU of the nodes. GPUs left over are not simulated.
     replicas: int = Field(0, ge=0, le=65536)
     # How turns find a replica (sim.serving.router): "session_affinity" (a session's turns stay on the replica
@@ -543,6 +565,30 @@ class DeploymentSpec(_ClusterKeys):
                              f"window or recurrent state ({', '.join(sorted(kinds - {'attention'}))}) only at a "
                              f"prefix's end; valid: kv_offload = 'none' for it")
         return self
+
+    @model_validator(mode="after")
+    def _prefill(self, info: ValidationInfo):
+        """A prefill pool is the deployment with the pool's layout: checked by the same rules."""
+        if self.prefill is None:
+            return self
+        if self.gpus:
+            raise ValueError("gpus places the replicas one by one, and a prefill pool is placed on the cluster's "
+                             "first GPUs; valid: no gpus list with a prefill table")
+        if self.router == "prefix_aware" or self.queue_limit:
+            raise ValueError("a prefill pool is routed to by session affinity, round robin or least outstanding "
+                             "tokens, without a queue limit; valid: another router, queue_limit = 0")
+        pool = {**self.model_dump(exclude={"cluster", "prefill", "background", "gpus"}),
+                **self.prefill.model_dump(), "context": self.context}
+        try:
+            self._prefill_pool = DeploymentSpec.model_validate(pool, context=info.context)
+        except ValidationError as e:
+            raise ValueError(f"prefill: {pydantic_message(e.errors()[0])}") from None
+        return self
+
+    @property
+    def prefill_pool(self) -> DeploymentSpec | None:
+        """The prefill pool as a deployment of its own (its layout and replicas), or None."""
+        return self._prefill_pool
 
     @model_validator(mode="after")
     def _mtp(self):
@@ -768,7 +814,7 @@ def _where(loc: tuple, kind: str = "") -> tuple[str, str | None]:
             return parts[0], None
         return "top level", parts[0]
     depth = 2 if parts[0] in ("deployments", "clusters") or (parts[0] == "sweep" and len(parts) > 2) else 1
-    if depth == 2 and len(parts) > 3 and parts[2] in ("context", "background"):
+    if depth == 2 and len(parts) > 3 and parts[2] in ("context", "background", "prefill"):
         depth = 3
     return ".".join(parts[:depth]), ".".join(parts[depth:]) or None
 
@@ -783,6 +829,8 @@ def _valid_keys(table: str) -> str:
         model = BackgroundSpec
     if table.endswith(".context"):
         model = ContextSpec
+    if table.endswith(".prefill"):
+        model = PrefillSpec
     if table == "top level":
         model = Experiment
     return ", ".join(model.model_fields)

@@ -49,6 +49,11 @@ TURNS = (
     Column("reload_s", F64, "seconds that read took before the turn could prefill (0 with nothing read)"),
     Column("history_tier", STR, "where its reused history came from: `hbm`, or the slowest tier read (`dram`, "
            "`nvme`); null if none was reused"),
+    Column("transferred_tokens", I64, "prompt tokens whose KV its prefill replica sent its decode replica "
+           "(deployments.NAME.prefill; the rest the decode replica held from the session's last turn); 0 when "
+           "not disaggregated"),
+    Column("transfer_s", F64, "seconds the turn waited for that KV once its prefill was done (what the prefill "
+           "did not hide, sim.serving.disaggregation); 0 when none was sent"),
     Column("arrival_s", F64, "when the request reached the deployment"),
     Column("first_token_s", F64, "when its first token was sampled; null if none was"),
     Column("finish_s", F64, "when its last token was sampled; null unless ok"),
@@ -85,7 +90,10 @@ TURNS = (
     Column("kv_read_s", F64, "its share of its steps' KV time (the KV bytes it read and wrote at HBM bandwidth)"),
     Column("energy_retrieval_j", F64, "the retrieval's own energy, outside the GPU cluster (context policy "
            "retrieve); not in energy_j"),
-    Column("replica", I64, "the replica it was sent to (steps.replica); null if it was rejected"),
+    Column("replica", I64, "the replica it was sent to (steps.replica), its decode replica when disaggregated; "
+           "null if it was rejected"),
+    Column("prefill_replica", I64, "the replica of the prefill pool that prefilled it (steps.replica); null when "
+           "not disaggregated or rejected"),
     Column("first_step", I64, "the first step of its replica it took part in (steps.step); null if none"),
     Column("last_step", I64, "the last step of its replica it took part in; null if none. Of the steps "
            "between, it sat out those where its prompt waited for the step's token budget or it was preempted"),
@@ -121,6 +129,8 @@ GPUS = (
     Column("deployment", STR, "the deployment the GPU serves"),
     Column("gpu", STR, "its name on the cluster graph, node/gpu (e.g. n1/gpu3)"),
     Column("replica", I64, "the replica it belongs to"),
+    Column("pool", STR, "what its replica serves: `both` prefill and decode, or with a prefill pool "
+           "(disaggregated serving) `prefill` or `decode`"),
     Column("stage", I64, "its pipeline stage, from 0"),
     Column("accelerator", STR, "its type (hardware/data/accelerators.toml)"),
     Column("energy_j", F64, "its energy over the run: its share of every step and its idle power in between"),

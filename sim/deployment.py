@@ -1,7 +1,7 @@
 """Turn a validated [deployments.NAME] table into placed replicas, each with its cost model and KV pools."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hardware import catalog as hw
 from hardware.catalog import PRECISION_BYTES
@@ -43,6 +43,7 @@ class BuiltDeployment:
     cluster: Cluster
     replicas: list[BuiltReplica]
     warnings: list[str]
+    prefill: list[BuiltReplica] = field(default_factory=list)   # its prefill pool (disaggregated serving)
 
 
 def cluster_of(spec: DeploymentSpec) -> Cluster:
@@ -117,31 +118,53 @@ def _does_not_fit(path: str, table: str, spec: DeploymentSpec, cluster: Cluster,
 
 
 def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
+    """The deployment's replicas placed on its cluster, and its prefill pool's, if it has one, on the first GPUs."""
     table = f"deployments.{name}"
+    cluster = cluster_of(spec)
+    pool = spec.prefill_pool
+    prefill, warnings = (_build_pool(path, f"{table}.prefill", pool, cluster, cluster.gpus, pool.replicas)
+                         if pool else ([], []))
+    first_free = sum(len(rep.placement.gpus) for rep in prefill)
+    replicas, decode_warnings = _build_pool(path, table, spec, cluster, cluster.gpus[first_free:], spec.replicas,
+                                            explicit=bool(spec.gpus))
+    return BuiltDeployment(name, spec, cluster, replicas, warnings + decode_warnings, prefill)
+
+
+def _build_pool(path: str, table: str, spec: DeploymentSpec, cluster: Cluster, free: list[str], replicas: int,
+                explicit: bool = False) -> tuple[list[BuiltReplica], list[str]]:
+    """`replicas` replicas of the spec's layout packed on the GPUs `free` (0: as many as fit them), or on the
+    spec's own list of GPUs (`explicit`), each with its cost model, memory plan and KV pools."""
     arch = spec.architecture
     layout = Layout(spec.tp, spec.pp, spec.ep, spec.dp, spec.dcp, spec.cp)
     if arch.n_heads % spec.tp:
         raise ConfigError(path, table, "tp", f"{arch.n_heads} attention heads of {spec.model} do not split over "
                           f"tp {spec.tp}; valid: a divisor of {arch.n_heads}")
-    cluster = cluster_of(spec)
-    n_gpus = len(cluster.gpus)
-    if spec.gpus:
-        replicas = spec.replicas or len(spec.gpus) // layout.gpus
+    n_gpus = len(free)
+    if explicit:
+        replicas = replicas or len(spec.gpus) // layout.gpus
     else:
-        if not spec.replicas and n_gpus % layout.gpus:
+        if not replicas and n_gpus % layout.gpus:
             raise ConfigError(path, table, "nodes", f"{n_gpus} GPUs do not split into replicas of tp {spec.tp} x "
                               f"dp {spec.dp} x cp {spec.cp} x pp {spec.pp} = {layout.gpus}; valid: a GPU count that "
                               f"is a multiple of {layout.gpus}, or set replicas")
-        replicas = spec.replicas or n_gpus // layout.gpus
+        replicas = replicas or n_gpus // layout.gpus
     if spec.pp > arch.n_layers:
         raise ConfigError(path, table, "pp", f"pp {spec.pp} exceeds the {arch.n_layers} layers of {spec.model}")
     try:
-        placements = place_replicas(cluster, replicas, layout, list(spec.gpus))
+        taken = len(cluster.gpus) - n_gpus      # by a prefill pool
+        if taken and (not replicas or replicas * layout.gpus > n_gpus):
+            wanted = max(replicas, 1)
+            raise DoesNotFit(f"{wanted} replica{'s' if wanted > 1 else ''} x {layout.gpus} GPUs need "
+                             f"{wanted * layout.gpus} GPUs; the prefill pool leaves {n_gpus} of the cluster's "
+                             f"{len(cluster.gpus)}")
+        placements = place_replicas(cluster, replicas, layout, list(spec.gpus) if explicit
+                                    else free[:replicas * layout.gpus] if taken else None)
     except DoesNotFit as e:
-        key = "gpus" if spec.gpus else "replicas"
+        key = "gpus" if explicit else "replicas"
         raise ConfigError(path, table, key, f"{e}; valid: " + (
-            f"{layout.gpus} distinct GPU names per replica" if spec.gpus
-            else f"at most {n_gpus // layout.gpus} replicas")) from None
+            f"{layout.gpus} distinct GPU names per replica" if explicit
+            else f"at most {n_gpus // layout.gpus} replicas" if n_gpus >= layout.gpus
+            else "more nodes, or a smaller prefill pool")) from None
     built, warnings = [], []
     for placement in placements:
         cost = cost_model(spec, cluster, placement, layout)
@@ -155,4 +178,4 @@ def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
         built.append(BuiltReplica(placement, cost, memory, footprint,
                                   int(memory.kv_pool_bytes // footprint.block_bytes), offload))
         warnings += placement_warnings(cluster, placement)
-    return BuiltDeployment(name, spec, cluster, built, warnings)
+    return built, warnings

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from hardware.collectives import CollectivePrice
+from hardware.collectives import CollectivePrice, point_to_point
 from sim.cost import calibration
 from sim.cost.step import PARTS
 from sim.deployment import BuiltDeployment
@@ -37,9 +37,17 @@ def _price(name: str, price: CollectivePrice, sizes: list[tuple[str, float]]) ->
     return f"    {name}: slowest link {price.best(sizes[-1][1]).bottleneck}; {times}"
 
 
+def _placements(cluster, replicas, offset: int = 0) -> list[str]:
+    """A line per replica: its stages' GPUs; replicas numbered from `offset`."""
+    return [f"    replica {offset + rep.placement.index}: "
+            + "; ".join(f"stage {s}: {_gpu_ranges(cluster, g)}" for s, g in enumerate(rep.placement.stages))
+            for rep in replicas]
+
+
 def describe(built: BuiltDeployment) -> str:
     spec, cluster = built.spec, built.cluster
     arch, accel, node = spec.architecture, cluster.accelerator, cluster.node_type
+    gb = 1e9
     layout = built.replicas[0].placement.layout
     kinds = ", ".join(f"{n} {arch.attention_flavor if kind == 'attention' else kind}"
                       + (f" {arch.attention_flavor} ({arch.sliding_window:,})" if kind == "window" else "")
@@ -54,12 +62,21 @@ def describe(built: BuiltDeployment) -> str:
              f"  layout: {len(built.replicas)} replica(s) of tp {layout.tp} x dp {layout.dp}"
              f"{f' x cp {layout.cp}' if layout.cp > 1 else ''} x pp {layout.pp} "
              f"(ep {layout.ep}{f', dcp {layout.dcp}' if layout.dcp > 1 else ''}) = {layout.gpus} GPUs each"]
-    for rep in built.replicas:
-        stages = "; ".join(f"stage {s}: {_gpu_ranges(cluster, g)}" for s, g in enumerate(rep.placement.stages))
-        lines.append(f"    replica {rep.placement.index}: {stages}")
+    if layout.pp > 1:
+        lines[-1] += f"; {built.replicas[0].cost.micro_batches} micro-batch(es) in flight through the stages"
+    lines += _placements(cluster, built.replicas)
+    if built.prefill:   # disaggregated serving (sim.serving.disaggregation)
+        first = built.prefill[0]
+        pool = first.placement.layout
+        lines.append(f"  prefill pool: {len(built.prefill)} replica(s) of tp {pool.tp} x dp {pool.dp} x pp {pool.pp} "
+                     f"(ep {pool.ep}) = {pool.gpus} GPUs each; KV pool {first.kv_capacity_text()} per attention "
+                     f"group; the replicas above decode")
+        lines += _placements(cluster, built.prefill, offset=len(built.replicas))
+        (send,) = point_to_point(cluster, first.placement.gpus[0], built.replicas[0].placement.gpus[0]).algorithms
+        lines.append(f"  KV transfer, prefill replica {len(built.replicas)} -> replica 0, each GPU its shard: slowest "
+                     f"link {send.bottleneck}, + {send.latency_s * 1e6:.2f} us; sent layer by layer under the prefill")
     rep = built.replicas[0]
     m = rep.memory
-    gb = 1e9
     share = (f"x {m.usable_bytes / m.capacity_bytes:g} = {m.usable_bytes / gb:.1f} GB usable" if m.kv_share == 1.0
              else "usable")
     pool = (f"KV pool {m.kv_pool_bytes / gb:.1f} GB" if m.kv_share == 1.0

@@ -58,7 +58,10 @@ class Sequence:
     allocated: int = 0   # tokens its KV blocks are held for
     admitted: bool = False
     decoding: bool = False   # its prefill target computed: it samples a token each step
-    ready_ns: int = 0        # admitted, it waits until then for KV read back from the tiers below HBM
+    ready_ns: int = 0        # admitted, it waits until then for KV read back from the tiers below HBM, or sent
+    # Prefilled on another replica (disaggregated serving): seconds to send it the KV of so many prompt tokens.
+    transfer: Callable[[int], float] | None = None
+    started_ns: int | None = None   # when the first step that computed part of it began
 
     @property
     def total_tokens(self) -> int:
@@ -113,13 +116,17 @@ class ReplicaEngine:
 
     # ---- arrivals ------------------------------------------------------------------------------
     def submit(self, record: TurnRecord, prompt_tokens: int, output_tokens: int,
-               reusable_tokens: int | None = None, cache_key: int | None = None) -> Sequence:
+               reusable_tokens: int | None = None, cache_key: int | None = None,
+               transfer: Callable[[int], float] | None = None) -> Sequence:
         """Hand a request to the engine; its `done` event fires when it has ended, ok or not. Of its
         prompt, the first `reusable_tokens` (default: the history) may be found in the prefix cache, under
-        `cache_key` (default: its session), where it leaves its own prompt and reply."""
+        `cache_key` (default: its session), where it leaves its own prompt and reply. A request whose prompt
+        was prefilled on another replica (its first token sampled there) comes with its `transfer`: the seconds
+        to send this replica the KV of a number of prompt tokens."""
         reusable = record.context_tokens if reusable_tokens is None else reusable_tokens
         seq = Sequence(record, prompt_tokens, output_tokens, self.env.event(), reusable,
-                       record.session if cache_key is None else cache_key, self.sessions[record.session].group)
+                       record.session if cache_key is None else cache_key,
+                       self.sessions[record.session].group % len(self.pools), transfer=transfer)
         total = seq.total_tokens
         if self.limits.max_context and total > self.limits.max_context:
             self._fail(seq, "context_overflow",
@@ -165,7 +172,8 @@ class ReplicaEngine:
     def cached_tokens(self, state: SessionState, cache_key: int, reusable_tokens: int) -> int:
         """Tokens of a prompt (of its first `reusable_tokens`) this replica holds in its prefix cache under
         `cache_key`, in the session's attention group."""
-        return self.pools[state.group].cached_tokens(cache_key, reusable_tokens) if self.limits.prefix_caching else 0
+        pool = self.pools[state.group % len(self.pools)]
+        return pool.cached_tokens(cache_key, reusable_tokens) if self.limits.prefix_caching else 0
 
     def _pool(self, seq: Sequence) -> KVPool:
         return self.pools[seq.group]
@@ -234,8 +242,11 @@ class ReplicaEngine:
                     break
                 continue
             reloaded = self._reload(seq, pool, cached)
-            if seq.admitted:
-                rec.recomputed_tokens += seq.prefill_target - cached - sum(reloaded)
+            held = cached + sum(reloaded)
+            if seq.transfer is not None and not seq.admitted:
+                held = self._receive(seq, held)
+            elif seq.admitted:
+                rec.recomputed_tokens += seq.prefill_target - held
             else:
                 if self.begin and self.sessions[rec.session].start_ns is None:
                     self.begin(rec.session)
@@ -244,7 +255,7 @@ class ReplicaEngine:
                                          - sum(reloaded))
                 tier = pool.offload.plan.slowest(reloaded) if reloaded else None
                 rec.history_tier = tier or ("hbm" if cached else None)
-            seq.prefilled, seq.allocated, seq.admitted = cached + sum(reloaded), hold, True
+            seq.prefilled, seq.allocated, seq.admitted = held, hold, True
             running[group] += 1
             admitted.add(id(seq))
             self.running.append(seq)
@@ -266,11 +277,29 @@ class ReplicaEngine:
             self.env.timeout(seq.ready_ns - self.env.now).callbacks.append(lambda _: self._batch_changed())
         return reloaded
 
+    def _receive(self, seq: Sequence, held: int) -> int:
+        """A turn prefilled on another replica, admitted with `held` tokens of its prompt already here: the KV of
+        the rest is sent (sim.serving.disaggregation), and it decodes once that and any read from the tiers
+        below are in, its first token reaching the client then. Its tokens computed: the whole prompt."""
+        rec = seq.record
+        sent = seq.prompt_tokens - held
+        transfer_s = seq.transfer(sent)
+        rec.transferred_tokens, rec.transfer_s = sent, transfer_s
+        if transfer_s:
+            arrival_ns = self.env.now + max(1, round(transfer_s * NS_PER_S))
+            if arrival_ns > seq.ready_ns:
+                seq.ready_ns = arrival_ns
+                self.env.timeout(arrival_ns - self.env.now).callbacks.append(lambda _: self._batch_changed())
+        rec.first_token_ns = max(seq.ready_ns, self.env.now)
+        seq.decoded, seq.decoding = 1, True
+        return seq.prompt_tokens
+
     def _run(self):
         while True:
             if self.wakeup.triggered:
                 self.wakeup = self.env.event()
-            decode = [s for s in self.running if s.decoding]   # admission adds none: it starts prefills
+            # Admission adds none but turns prefilled elsewhere, which decode once their KV is in.
+            decode = [s for s in self.running if s.decoding and s.ready_ns <= self.env.now]
             if self.limits.kv_allocation == "on_demand":
                 decode = self._grow_decodes(decode)
             self._admit()
@@ -433,6 +462,8 @@ class ReplicaEngine:
         self.baseline.share(ends[:done], durations[:done] / NS_PER_S, growing)
         end_ns = int(ends[done - 1])
         for (seq, c), complete in zip(chunks, completes):
+            if seq.started_ns is None:
+                seq.started_ns = int(ends[0] - durations[0])
             seq.prefilled += c * done
             if complete:
                 seq.decoded += 1

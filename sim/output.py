@@ -51,15 +51,17 @@ def steps_table(results: list[DeploymentResult]) -> pa.Table:
 def gpus_table(results: list[DeploymentResult]) -> pa.Table:
     rows = []
     for r in results:
-        for engine, rep in zip(r.engines, r.deployment.replicas):
+        built = r.deployment
+        for engine, rep in zip(r.engines, built.replicas + built.prefill):
             cost, accel = rep.cost, rep.cost.accel
+            serves = "both" if not built.prefill else "decode" if engine.index < len(built.replicas) else "prefill"
             tp = rep.placement.layout.tp
             for s, stage_gpus in enumerate(rep.placement.stages):
                 for position, gpu in enumerate(stage_gpus):
                     pool = engine.pools[position // tp]  # the attention group this GPU serves
                     peak_kv_tokens = pool.peak_used_blocks * pool.block_tokens
                     rows.append({
-                        "deployment": r.deployment.name, "gpu": gpu, "replica": engine.index, "stage": s,
+                        "deployment": r.deployment.name, "gpu": gpu, "replica": engine.index, "pool": serves, "stage": s,
                         "accelerator": accel.name,
                         "energy_j": float(engine.stage_energy_j[s]) + accel.idle_w * engine.idle_s,
                         "busy_s": float(engine.stage_busy_s[s]),

@@ -55,6 +55,9 @@ class TurnRecord:
     reloaded_tokens: int = 0         # history read back from the KV tiers below HBM (sim.serving.offload) ...
     reload_s: float = 0.0            # ... and the seconds the read took
     history_tier: str | None = None  # where its reused history came from: the slowest tier read, or hbm
+    prefill_replica: int | None = None   # disaggregated: the prefill pool's replica that prefilled it ...
+    transferred_tokens: int = 0          # ... the prompt tokens whose KV it sent to the decode replica ...
+    transfer_s: float = 0.0              # ... and the seconds the turn waited for them (sim.serving.disaggregation)
     output_tokens: int = 0
     first_token_ns: int | None = None
     finish_ns: int | None = None     # its last token: set only when the turn ends ok
@@ -98,6 +101,7 @@ class TurnRecord:
             "new_tokens": self.new_tokens, "output_tokens": self.output_tokens,
             "cached_tokens": self.cached_tokens, "recomputed_tokens": self.recomputed_tokens,
             "reloaded_tokens": self.reloaded_tokens, "reload_s": self.reload_s, "history_tier": self.history_tier,
+            "transferred_tokens": self.transferred_tokens, "transfer_s": self.transfer_s,
             "arrival_s": arrival_s, "first_token_s": first, "finish_s": finish, "end_s": self.end_ns / NS_PER_S,
             "ttft_s": None if first is None else first - arrival_s,
             "tpot_s": tpot,
@@ -106,7 +110,7 @@ class TurnRecord:
             "time_to_speech_s": None if self.speech_start_ns is None else self.speech_start_ns / NS_PER_S - arrival_s,
             "stall_s": self.stall_s,
             **self.energy(boundary), "kv_read_s": self.kv_read_s,
-            "energy_retrieval_j": self.energy_retrieval_j, "replica": self.replica,
+            "energy_retrieval_j": self.energy_retrieval_j, "replica": self.replica, "prefill_replica": self.prefill_replica,
             "first_step": self.first_step, "last_step": self.last_step, "status": self.status, "reason": self.reason,
         }
 

@@ -30,6 +30,8 @@ def one_line(built) -> str:
     return (f"{spec.architecture.display_name} ({spec.weights} weights, {spec.kv_cache} KV) on {spec.nodes} x "
             f"{built.cluster.node_type.gpus_per_node} {built.cluster.accelerator.display_name}; "
             f"{len(built.replicas)} replica(s) of tp {spec.tp} x pp {spec.pp} x ep {spec.ep}; "
+            + (f"a prefill pool of {len(built.prefill)} x tp {pool.tp} x pp {pool.pp} x ep {pool.ep}; "
+               if (pool := spec.prefill_pool) else "") +
             f"prefix caching {'on' if spec.prefix_caching else 'off'}; "
             f"KV pool {rep.kv_capacity_text()} per attention group")
 
@@ -76,7 +78,7 @@ def simulate_experiment(path: str, experiment: config.Experiment, built: list, p
             "description": one_line(b),
             **memory_per_token(b.spec.architecture, PRECISION_BYTES[b.spec.kv_cache]),
             "kv_capacity_tokens": b.replicas[0].kv_capacity_tokens,
-            "gpus": sum(len(r.placement.gpus) for r in b.replicas),
+            "gpus": sum(len(r.placement.gpus) for r in b.replicas + b.prefill),
         } for b in built},
         "ledger_j": {r.deployment.name: r.ledger() for r in results},
         "steps_table": "one row per engine step (not sampled or aggregated)",

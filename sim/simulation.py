@@ -17,6 +17,7 @@ from sim.engine import EngineLimits, ReplicaEngine, SessionState
 from sim.kv import KVPool
 from sim.records import NS_PER_S, StepLog, TurnRecord
 from sim.serving.offload import TierStore
+from sim.serving.disaggregation import KVTransfer
 from sim.serving.router import Router
 from workloads.background import chats, gaps_s, session_plan
 from workloads.benchmark import requests
@@ -28,15 +29,20 @@ class DeploymentResult:
     deployment: BuiltDeployment
     turns: list[TurnRecord]
     steps: StepLog
-    engines: list[ReplicaEngine]
+    engines: list[ReplicaEngine]    # the deployment's replicas, then its prefill pool's
     end_ns: int
-    boundary: Boundary           # every replica's (they are alike)
+    boundary: Boundary           # one of the deployment's replicas' (they are alike)
+
+    @property
+    def baselines(self) -> float:
+        """The replicas' baselines in the boundary's: one each, a prefill pool's by its size (sim.energy.baseline)."""
+        return sum(e.baseline.weight for e in self.engines)
 
     def ledger(self) -> dict[str, float]:
         """The deployment's energy over the run by layer (sim.energy.ledger), its total at the facility
         boundary, and the baseline no session held (unallocated_j; in `total_j`, on no request)."""
         dynamic_j = sum(e.dynamic_j for e in self.engines)
-        layers = self.boundary.layers(dynamic_j, len(self.engines) * self.end_ns / NS_PER_S)
+        layers = self.boundary.layers(dynamic_j, self.baselines * self.end_ns / NS_PER_S)
         unallocated_s = sum(e.baseline.unallocated_s for e in self.engines)
         return {**layers, "total_j": layers["gpu_j"] + layers["node_j"] + layers["facility_j"],
                 "unallocated_j": self.boundary.facility_j(0.0, unallocated_s)}
@@ -65,11 +71,18 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     # The API server's time per request (tokenise on the way in, the first token's way out), before the
     # scheduler sees it; it adds to the time to first token and to the end of the reply alike.
     api_ns = _ns(built.replicas[0].cost.engine.request_host_s) if spec.api_server else 0
+    reference_gpus = len(built.replicas[0].placement.gpus)
     engines = [
-        ReplicaEngine(env, r, rep.cost, [_pool(rep, spec.block_tokens) for _ in range(spec.dp)], limits, bulk,
-                      len(rep.placement.gpus), steps, BaselineShares(rep.memory.kv_pool_bytes / rep.cost.accel.hbm_bytes))
-        for r, rep in enumerate(built.replicas)]
-    router = Router(engines, spec.router, spec.queue_limit)
+        ReplicaEngine(env, r, rep.cost, [_pool(rep, spec.block_tokens) for _ in range(rep.placement.layout.dp)],
+                      limits, bulk, len(rep.placement.gpus), steps,
+                      BaselineShares(rep.memory.kv_pool_bytes / rep.cost.accel.hbm_bytes,
+                                     len(rep.placement.gpus) / reference_gpus))
+        for r, rep in enumerate(built.replicas + built.prefill)]
+    # Sessions are placed on the deployment's replicas; a prefill pool's follow them there (sim.serving.router).
+    decode_engines, prefill_engines = engines[:len(built.replicas)], engines[len(built.replicas):]
+    router = Router(decode_engines, spec.router, spec.queue_limit)
+    prefill_router = Router(prefill_engines, spec.router, keeps_homes=True) if prefill_engines else None
+    transfers = {}   # (prefill replica, decode replica) -> their KV transfer (sim.serving.disaggregation)
     turns: list[TurnRecord] = []
     podcast = workload.podcast_spec()
     ended = [0]   # benchmark requests that have ended (the progress bar's count)
@@ -105,6 +118,10 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             del placed.sessions[state.index]
             billers[state.index] = [e for e in billers[state.index] if e is not placed]
         state.replica = engine.index
+        bill_on(state, engine)
+
+    def bill_on(state: SessionState, engine: ReplicaEngine) -> None:
+        """`engine` serves the session: a replica new to it shares its baseline with it from now on."""
         if engine not in billers[state.index]:
             billers[state.index].append(engine)
             engine.sessions[state.index] = state
@@ -113,9 +130,11 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
 
     def ask(state: SessionState, record: TurnRecord, prompt, reply_tokens: int, cache_key: int | None = None):
         """Route a request (sim.serving.router), pass it through the API server to its replica's engine and
-        wait for it (up to the deadline, counted from its arrival); yields its sequence's end, or None when
-        every replica refused it. Its prompt's prefix is cached under `cache_key` (default: its session)."""
+        wait for it (up to the deadline, counted from now); yields its sequence's end, or None when every
+        replica refused it. Its prompt's prefix is cached under `cache_key` (default: its session). With a
+        prefill pool it is routed to a replica of each pool and prefilled first (sim.serving.disaggregation)."""
         turns.append(record)
+        until_ns = env.now + deadline_ns
         engine = router.route(state, prompt.reusable_tokens, prompt.tokens + reply_tokens, cache_key)
         if engine is None:
             record.status, record.end_ns, record.replica = "rejected", env.now, None
@@ -123,16 +142,59 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             return None
         serve_on(state, engine)
         record.replica = engine.index
+        prefill = prefill_router.route(state, prompt.reusable_tokens, prompt.tokens + 1, cache_key) \
+            if prefill_router else None
+        if prefill is not None:
+            bill_on(state, prefill)
+            record.prefill_replica = prefill.index
         if api_ns:
             yield env.timeout(api_ns)
-        router.handed(engine)
-        seq = engine.submit(record, prompt.tokens, reply_tokens, prompt.reusable_tokens, cache_key)
+        if prefill is not None:
+            seq = yield from prefill_then_decode(record, prompt, reply_tokens, cache_key, prefill, engine, until_ns)
+        else:
+            router.handed(engine)
+            seq = engine.submit(record, prompt.tokens, reply_tokens, prompt.reusable_tokens, cache_key)
+            yield from wait(engine, seq, until_ns)
+        router.ended(engine, prompt.tokens + reply_tokens)
+        return seq
+
+    def wait(engine: ReplicaEngine, seq, until_ns: int):
+        """Wait for a sequence to end, aborting it at `until_ns` with a reply deadline."""
         if deadline_ns and not seq.done.triggered:
-            yield seq.done | env.timeout(max(deadline_ns - api_ns, 0))
+            yield seq.done | env.timeout(max(until_ns - env.now, 0))
             if not seq.done.triggered:
                 engine.abort(seq, f"no reply within the {workload.reply_deadline_s:g} s deadline; dropped")
         yield seq.done
-        router.ended(engine, prompt.tokens + reply_tokens)
+
+    def prefill_then_decode(record: TurnRecord, prompt, reply_tokens: int, cache_key, prefill: ReplicaEngine,
+                            engine: ReplicaEngine, until_ns: int):
+        """Disaggregated: the prefill replica computes the prompt and the first token; the decode replica, sent
+        the KV it lacks, decodes the rest (sim.serving.disaggregation). The first sequence, if the turn ends
+        there (it failed, or its reply is one token), else the decode replica's."""
+        prefill_router.handed(prefill)
+        first = prefill.submit(record, prompt.tokens, 1, prompt.reusable_tokens, cache_key)
+        yield from wait(prefill, first, until_ns)
+        prefill_router.ended(prefill, prompt.tokens + 1)
+        router.handed(engine)
+        if record.status != "ok" or reply_tokens == 1:
+            record.replica = prefill.index if record.status == "ok" else record.replica   # where it ended
+            return first
+        link = transfers.get((prefill, engine))
+        if link is None:
+            link = transfers[prefill, engine] = KVTransfer.between(
+                built.cluster, built.prefill[prefill.index - len(decode_engines)], built.replicas[engine.index],
+                spec.architecture.n_layers)
+        handoff_ns, prefill_s = env.now, (record.end_ns - first.started_ns) / NS_PER_S
+
+        def transfer(tokens: int) -> float:
+            """Seconds the decode replica, admitting the turn now, waits for the KV of `tokens` tokens, sent as
+            the prefill computed them from its pre-allocated blocks."""
+            return max(0.0, (handoff_ns - env.now) / NS_PER_S + link.exposed_s(tokens, prefill_s))
+
+        record.status, record.first_token_ns, record.finish_ns, record.end_ns = "pending", None, None, None
+        record.first_step = record.last_step = None
+        seq = engine.submit(record, prompt.tokens, reply_tokens, prompt.reusable_tokens, cache_key, transfer)
+        yield from wait(engine, seq, until_ns)
         return seq
 
     def summarise(state: SessionState, conv: Conversation, index: int, turn: int, start_ns: int):
@@ -231,7 +293,8 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         trace row's prompt and reply; each later one, after the user's think time, the conversation so far and
         a new message (workloads.background.session_plan), until a turn fails or the session's turns are done."""
         index = len(states)
-        state = states[index] = SessionState(index, index % len(engines), (index // len(engines)) % spec.dp)
+        replicas = len(decode_engines)
+        state = states[index] = SessionState(index, index % replicas, (index // replicas) % spec.dp)
         engines[state.replica].sessions[index] = state
         billers[index] = [e for e in engines if index in e.sessions]
         background = spec.background
@@ -306,7 +369,8 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
                      if workload.kind == "concurrency" else [arrive(r) for r in reqs])
     # Sessions go round the replicas, then round each replica's attention groups.
     home = cache_keys if workload.kind != "podcast" else range(sessions)
-    states = {i: SessionState(i, home[i] % len(engines), (home[i] // len(engines)) % spec.dp) for i in range(sessions)}
+    replicas = len(decode_engines)
+    states = {i: SessionState(i, home[i] % replicas, (home[i] // replicas) % spec.dp) for i in range(sessions)}
     for i, state in states.items():
         engines[state.replica].sessions[i] = state
     for engine in engines:

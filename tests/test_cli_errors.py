@@ -29,7 +29,7 @@ def run_cli(tmp_path, text):
 
 
 @pytest.mark.parametrize("old, new, table, key, expect", [
-    ("tp = 8", "tpp = 8", "deployments.d", "tpp", "unknown key; valid keys: gpu, node, nodes, fabric, rail_optimized, model, cluster, context, background, tp,"),
+    ("tp = 8", "tpp = 8", "deployments.d", "tpp", "unknown key; valid keys: gpu, node, nodes, fabric, rail_optimized, model, cluster, context, background, prefill, tp,"),
     ("tp = 8", 'tp = "eight"', "deployments.d", "tp", "valid integer"),
     ('gpu = "h100_sxm"', 'gpu = "h900"', "deployments.d", "gpu",
      "unknown gpu 'h900'; valid: a100_80gb, b200, gb200, gb300, h100_sxm, h200, h800, mi300x, mi325x, mi355x"),

@@ -65,7 +65,10 @@ def check_ledger(r):
             row["energy_j"], rel=1e-12)
         assert row["marginal_j"] <= row["energy_j"] * (1 + 1e-12) and row["energy_kv_j"] <= row["marginal_j"] * (1 + 1e-12)
     allocated_s = sum(t.baseline_s for t in r.turns) + sum(e.baseline.unallocated_s for e in r.engines)
-    assert allocated_s == pytest.approx(len(r.engines) * r.end_ns / 1e9, rel=1e-9)
+    # Every replica's baseline over the run: one each, a prefill pool's replica by its GPUs over the deployment's.
+    baselines = sum(e.n_gpus for e in r.engines) / len(r.deployment.replicas[0].placement.gpus)
+    assert r.baselines == pytest.approx(baselines, rel=1e-12)
+    assert allocated_s == pytest.approx(baselines * r.end_ns / 1e9, rel=1e-9)
     assert sum(row["energy_j"] for row in rows) + ledger["unallocated_j"] == pytest.approx(ledger["total_j"], rel=1e-9)
     unallocated = r.boundary.layers(0.0, sum(e.baseline.unallocated_s for e in r.engines))
     for layer in ("gpu_j", "node_j", "facility_j", "co2e_g"):

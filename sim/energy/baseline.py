@@ -8,7 +8,10 @@ split among the sessions the replica holds then (begun before the piece ends, no
   its cached prefix) -- KV bytes held x seconds;
   the rest (the weights' and the free memory's baseline, or all of it when no KV is held) equally over
   the sessions held -- the weights are there for every session served.
-With no session held, the seconds are unallocated capacity.
+With no session held, the seconds are unallocated capacity. A replica of another size than the deployment's
+(a prefill pool's, sim.serving.disaggregation) counts its seconds at `weight` = its GPUs over theirs, as its
+baseline power is in that proportion (sim.energy.ledger: every part of it is per GPU on one node type), so that
+seconds from both pools are seconds of one boundary's baseline.
 
 A session's share goes to the request whose interval holds it: from the moment one of its phrases
 (requests that are not summaries) is put to the model to the next; before its first phrase, to its first.
@@ -63,8 +66,9 @@ class _Holder:
 class BaselineShares:
     """One replica's baseline seconds, shared among the sessions it holds."""
 
-    def __init__(self, kv_share: float):
+    def __init__(self, kv_share: float, weight: float = 1.0):
         self.kv_share = kv_share
+        self.weight = weight
         self.unallocated_s = 0.0
         self._holders: dict[int, _Holder] = {}   # session index -> its holder, from begun to ended
         self._starting: list[_Holder] = []       # begun, not yet counted for a piece
@@ -105,6 +109,8 @@ class BaselineShares:
         """Share pieces of baseline (`seconds` each, ending at `ends_ns`, in time order) among the sessions
         held at each piece's end. `growing` maps a session to the KV bytes it holds over each piece, when
         that changes from piece to piece (a prompt prefilled chunk by chunk over a run of steps)."""
+        if self.weight != 1.0:
+            seconds = seconds * self.weight
         m, first = len(seconds), self._pieces
         held = np.full(m, self._held, dtype=np.int64)
         kv_total = np.full(m, self._kv_total, dtype=np.int64)

@@ -4,6 +4,7 @@ once a summary it waited for is done) to when the session's next phrase is (its 
 end); a summary request's, over its own span.
 
   E(t) = replicas x baseline power x t + (1 + host_slope) x PUE x GPU dynamic energy up to t,
+(replicas counted by their baselines: DeploymentResult.baselines)
 each step's dynamic energy taken as spread evenly over the step.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ def set_dedicated(result, sessions: dict) -> None:
     """Set `dedicated_j` on every request of a finished DeploymentResult; `sessions` maps a session index
     to its SessionState."""
     boundary, replicas = result.boundary, len(result.engines)
+    baselines = result.baselines
     end_s = result.end_ns / NS_PER_S
     spans = {}
     for state in sessions.values():
@@ -50,6 +52,6 @@ def set_dedicated(result, sessions: dict) -> None:
     columns = result.steps.columns()
     until_close, until_begin = np.split(_dynamic_until(columns, replicas, np.concatenate([close, begin])), 2)
     dynamic = until_close - until_begin
-    energy = replicas * boundary.baseline_w * (close - begin) + boundary.facility_j(1.0, 0.0) * dynamic
+    energy = baselines * boundary.baseline_w * (close - begin) + boundary.facility_j(1.0, 0.0) * dynamic
     for turn, joules in zip(turns, energy.tolist()):
         turn.dedicated_j = joules
