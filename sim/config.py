@@ -414,6 +414,10 @@ class DeploymentSpec(_ClusterKeys):
     # most the GPU's share of its node's DRAM.
     kv_offload: Literal["none", "dram", "dram_nvme"] = "none"
     dram_kv_ratio: float = Field(2.0, gt=0, le=1000)
+    # Read offloaded KV back layer by layer under the turn's first chunk (LMCache use_layerwise, SGLang HiCache,
+    # vLLM-Ascend's layerwise KV pool) instead of whole before it prefills (vLLM's offloading connector, LMCache's
+    # default).
+    kv_load_layerwise: bool = False
     # Explicit placement: every replica's GPUs in rank order (stage by stage, tp group by tp group),
     # named like "n0/gpu3"; empty places them packed.
     gpus: list[str] = []
@@ -554,6 +558,9 @@ class DeploymentSpec(_ClusterKeys):
     @model_validator(mode="after")
     def _offload(self):
         if self.kv_offload == "none":
+            if self.kv_load_layerwise:
+                raise ValueError("kv_load_layerwise reads offloaded KV back, and kv_offload is 'none'; valid: "
+                                 "kv_offload = 'dram' or 'dram_nvme', or kv_load_layerwise = false")
             return self
         if not self.prefix_caching:
             raise ValueError(f"kv_offload '{self.kv_offload}' moves cached prefixes, and prefix_caching is off; "

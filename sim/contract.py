@@ -46,7 +46,8 @@ TURNS = (
            "(history evicted, no prefix caching, or a preemption)"),
     Column("reloaded_tokens", I64, "history tokens read back from the KV tiers below HBM (deployments.NAME."
            "kv_offload); context_tokens = cached + reloaded + recomputed"),
-    Column("reload_s", F64, "seconds that read took before the turn could prefill (0 with nothing read)"),
+    Column("reload_s", F64, "seconds the turn waited for that read before it could prefill: the whole read, or "
+           "with kv_load_layerwise what its first chunk did not hide (0 with nothing read)"),
     Column("history_tier", STR, "where its reused history came from: `hbm`, or the slowest tier read (`dram`, "
            "`nvme`); null if none was reused"),
     Column("transferred_tokens", I64, "prompt tokens whose KV its prefill replica sent its decode replica "

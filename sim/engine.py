@@ -30,6 +30,7 @@ from sim.cost.step import ReplicaCostModel
 from sim.energy.baseline import BaselineShares, Bills
 from sim.kv import KVPool
 from sim.records import NS_PER_S, StepLog, TurnRecord, accumulate, add_by_column
+from sim.serving.offload import read_or_recompute
 
 
 @dataclass
@@ -81,6 +82,7 @@ class EngineLimits:
     prefix_caching: bool
     chunked_prefill: bool = True
     kv_allocation: str = "on_demand"    # or "reserve"
+    kv_load_layerwise: bool = False     # KV read back from the tiers below HBM layer by layer under the prefill
 
 
 @dataclass(eq=False)
@@ -263,19 +265,39 @@ class ReplicaEngine:
             self.waiting = [s for s in self.waiting if id(s) not in admitted]
 
     def _reload(self, seq: Sequence, pool: KVPool, cached: int) -> list[int]:
-        """An admitted turn reads back what the tiers below HBM hold of its shared prefix (sim.serving.offload):
-        the tokens from each tier. It prefills once the read is done: the engine wakes then."""
+        """An admitted turn reads back what the tiers below HBM hold of its shared prefix, or prefills it again
+        where that costs less (sim.serving.offload): the tokens read from each tier. It prefills once the read
+        (or, layer by layer, what its first chunk does not hide of it) is done: the engine wakes then."""
         if pool.offload is None:
             return []
-        reloaded = pool.offload.take(seq.cache_key, cached, pool.whole_blocks(seq.reusable_tokens))
+        offered = pool.offload.take(seq.cache_key, cached, pool.whole_blocks(seq.reusable_tokens))
+        if not sum(offered):
+            return offered
+        layerwise = self.limits.kv_load_layerwise
+        after = cached + sum(offered)
+        overlap_s = self._prefill_alone_s(seq, max(1, min(self.limits.max_batched_tokens, seq.prefill_target - after)),
+                                          after) if layerwise else 0.0
+        reloaded, wait_s = read_or_recompute(
+            pool.offload.plan, offered, lambda tokens, k: self._prefill_alone_s(seq, tokens, cached + sum(offered[:k])),
+            overlap_s, self.cost.arch.n_layers, layerwise)
         if sum(reloaded):
-            plan = pool.offload.plan
-            read_s = sum(plan.read_s(tier, n) for tier, n in zip(plan.tiers, reloaded))
-            seq.ready_ns = self.env.now + max(1, round(read_s * NS_PER_S))
+            seq.ready_ns = self.env.now + max(1, round(wait_s * NS_PER_S))
             seq.record.reloaded_tokens += sum(reloaded)
-            seq.record.reload_s += read_s
+            seq.record.reload_s += wait_s
             self.env.timeout(seq.ready_ns - self.env.now).callbacks.append(lambda _: self._batch_changed())
         return reloaded
+
+    def _prefill_alone_s(self, seq: Sequence, tokens: int, prior: int) -> float:
+        """Seconds to prefill `tokens` of the turn after `prior` cached ones, alone on the replica, in chunks of
+        the token budget: what recomputing them costs, or what a layer-by-layer read hides under."""
+        chunk = self.limits.max_batched_tokens
+        whole, rest = divmod(tokens, chunk)
+        seconds = 0.0
+        if whole:
+            seconds += float(self.cost.step([chunk], [prior], [False], [], whole, [seq.group]).duration_s.sum())
+        if rest:
+            seconds += float(self.cost.step([rest], [prior + whole * chunk], [False], [], 1, [seq.group]).duration_s[0])
+        return seconds
 
     def _receive(self, seq: Sequence, held: int) -> int:
         """A turn prefilled on another replica, admitted with `held` tokens of its prompt already here: the KV of

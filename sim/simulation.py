@@ -66,7 +66,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     env = simpy.Environment()
     steps = StepLog()
     limits = EngineLimits(spec.max_batched_tokens, spec.max_seqs, spec.max_context, spec.prefix_caching,
-                          spec.chunked_prefill, spec.kv_allocation)
+                          spec.chunked_prefill, spec.kv_allocation, spec.kv_load_layerwise)
     deadline_ns = _ns(workload.reply_deadline_s)
     # The API server's time per request (tokenise on the way in, the first token's way out), before the
     # scheduler sees it; it adds to the time to first token and to the end of the reply alike.

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from conftest import experiment, run_all
 from sim.deployment import build
-from sim.serving.offload import OffloadPlan, TierLink, TierStore
+from sim.serving.offload import OffloadPlan, TierLink, TierStore, read_or_recompute
 from test_engine import assert_same_run, check_invariants
 
 # Llama-3.1-8B on one H100 at 26% of HBM: a small pool that eight 20-minute podcasts overflow.
@@ -99,6 +99,48 @@ def test_a_tier_too_small_spills_to_nvme_and_the_read_adds_both_links():
         assert t.reload_s <= t.reloaded_tokens * KV_BYTES_PER_TOKEN / NVME_BYTES_PER_S + 3 * PCIE_S
 
 
+TIERS = OffloadPlan((TierLink("dram", 10**9, PCIE_BYTES_PER_S, PCIE_S), TierLink("nvme", 10**9, NVME_BYTES_PER_S, 2 * PCIE_S)),
+                    KV_BYTES_PER_TOKEN)
+
+
+def test_a_read_back_is_chosen_against_prefilling_the_tokens_again_by_hand():
+    """Llama-3.1-8B's 131,072 B per token: 1,000 tokens from DRAM read in 1,000 x 131,072 / 63e9 + 0.71 us =
+    2.0812 ms, 16 from NVMe in 16 x 131,072 / 6.5e9 + 1.42 us = 0.3240 ms. Against a prefill of 20 us a token
+    (say) the NVMe span is prefilled again (0.320 ms < 0.324 ms) and the DRAM span read (2.08 ms < 20 ms); at
+    30 us a token both are read; at 1 us a token neither."""
+    dram_s = 1000 * KV_BYTES_PER_TOKEN / PCIE_BYTES_PER_S + PCIE_S
+    nvme_s = 16 * KV_BYTES_PER_TOKEN / NVME_BYTES_PER_S + 2 * PCIE_S
+    for per_token_s, read, wait_s in ((20e-6, [1000, 0], dram_s), (30e-6, [1000, 16], dram_s + nvme_s),
+                                      (1e-6, [0, 0], 0.0)):
+        chosen, waited = read_or_recompute(TIERS, [1000, 16], lambda tokens, k: tokens * per_token_s, 0.0, 32, False)
+        assert chosen == read and waited == pytest.approx(wait_s, rel=1e-12)
+
+
+def test_a_layer_by_layer_read_waits_for_what_the_first_chunk_does_not_hide_by_hand():
+    """The same 1,000 DRAM tokens read layer by layer (32 layers) under a first chunk of 1.5 ms: the turn waits
+    2.0812 - 1.5 = 0.581 ms; under a 5 ms chunk, one layer's share, 2.0812 / 32 = 65 us."""
+    read_s = 1000 * KV_BYTES_PER_TOKEN / PCIE_BYTES_PER_S + PCIE_S
+    for overlap_s, wait_s in ((1.5e-3, read_s - 1.5e-3), (5e-3, read_s / 32)):
+        chosen, waited = read_or_recompute(TIERS, [1000, 0], lambda tokens, k: tokens * 1.0, overlap_s, 32, True)
+        assert chosen == [1000, 0] and waited == pytest.approx(wait_s, rel=1e-12)
+
+
+def test_layer_by_layer_reads_wait_less_and_keep_the_books():
+    """The eight podcasts with kv_load_layerwise: each read waits between one layer's share of it and all of it,
+    never longer than the whole read (tokens x 131,072 B / 63 GB/s + 0.71 us); the history they read is the
+    same split as without, the books kept in both modes."""
+    whole, = _podcasts("dram", dram_kv_ratio=0.5)
+    layered, = _podcasts("dram", dram_kv_ratio=0.5, kv_load_layerwise=True)
+    check_invariants([layered])
+    reads = [t for t in layered.turns if t.reloaded_tokens]
+    assert reads
+    for t in reads:
+        read_s = t.reloaded_tokens * KV_BYTES_PER_TOKEN / PCIE_BYTES_PER_S + PCIE_S
+        assert read_s / 32 * (1 - 1e-9) <= t.reload_s <= read_s * (1 + 1e-9)
+    assert sum(t.reload_s for t in reads) < 0.5 * sum(t.reload_s for t in whole.turns)
+    assert_same_run([layered], _podcasts("dram", bulk=False, dram_kv_ratio=0.5, kv_load_layerwise=True))
+
+
 @settings(max_examples=3, deadline=None)
 @given(offload=st.sampled_from(["dram", "dram_nvme"]), ratio=st.sampled_from([0.02, 0.3, 2.0]),
        sessions=st.integers(2, 8), seed=st.integers(0, 1000), kv=st.sampled_from(["reserve", "on_demand"]))
@@ -116,6 +158,7 @@ def test_offload_keeps_the_books_in_both_modes(offload, ratio, sessions, seed, k
 @pytest.mark.parametrize("extra, expect", [
     ({"prefix_caching": False}, "kv_offload 'dram' moves cached prefixes, and prefix_caching is off"),
     ({"model": "gemma3_27b", "tp": 2}, "gemma3_27b keeps window or recurrent state (window) only at a prefix's end"),
+    ({"kv_offload": "none", "kv_load_layerwise": True}, "kv_load_layerwise reads offloaded KV back, and kv_offload is 'none'"),
 ])
 def test_offload_needs_prefix_caching_and_growing_kv(extra, expect):
     with pytest.raises(ValueError, match=expect.replace("(", r"\(").replace(")", r"\)")):

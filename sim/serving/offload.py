@@ -10,8 +10,15 @@ next turn is admitted, the part of [h, e) its prompt shares is read back into th
   reload_s = sum over tiers read of (tokens x KV bytes per token per GPU / bytes_per_s + latency_s),
 
 each GPU reading its own shard over its own path (the graph's: host link and DRAM; or NVMe drives, host link),
-tier after tier. The read is not overlapped with the prompt's prefill (SGLang HiCache and LMCache load layer by
-layer under compute; here the turn waits for the whole read: an upper bound). Prefixes of ended sessions are
+tier after tier. By default the turn waits for the whole read before it prefills (vLLM's offloading connector;
+LMCache's default, use_layerwise false); with `kv_load_layerwise` layer i's KV is read while layer i - 1
+computes the turn's first chunk (LMCache's use_layerwise, SGLang HiCache, vLLM-Ascend's layerwise KV pool), so
+the turn waits max(read / layers, read - that chunk's time alone).
+
+Reading back is a choice against prefilling the same tokens again (swap or recompute, by cost): of the spans the
+tiers offer, the turn reads those of the first k tiers and prefills the rest again, k the cheapest by its wait
+plus that prefill's time alone on the replica (in the engine's token budget's chunks). With PCIe or NVMe and a
+model of any size, reading wins but for a few tokens behind a slow drive's latency. Prefixes of ended sessions are
 never read again and are dropped, not offloaded. Sizes per GPU: DRAM `dram_kv_ratio` x the GPU's KV pool (SGLang
 --hicache-ratio: 'the ratio of the size of host KV cache memory pool to the size of device pool', 2 in its best
 practices), at most the GPU's share of its node's DRAM; NVMe the GPU's share of its node's drives.
@@ -46,6 +53,23 @@ class OffloadPlan:
     def read_s(self, tier: TierLink, tokens: int) -> float:
         """Seconds for every GPU to read its shard of `tokens` tokens back from `tier` (0 for none)."""
         return tokens * self.kv_bytes_per_token / tier.bytes_per_s + tier.latency_s if tokens else 0.0
+
+
+def read_or_recompute(plan: OffloadPlan, offered: list[int], prefill_s, overlap_s: float, layers: int,
+                      layerwise: bool) -> tuple[list[int], float]:
+    """Of `offered` tokens per tier (in prompt order), what to read back, and the wait for it: the first k tiers'
+    spans, k minimising wait(k) + prefill_s(tokens of the tiers after k, their place k), where wait(k) is the read
+    of the first k, or with `layerwise` max(read / layers, read - overlap_s). Ties read more."""
+    best = None
+    for k in range(len(offered), -1, -1):
+        read = offered[:k] + [0] * (len(offered) - k)
+        read_s = sum(plan.read_s(tier, n) for tier, n in zip(plan.tiers, read))
+        wait_s = max(read_s / layers, read_s - overlap_s) if layerwise and read_s else read_s
+        rest = sum(offered[k:])
+        total_s = wait_s + (prefill_s(rest, k) if rest else 0.0)
+        if best is None or total_s < best[0]:
+            best = (total_s, read, wait_s)
+    return best[1], best[2]
 
 
 @dataclass
