@@ -114,6 +114,18 @@ def _growth_lines(rows, name) -> list[str]:
             "  time:   " + "; ".join(parts["s"]), "  energy: " + "; ".join(parts["J"])]
 
 
+def _history_lines(rows: list[dict], name: str) -> list[str]:
+    """Where the deployment's turns found the history in their prompts: in HBM's prefix cache, read back from the
+    tiers below (kv_offload), or prefilled again (context_tokens = cached + reloaded + recomputed)."""
+    mine = [r for r in rows if r["deployment"] == name and r["status"] == "ok"]
+    context = sum(r["context_tokens"] for r in mine)
+    if not context:
+        return []
+    shares = [sum(r[c] for r in mine) / context for c in ("cached_tokens", "reloaded_tokens", "recomputed_tokens")]
+    return [f"history in the prompts of the {len(mine):,} turns served ({context:,} tokens): {shares[0]:.1%} found in HBM, "
+            f"{shares[1]:.1%} read back from below, {shares[2]:.1%} prefilled again"]
+
+
 def _fmt_s(value) -> str:
     return "-" if value is None else (f"{value * 1e3:.0f} ms" if value < 1 else f"{value:.2f} s")
 
@@ -140,7 +152,7 @@ def render(turns: pa.Table, deployments: dict[str, str], minutes: list[float], b
             mine = replies(rows, name)
             last = f"its last phrase came at minute {minute_of(mine[-1]):.1f}" if mine else "it had no phrase"
             lines.append(f"minute {', '.join(f'{m:g}' for m in missed)}: past the end of the conversation ({last})")
-        lines += _growth_lines(rows, name)
+        lines += _growth_lines(rows, name) + _history_lines(rows, name)
     lines.append("")
     lines.append("to speech: from the end of the human's phrase to the model's first word (its first token when "
                  "speech streams); stall: how long the voice waited for tokens; reply: to the last token.")
