@@ -59,7 +59,8 @@ class WorkloadSpec(_Strict):
     kind: Literal["podcast", "offline", "poisson", "concurrency", "trace"] = "podcast"
     # Bounds keep every count and nanosecond clock finite; they are far beyond any real conversation.
     duration_h: float = Field(10.0, gt=0, le=1000)
-    sessions: int = Field(1, ge=1, le=100_000)
+    # Podcasts at once; 0 leaves the deployments' background chats alone (each deployment needs one).
+    sessions: int = Field(1, ge=0, le=100_000)
     session_stagger_s: float = Field(0.0, ge=0, le=1e6)
     # When the sessions begin (workloads.starts): `staggered` one every session_stagger_s; `poisson` a Poisson
     # process whose mean gap is session_stagger_s; `uniform` each at random over [0, session_window_s).
@@ -800,6 +801,17 @@ class Experiment(_Strict):
                             "concurrency")
         if len(self.deployments) != 1:
             raise CaseError("deployments", None, f"a case has one deployment (got {len(self.deployments)})")
+        return self
+
+    @model_validator(mode="after")
+    def _chats_alone(self):
+        """No podcast: the chats of every deployment's background are the whole load."""
+        if self.workload.kind == "podcast" and self.workload.sessions == 0:
+            for name, spec in self.deployments.items():
+                if spec.background is None:
+                    raise CaseError(f"deployments.{name}", "background", "workload sessions = 0 leaves the chats "
+                                    "alone, and this deployment has none; valid: a background table (clients or "
+                                    "rate_per_s), or sessions >= 1")
         return self
 
     @property

@@ -349,7 +349,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         processes = [session(i) for i in range(sessions)]
         background = spec.background
         if background:   # chats share the deployment until the last podcast ends
-            until_ns = _ns(starts_s[-1] + podcast.duration_s)
+            until_ns = _ns(starts_s[-1] + podcast.duration_s if starts_s else podcast.duration_s)
             lengths = chats(experiment.run.seed)
             processes += ([chat_client(lengths, until_ns) for _ in range(background.clients)] if background.clients
                           else [chat_arrivals(lengths, gaps_s(experiment.run.seed, background.rate_per_s), until_ns)])
@@ -386,7 +386,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     for p in processes:
         env.process(p)
     if workload.kind == "podcast":
-        horizon_ns = _ns(starts_s[-1] + podcast.duration_s)
+        horizon_ns = _ns(starts_s[-1] + podcast.duration_s if starts_s else podcast.duration_s)
         report = (lambda: progress(min(env.now, horizon_ns) / NS_PER_S / 3600, horizon_ns / NS_PER_S / 3600,
                                    "h simulated")) if progress else None
     else:

@@ -16,6 +16,8 @@ KINDS = ("staggered", "poisson", "uniform")
 
 def session_starts_s(kind: str, n: int, gap_s: float = 0.0, window_s: float = 0.0, seed: int = 0) -> np.ndarray:
     """The start of each of `n` sessions, in seconds, in time order."""
+    if n == 0:
+        return np.zeros(0)
     if kind == "staggered":
         return np.arange(n) * gap_s
     rng = np.random.default_rng([seed, 4])

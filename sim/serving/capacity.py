@@ -61,7 +61,7 @@ def search(experiment: Experiment, built: BuiltDeployment, most: float,
             tick(p)
         return p.within
 
-    load = min(float(getattr(experiment.workload, knob)), most)
+    load = min(max(float(getattr(experiment.workload, knob)), 1.0 if integer else 0.0), most)
     within, beyond = 0.0, None
     while len(tried) < MAX_POINTS:
         if not run(load):
