@@ -5,13 +5,15 @@ fresh process, on this machine, in one run:
 - N concurrent ten-hour podcasts on one deployment (podcast10h's Kimi K2 on 2 x 8 H200, prefix caching),
   N = 1, 10, 100, 1,000 (target for 1,000: under 60 s on one core and under 2 GB), and the growth exponents
   of wall time in N and in the turns served (1: cost grows as the work does);
-- N concurrent ten-hour podcasts at cluster scale (issue 22): the same Kimi K2 layout as two replicas on
-  4 x HGX H200, turns routed by session affinity, evicted KV offloaded to host DRAM and NVMe, beside the
-  single-replica case (N = --cluster-sessions, 1,000 by default; 0 skips it);
+- N concurrent ten-hour podcasts at cluster scale (issue 22): a deployment of experiments/cluster.toml
+  (--cluster-deployment, hgx_offload by default: the same Kimi K2 layout as four replicas on 8 x HGX H200,
+  turns routed by session affinity, evicted KV offloaded to host DRAM and NVMe; its background chats too),
+  beside the single-replica case (N = --cluster-sessions, 1,000 by default; 0 skips it);
 - Vidur's README example as a serving benchmark, 10,000 requests (benchmarks/vidur_readme.toml; target:
   under 1 s and 0.5 GB; Vidur needs 40-51 s and 6 GB warm on this kind of machine).
 
-    python benchmarks/bench_speed.py [--sessions 1,10,100,1000] [--cluster-sessions 1000] [--hours 10]
+    python benchmarks/bench_speed.py [--sessions 1,10,100,1000] [--cluster-sessions 1000]
+                                     [--cluster-deployment hgx_offload] [--hours 10]
                                      [--requests 10000] [--timeout 1800]
 
 Wall time is the simulation's (loading the experiment and building its deployments included; the
@@ -31,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PODCAST = ROOT / "experiments" / "podcast10h.toml"
 VIDUR = HERE / "vidur_readme.toml"
+CLUSTER = ROOT / "experiments" / "cluster.toml"
 
 CHILD = """
 import json, resource, sys, time
@@ -81,6 +84,7 @@ def main() -> None:
     parser.add_argument("--sessions", default="1,10,100,1000")
     parser.add_argument("--hours", type=float, default=10.0)
     parser.add_argument("--cluster-sessions", type=int, default=1000)
+    parser.add_argument("--cluster-deployment", default="hgx_offload", help="a deployment of experiments/cluster.toml")
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
     args = parser.parse_args()
@@ -101,13 +105,10 @@ def main() -> None:
         # A deployment that saturates serves fewer turns per session: wall time against the work done.
         print(f"{'':<34} growth exponent of wall time in turns served: {growth_exponent(per_turn):.2f}")
     if args.cluster_sessions:
-        cluster = {"workload.sessions": args.cluster_sessions, "workload.duration_h": args.hours,
-                   "deployments.kimi_k2_h200.nodes": 4, "deployments.kimi_k2_h200.replicas": 2,
-                   "deployments.kimi_k2_h200.router": "session_affinity",
-                   "deployments.kimi_k2_h200.kv_offload": "dram_nvme"}
-        figures = run_case(PODCAST, cluster, "kimi_k2_h200", args.timeout)
-        print(line(f"{args.cluster_sessions:,} x {args.hours:g} h, 2 replicas + offload", figures, "", args.timeout),
-              flush=True)
+        cluster = {"workload.sessions": args.cluster_sessions, "workload.duration_h": args.hours}
+        figures = run_case(CLUSTER, cluster, args.cluster_deployment, args.timeout)
+        print(line(f"{args.cluster_sessions:,} x {args.hours:g} h, cluster.toml {args.cluster_deployment}", figures, "",
+                   args.timeout), flush=True)
     figures = run_case(VIDUR, {"workload.requests": args.requests}, None, args.timeout)
     print(line(f"Vidur README, {args.requests:,} requests", figures, "< 1 s, < 0.5 GB", args.timeout))
 
