@@ -271,8 +271,8 @@ class ReplicaEngine:
         if pool.offload is None:
             return []
         offered = pool.offload.take(seq.cache_key, cached, pool.whole_blocks(seq.reusable_tokens))
-        if not sum(offered):
-            return offered
+        if not sum(offered) or seq.transfer is not None:   # prefilled elsewhere: what HBM lacks is sent instead
+            return [0] * len(offered)
         layerwise = self.limits.kv_load_layerwise
         after = cached + sum(offered)
         overlap_s = self._prefill_alone_s(seq, max(1, min(self.limits.max_batched_tokens, seq.prefill_target - after)),
@@ -307,12 +307,12 @@ class ReplicaEngine:
         sent = seq.prompt_tokens - held
         transfer_s = seq.transfer(sent)
         rec.transferred_tokens, rec.transfer_s = sent, transfer_s
-        if transfer_s:
-            arrival_ns = self.env.now + max(1, round(transfer_s * NS_PER_S))
-            if arrival_ns > seq.ready_ns:
-                seq.ready_ns = arrival_ns
-                self.env.timeout(arrival_ns - self.env.now).callbacks.append(lambda _: self._batch_changed())
-        rec.first_token_ns = max(seq.ready_ns, self.env.now)
+        arrival_ns = self.env.now + round(transfer_s * NS_PER_S)
+        rec.first_token_ns = arrival_ns
+        # It joins the decodes at the first step after its admission (at least a nanosecond on: the step now
+        # being planned counted the decodes before admission), the engine woken then in either mode.
+        seq.ready_ns = max(arrival_ns, self.env.now + 1)
+        self.env.timeout(seq.ready_ns - self.env.now).callbacks.append(lambda _: self._batch_changed())
         seq.decoded, seq.decoding = 1, True
         return seq.prompt_tokens
 
@@ -320,7 +320,7 @@ class ReplicaEngine:
         while True:
             if self.wakeup.triggered:
                 self.wakeup = self.env.event()
-            # Admission adds none but turns prefilled elsewhere, which decode once their KV is in.
+            # Admission adds none now: a turn prefilled elsewhere joins once its KV is in (_receive).
             decode = [s for s in self.running if s.decoding and s.ready_ns <= self.env.now]
             if self.limits.kv_allocation == "on_demand":
                 decode = self._grow_decodes(decode)
