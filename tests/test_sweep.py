@@ -114,7 +114,9 @@ def test_a_star_sets_every_deployment_and_keys_follow_the_resolved_config(tmp_pa
     # a point that does not validate, or does not build, is named before any point runs
     ('[sweep.grid]\n"deployments.a.tp" = [1, 3]\n', "point 2 of 2 (deployments.a.tp = 3): [deployments.a] key 'tp': "
                                                     "32 attention heads of llama31_8b do not split over tp 3"),
-    ('[sweep.grid]\n"workload.sessions" = [1, 0]\n', "point 2 of 2 (workload.sessions = 0): [workload] key 'sessions'"),
+    # no podcast, and no background chats on the deployment: nothing to serve
+    ('[sweep.grid]\n"workload.sessions" = [1, 0]\n', "point 2 of 2 (workload.sessions = 0): [deployments.a] key "
+                                                     "'background': workload sessions = 0 leaves the chats alone"),
 ])
 def test_a_bad_sweep_or_point_is_one_line_before_any_runs(tmp_path, sweep, expect):
     path = write(tmp_path, sweep)
