@@ -91,8 +91,8 @@ TURNS = (
     Column("kv_read_s", F64, "its share of its steps' KV time (the KV bytes it read and wrote at HBM bandwidth)"),
     Column("energy_retrieval_j", F64, "the retrieval's own energy, outside the GPU cluster (context policy "
            "retrieve); not in energy_j"),
-    Column("replica", I64, "the replica it was sent to (steps.replica), its decode replica when disaggregated; "
-           "null if it was rejected"),
+    Column("replica", I64, "the replica it was sent to (steps.replica), its decode replica when disaggregated (a "
+           "one-token reply ends on its prefill replica); null if it was rejected"),
     Column("prefill_replica", I64, "the replica of the prefill pool that prefilled it (steps.replica); null when "
            "not disaggregated or rejected"),
     Column("first_step", I64, "the first step of its replica it took part in (steps.step); null if none"),
