@@ -56,16 +56,16 @@ def test_chats_alone_run_the_whole_horizon_and_keep_the_books():
     """sessions = 0: no podcast, the background's multi-turn chats (two replicas, Poisson arrivals) are the load,
     new ones arriving until the workload's duration; every turn ends ok, joules add up, bulk and per-step agree."""
     from test_engine import assert_same_run, check_invariants
-    background = {"rate_per_s": 0.5, "turns": 3, "think_s": 5.0, "message_tokens": 50}
+    background = {"rate_per_s": 0.2, "turns": 3, "think_s": 5.0, "message_tokens": 50}
     exp = experiment({"d": {"model": "llama31_8b", "gpu": "h100_sxm", "nodes": 1, "tp": 4, "background": background}},
-                     sessions=0, duration_h=4 / 60, seed=3)
+                     sessions=0, duration_h=1 / 60, seed=3)
     bulk = run_all(exp)
     check_invariants(bulk)
     assert_same_run(bulk, run_all(exp, bulk=False))
     (result,) = bulk
     assert result.turns and {t.kind for t in result.turns} == {"chat"}
     assert {t.replica for t in result.turns} == {0, 1}
-    assert max(t.arrival_ns for t in result.turns if t.turn == 0) < 4 * 60e9   # (a chat begun goes on)
+    assert max(t.arrival_ns for t in result.turns if t.turn == 0) < 60e9   # (a chat begun goes on)
     assert max(t.turn for t in result.turns) >= 1
 
 
