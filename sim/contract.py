@@ -53,8 +53,8 @@ TURNS = (
     Column("transferred_tokens", I64, "prompt tokens whose KV its prefill replica sent its decode replica "
            "(deployments.NAME.prefill; the rest the decode replica held from the session's last turn); 0 when "
            "not disaggregated"),
-    Column("transfer_s", F64, "seconds the turn waited for that KV once its prefill was done (what the prefill "
-           "did not hide, sim.serving.disaggregation); 0 when none was sent"),
+    Column("transfer_s", F64, "seconds the turn waited for that KV once its decode replica admitted it (what the "
+           "prefill and any wait for admission did not hide, sim.serving.disaggregation); 0 when none was left"),
     Column("arrival_s", F64, "when the request reached the deployment"),
     Column("first_token_s", F64, "when its first token was sampled; null if none was"),
     Column("finish_s", F64, "when its last token was sampled; null unless ok"),

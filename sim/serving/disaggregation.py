@@ -21,10 +21,11 @@ the prefill's own time did not hide shows, and at least the last layer's share:
 
   transfer_s = max(sent_s / layers, sent_s - prefill_s)
 
-What the decode replica's own tiers below HBM held of the session is dropped: the prefill replica sends
-what its HBM lacks. A turn the decode pool admits after its prefill ended (its queue was full) sends all of it then: the overlap
-is lost. Its first token (sampled by the prefill) reaches the client with its KV, so its time to first token
-counts the prefill, the transfer and any wait for a decode slot. The prefill replica keeps the prompt it
+counted from the prefill's end; a turn the decode replica admits later (its batch was full) has had its KV
+sent meanwhile and waits for what is left of that, if anything (`transfer_s` is that wait). What the decode
+replica's own tiers below HBM held of the session is dropped: the prefill replica sends what its HBM lacks.
+Its first token (sampled by the prefill) reaches the client with its KV, so its time to first token counts the
+prefill, the transfer and any wait for a decode slot. The prefill replica keeps the prompt it
 computed as cached prefix; the reply tokens it never saw are prefilled again at the session's next turn
 (recomputed_tokens), as the decode replica does not send KV back.
 """
