@@ -177,7 +177,8 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         prefill_router.ended(prefill, prompt.tokens + 1)
         router.handed(engine)
         if record.status != "ok" or reply_tokens == 1:
-            record.replica = prefill.index if record.status == "ok" else record.replica   # where it ended
+            if record.status == "ok":   # a one-token reply ends where it was prefilled
+                record.replica = prefill.index
             return first
         link = transfers.get((prefill, engine))
         if link is None:

@@ -384,15 +384,14 @@ def pipelined(costs: list[StepCost], index: list, n_seqs: int, idle_w: float, gp
     steps = len(costs[0].duration_s)
     n_stages = len(costs[0].stage_s)
     stage_s = [sum(c.stage_s[s] for c in costs) for s in range(n_stages)]
-    period = np.maximum.reduce([np.max([c.duration_s for c in costs], axis=0),
-                                sum(c.parts_s["host"] for c in costs), *stage_s])
+    own_s = np.stack([c.duration_s for c in costs])          # (micro-batches, steps): each crossing alone
+    period = np.maximum.reduce([own_s.max(axis=0), sum(c.parts_s["host"] for c in costs), *stage_s])
     dynamic = sum(c.dynamic_j for c in costs)
     shares, kv_shares, kv_read_s = (np.zeros((steps, n_seqs)) for _ in range(3))
     for c, i in zip(costs, index):
         shares[:, i] = c.shares * (c.dynamic_j / dynamic)[:, None]
         kv_shares[:, i], kv_read_s[:, i] = c.kv_shares, c.kv_read_s
-    critical = np.argmax([c.duration_s for c in costs], axis=0)
-    bound = np.stack([c.bound for c in costs])[critical, np.arange(steps)]
+    bound = np.stack([c.bound for c in costs])[own_s.argmax(axis=0), np.arange(steps)]
     return StepCost(
         period, sum(c.flops for c in costs), sum(c.hbm_bytes for c in costs), sum(c.comm_bytes for c in costs),
         idle_w * period * gpus_per_stage * n_stages + dynamic, dynamic, bound,
