@@ -91,6 +91,11 @@ class NodeType:
     host_max_w: float            # ... and with every GPU at its TDP
     source: str
     power_source: str
+    gpus_per_host: int = 0       # GPUs a server (or a rack's compute tray) carries; 0: the whole node is one
+
+    @property
+    def host_gpus(self) -> int:
+        return self.gpus_per_host or self.gpus_per_node
 
     def scaleup_link_bytes_per_s(self, accel: Accelerator) -> float:
         """One scale-up link, one direction: a GPU's whole NVLink bandwidth to the switch, or its
@@ -137,6 +142,57 @@ class ClusterType:
     fabric: str
     source: str
     rail_optimized: bool = True
+
+
+@dataclass(frozen=True)
+class FaultComponent:
+    """A part of the cluster that fails; `scope` is what its fault takes down: `gpu`, the replica holding the
+    GPU, or `host`, every replica with a GPU on the GPU's host (a server, or a rack's compute tray)."""
+
+    name: str
+    scope: str
+    source: str
+
+
+@dataclass(frozen=True)
+class FaultStudy:
+    """A fleet whose faults were counted: `gpus` GPUs over `days` days."""
+
+    name: str
+    gpus: int
+    days: float
+    source: str
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.gpus * self.days * 24.0
+
+
+@dataclass(frozen=True)
+class FaultCause:
+    """A root cause of faults: the component it hits and how many its study counted."""
+
+    name: str
+    component: str
+    study: str
+    count: int
+    source: str
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What bringing a replica back after a fault takes, beside reloading its weights (sim.faults.recovery)."""
+
+    name: str
+    detect_s: float
+    detect_source: str
+    restart_s: float
+    restart_source: str
+    warmup_s: float
+    warmup_source: str
+    object_store_gb_s_per_gpu: float
+    object_store_source: str
+    source: str
 
 
 def _read(filename: str) -> dict:
@@ -190,7 +246,29 @@ def grids() -> dict[str, Grid]:
     return _build(Grid, _read("facility.toml")["grids"])
 
 
+@cache
+def fault_components() -> dict[str, FaultComponent]:
+    return _build(FaultComponent, _read("faults.toml")["components"])
+
+
+@cache
+def fault_studies() -> dict[str, FaultStudy]:
+    return _build(FaultStudy, _read("faults.toml")["studies"])
+
+
+@cache
+def fault_causes() -> dict[str, FaultCause]:
+    return _build(FaultCause, _read("faults.toml")["causes"])
+
+
+@cache
+def recoveries() -> dict[str, Recovery]:
+    return _build(Recovery, _read("faults.toml")["recovery"])
+
+
 def all_entries() -> dict[str, dict]:
     """Every catalog table by name, for checks that must hold for each entry (a source, for one)."""
     return {"accelerators": accelerators(), "nodes": node_types(), "fabrics": fabrics(), "clusters": clusters(),
-            "pue": pues(), "grids": grids()}
+            "pue": pues(), "grids": grids(),
+            "fault_components": fault_components(), "fault_studies": fault_studies(), "fault_causes": fault_causes(),
+            "recovery": recoveries()}

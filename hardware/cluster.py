@@ -65,6 +65,11 @@ class Cluster:
     def node_of(self, gpu: str) -> int:
         return self.graph.nodes[gpu]["node"]
 
+    def host_of(self, gpu: str) -> tuple[int, int]:
+        """The host a GPU sits in: its node, and on a rack of compute trays its tray."""
+        data = self.graph.nodes[gpu]
+        return data["node"], data["local"] // self.node_type.host_gpus
+
     def path(self, src: str, dst: str) -> Path:
         """Lowest-latency route from `src` to `dst` (cached); GPU-to-GPU routes avoid host nodes."""
         key = (src, dst)
@@ -106,6 +111,20 @@ class Cluster:
         cpu = self._cpu_of(gpu)
         drive = next(n for n in self.graph[cpu] if self.graph.nodes[n]["kind"] == "nvme")
         return drive, self.path(gpu, drive)
+
+    def nvme_read_bytes_per_s(self, gpu: str) -> float:
+        """What one GPU reads from its node's drives when every GPU of the node reads at once: its share of the
+        drives, read in parallel, through its own host link."""
+        node = self.node_type
+        _, path = self.drive_of(gpu)
+        _, host = self.host_memory_of(gpu)
+        return min(path.bandwidth_bytes_per_s * node.nvme_drives / node.gpus_per_node, host.bandwidth_bytes_per_s)
+
+    def network_read_bytes_per_s(self, port_bytes_per_s: float) -> float:
+        """What one GPU receives from outside its node when every GPU of the node does at once: its PCIe link to
+        a NIC and the NIC's fabric port (`port_bytes_per_s`), a NIC shared by the GPUs it serves."""
+        node = self.node_type
+        return min(node.pcie_gb_s * 1e9, port_bytes_per_s) * min(1.0, node.nics_per_node / node.gpus_per_node)
 
     def _cpu_of(self, gpu: str) -> str:
         return next(n for n in self.graph[gpu] if self.graph.nodes[n]["kind"] == "cpu")
