@@ -126,7 +126,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             billers[state.index].append(engine)
             engine.sessions[state.index] = state
             if state.start_ns is not None and not state.ended:
-                engine.baseline.start(state)
+                engine.baseline.start(state, env.now)
 
     def ask(state: SessionState, record: TurnRecord, prompt, reply_tokens: int, cache_key: int | None = None):
         """Route a request (sim.serving.router), pass it through the API server to its replica's engine and

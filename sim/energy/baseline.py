@@ -58,6 +58,7 @@ class Bills:
 @dataclass(eq=False)
 class _Holder:
     state: object        # the session's SessionState
+    from_ns: int = 0     # counted for the pieces ending after this: its start, or when the replica took it on
     kv_bytes: int = 0    # KV bytes it holds now
     since: int = 0       # the first piece it has not been settled for
     held: bool = False   # begun: counted among the sessions the replica holds
@@ -80,9 +81,11 @@ class BaselineShares:
         self._per_byte = np.zeros(1025)                  # P_i
         self._pieces = 0
 
-    def start(self, session) -> None:
-        """The session begins (its start_ns set): counted for every piece ending after its start."""
-        holder = self._holders[session.index] = _Holder(session)
+    def start(self, session, now_ns: int | None = None) -> None:
+        """The session begins (its start_ns set), or, begun before, comes to this replica at `now_ns` (its home
+        replica full or down): counted for every piece ending after then."""
+        from_ns = session.start_ns if now_ns is None else max(now_ns, session.start_ns)
+        holder = self._holders[session.index] = _Holder(session, from_ns)
         self._starting.append(holder)
 
     def end(self, session) -> None:
@@ -115,9 +118,9 @@ class BaselineShares:
         held = np.full(m, self._held, dtype=np.int64)
         kv_total = np.full(m, self._kv_total, dtype=np.int64)
         last_ns = int(ends_ns[-1])
-        starting = [h for h in self._starting if h.state.start_ns < last_ns]
+        starting = [h for h in self._starting if h.from_ns < last_ns]
         for holder in starting:   # counted from the first piece ending after its start
-            i = int(np.searchsorted(ends_ns, holder.state.start_ns, side="right"))
+            i = int(np.searchsorted(ends_ns, holder.from_ns, side="right"))
             held[i:] += 1
             kv_total[i:] += holder.kv_bytes
             holder.held, holder.since = True, first + i
