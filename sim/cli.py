@@ -13,12 +13,11 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from sim import __version__, config, fidelity, plots
-from sim.deployment import build
 from sim.describe import describe, graph_path, write_graph
 from sim.errors import ConfigError, Interrupted
-from sim.output import ResultsError, output_problem, read, write
+from sim.output import ResultsError, output_problem, read, read_faults, write
 from sim.pool import default_jobs
-from sim.run import default_output, render, run_experiment
+from sim.run import build_all, default_output, render, run_experiment
 from sim.serving import capacity
 from sim.serving.slo import describe_targets
 from sim.sweep import plan as sweep_plan
@@ -124,6 +123,19 @@ def _simulating(name: str):
         yield tick
 
 
+@contextmanager
+def _replicates_bar(quiet: bool):
+    """A progress bar over replicates (shown when a run has more than one and takes a few seconds)."""
+    if quiet:
+        yield None
+        return
+    with tqdm(desc="  replicates", total=1, file=sys.stderr, delay=3, leave=False, unit="run") as bar:
+        def done(finished: int, total: int) -> None:
+            bar.total = total
+            bar.update(finished - bar.n)
+        yield done
+
+
 @click.group(cls=_RunByDefault, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="simrun", message="%(prog)s %(version)s")
 def cli() -> None:
@@ -139,22 +151,28 @@ def cli() -> None:
               help="Where to write the tables (default: results/<experiment name>/).")
 @click.option("--mode", type=click.Choice(["bulk", "per_step"]), default=None,
               help="Override [run] mode: bulk decode (fast) or one event per step (reference).")
+@click.option("--replicates", type=click.IntRange(1, 10_000), default=None,
+              help="Override [run] replicates: runs with seeds drawn from the experiment's, reported with 95% intervals.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 4096), default=None,
+              help="Processes the replicates run in (default: the cores).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--quiet", "-q", is_flag=True, help="Print no progress lines.")
-def run_command(experiment: str, output_dir: str | None, mode: str | None, no_plots: bool, quiet: bool) -> None:
+def run_command(experiment: str, output_dir: str | None, mode: str | None, replicates: int | None, jobs: int | None,
+                no_plots: bool, quiet: bool) -> None:
     """Simulate EXPERIMENT on its deployments; print the minute-mark table (or a benchmark workload's
     metrics); write tables and plots."""
     out_dir = Path(output_dir) if output_dir is not None else default_output(experiment)
     _check_output(out_dir)
     try:
-        result = run_experiment(experiment, mode, None if quiet else _simulating)
+        with _replicates_bar(quiet) as done:
+            result = run_experiment(experiment, mode, None if quiet else _simulating, replicates, jobs, done)
     except ConfigError as e:
         _fail(str(e))
     extras = None if no_plots else (
         lambda folder: plots.render(result.tables["turns"], result.info, folder / "plots"))
     out = _write(out_dir, result.tables, result.info, extras, result.timing)
-    click.echo(render(result.tables["turns"], result.info))
-    click.echo(f"\ntables written to {out}/ (turns, steps, gpus .parquet; run.json, timing.json"
+    click.echo(render(result.tables["turns"], result.info, result.tables["faults"]))
+    click.echo(f"\ntables written to {out}/ (turns, steps, gpus, faults .parquet; run.json, timing.json"
                + ("" if no_plots else "; plots/*.png") + ")")
 
 
@@ -173,7 +191,7 @@ def report_command(run_dir: str, with_plots: bool, metric, x_param, lines_param)
         return
     with _results_folder(run_dir):
         turns, info = read(run_dir)
-        table = render(turns, info)
+        table = render(turns, info, read_faults(run_dir))
         written = plots.render(turns, info, Path(run_dir) / "plots") if with_plots else []
     click.echo(table)
     for path in written:
@@ -260,7 +278,7 @@ def sweep_command(experiment, output_dir, jobs, backend, address, mode, quiet) -
             raise
     merged = f" ({plan.merged} with a config another point has, run once)" if plan.merged else ""
     click.echo(f"sweep: {len(plan.points)} points{merged}: {ran - failed} ran, {plan.skipped} skipped (done before), "
-               f"{failed} failed; dataset in {sweep_dir}/ (summary, turns, steps, gpus)")
+               f"{failed} failed; dataset in {sweep_dir}/ (summary, turns, steps, gpus, faults)")
     if failed:
         sys.exit(1)
 
@@ -307,7 +325,7 @@ def describe_command(experiment: str, graph_file: str | None) -> None:
     """Show each deployment: GPUs and where they sit, layout, memory plan, links, KV capacity."""
     try:
         exp = config.load(experiment)
-        built = [build(experiment, name, spec) for name, spec in exp.deployments.items()]
+        built = build_all(experiment, exp)
     except ConfigError as e:
         _fail(str(e))
     click.echo("\n\n".join(describe(b) for b in built))
@@ -341,7 +359,7 @@ def capacity_command(experiment: str, most: float, output_dir: str | None, quiet
         if exp.workload.kind not in capacity.KNOBS:
             raise ConfigError(experiment, "workload", "kind", f"capacity varies a podcast's sessions or a Poisson "
                               f"benchmark's rate_per_s, not kind '{exp.workload.kind}'; valid: podcast, poisson")
-        built = [build(experiment, name, spec) for name, spec in exp.deployments.items()]
+        built = build_all(experiment, exp)
     except ConfigError as e:
         _fail(str(e))
     points, lines = [], []

@@ -51,6 +51,43 @@ class RunSpec(_Strict):
     seed: int = Field(0, ge=0, lt=2**63)
     # bulk: steps of a batch that keeps its shape computed at once; per_step: the reference, one event per step.
     mode: Literal["bulk", "per_step"] = "bulk"
+    # Runs of the experiment with seeds drawn from `seed` (the first: `seed` itself), spread over the cores; the
+    # tables hold them all, by their `replicate` column, and the report gives the mean and a 95% interval.
+    replicates: int = Field(1, ge=1, le=10_000)
+
+
+class FaultSpec(_Strict):
+    """[faults]: hardware faults and the recovery from them (sim.faults; hardware/data/faults.toml).
+
+    rates: `none`, `llama3` (Llama 3's 419 interruptions over 16,384 GPUs x 54 days, by root cause), or a table of
+    per-GPU-year rates by component (gpu, hbm, nvlink, nic, software, host, network); scale multiplies them.
+    retries: how many times a turn whose replica died is sent again (the OpenAI Python client's default
+    max_retries is 2). hot_spares: standby replicas per deployment, weights loaded and warm, placed after its
+    replicas: one takes a dead replica's place once the fault is detected. weights_from: where a restarting
+    replica reads its weights (local `nvme`, a `peer` replica over the fabric, `object_store`).
+    """
+
+    rates: str | dict[str, float] = "none"
+    scale: float = Field(1.0, ge=0, le=1e6)
+    retries: int = Field(2, ge=0, le=100)
+    hot_spares: int = Field(0, ge=0, le=4096)
+    weights_from: Literal["nvme", "peer", "object_store"] = "nvme"
+
+    @field_validator("rates")
+    @classmethod
+    def _known_rates(cls, v):
+        if isinstance(v, str):
+            return _one_of("fault rates", v, ["none", *hw.fault_studies()])
+        for component, rate in v.items():
+            _one_of("fault component", component, hw.fault_components())
+            if not 0 <= rate <= 1e6:
+                raise ValueError(f"rate of {component} {rate:g} per GPU-year is outside 0-1e6; valid: a number "
+                                 "of faults per GPU-year from 0")
+        return v
+
+    @property
+    def enabled(self) -> bool:
+        return self.scale > 0 and self.rates != "none" and (not isinstance(self.rates, dict) or any(self.rates.values()))
 
 
 class WorkloadSpec(_Strict):
@@ -770,6 +807,13 @@ class Experiment(_Strict):
     case: CaseSpec | None = None
     measured: MeasuredSpec | None = None
     sweep: SweepSpec | None = None
+    faults: FaultSpec = FaultSpec()
+
+    @field_validator("faults", mode="before")
+    @classmethod
+    def _faults_by_name(cls, v):
+        """`faults = "llama3"` at the top level is short for [faults] rates = "llama3"."""
+        return {"rates": v} if isinstance(v, str) else v
 
     @classmethod
     def from_dict(cls, data: dict) -> "Experiment":
@@ -829,7 +873,7 @@ def _where(loc: tuple, kind: str = "") -> tuple[str, str | None]:
     if len(parts) == 1:
         # A rule over a whole [run] / [workload] / [report] table names the table; otherwise the key is
         # a top-level one (unknown, missing or of the wrong type).
-        if parts[0] in ("run", "workload", "report", "energy", "slo", "sweep") and kind == "value_error":
+        if parts[0] in ("run", "workload", "report", "energy", "slo", "sweep", "faults") and kind == "value_error":
             return parts[0], None
         return "top level", parts[0]
     depth = 2 if parts[0] in ("deployments", "clusters") or (parts[0] == "sweep" and len(parts) > 2) else 1
@@ -841,7 +885,7 @@ def _where(loc: tuple, kind: str = "") -> tuple[str, str | None]:
 def _valid_keys(table: str) -> str:
     model = {"run": RunSpec, "workload": WorkloadSpec, "report": ReportSpec, "clusters": ClusterSpec,
              "energy": EnergySpec, "slo": SloSpec, "case": CaseSpec, "measured": MeasuredSpec,
-             "sweep": SweepSpec}.get(table.split(".")[0], DeploymentSpec)
+             "sweep": SweepSpec, "faults": FaultSpec}.get(table.split(".")[0], DeploymentSpec)
     if table == "sweep.random":
         model = RandomSpec
     if table.endswith(".background"):

@@ -26,8 +26,12 @@ class Column:
 
 I64, F64, STR = pa.int64(), pa.float64(), pa.string()
 
+REPLICATE = Column("replicate", I64, "which run of the experiment ([run] replicates), from 0; replicate 0 has the "
+                   "experiment's seed")
+
 TURNS = (
     Column("run", STR, "the experiment's [run] name"),
+    REPLICATE,
     Column("deployment", STR, "the [deployments.NAME] that served the request"),
     Column("session", I64, "conversation index from 0 (a benchmark request: its index in sending order)"),
     Column("turn", I64, "the phrase's index in its conversation, from 0 (a summary: the turn it follows)"),
@@ -98,12 +102,20 @@ TURNS = (
     Column("first_step", I64, "the first step of its replica it took part in (steps.step); null if none"),
     Column("last_step", I64, "the last step of its replica it took part in; null if none. Of the steps "
            "between, it sat out those where its prompt waited for the step's token budget or it was preempted"),
-    Column("status", STR, "`ok`, `context_overflow`, `kv_oom`, `timeout` or `rejected` (every replica's "
-           "queue full: deployments.NAME.queue_limit)"),
+    Column("retries", I64, "times it was sent again after its replica died under it ([faults] retries)"),
+    Column("fault", I64, "the faults table's `fault` that hit it: its replica died under it, a fault took its "
+           "session's KV (the turn prefilled it again), or every replica was down; null if none"),
+    Column("lost_tokens", I64, "KV tokens it held on replicas that died under it: work lost, done again"),
+    Column("fault_lost_s", F64, "seconds of conversation faults cost it: the time its failed attempts took, and if "
+           "it failed for good (status `hardware`) the rest of its wait and the reply never spoken"),
+    Column("status", STR, "`ok`, `context_overflow`, `kv_oom`, `timeout`, `rejected` (every replica's queue "
+           "full: deployments.NAME.queue_limit) or `hardware` (its replica died and its retries ran out, or every "
+           "replica was down)"),
     Column("reason", STR, "what went wrong, in words; null when ok"),
 )
 
 STEPS = (
+    REPLICATE,
     Column("deployment", STR, "the deployment whose replica ran the step"),
     Column("replica", I64, "the replica that ran it"),
     Column("step", I64, "its index in the replica's steps, from 0: (deployment, replica, step) is the key"),
@@ -127,11 +139,12 @@ STEPS = (
 )
 
 GPUS = (
+    REPLICATE,
     Column("deployment", STR, "the deployment the GPU serves"),
     Column("gpu", STR, "its name on the cluster graph, node/gpu (e.g. n1/gpu3)"),
     Column("replica", I64, "the replica it belongs to"),
     Column("pool", STR, "what its replica serves: `both` prefill and decode, or with a prefill pool "
-           "(disaggregated serving) `prefill` or `decode`"),
+           "(disaggregated serving) `prefill` or `decode`; `spare` for a hot spare standing by ([faults] hot_spares)"),
     Column("stage", I64, "its pipeline stage, from 0"),
     Column("accelerator", STR, "its type (hardware/data/accelerators.toml)"),
     Column("energy_j", F64, "its energy over the run: its share of every step and its idle power in between"),
@@ -140,7 +153,33 @@ GPUS = (
     Column("kv_pool_bytes", F64, "the KV pool its memory plan set aside"),
 )
 
-TABLES = {"turns": TURNS, "steps": STEPS, "gpus": GPUS}
+FAULTS = (
+    REPLICATE,
+    Column("deployment", STR, "the deployment it hit"),
+    Column("fault", I64, "its index in the deployment's faults, from 0: a fault of a host's scope hits every "
+           "replica on the host, a row each"),
+    Column("time_s", F64, "when it arrived"),
+    Column("cause", STR, "its root cause (hardware/data/faults.toml causes: Llama 3's Table 5 rows), or the "
+           "component with a custom rate"),
+    Column("component", STR, "what failed: gpu, hbm, nvlink, nic, software, host or network"),
+    Column("scope", STR, "what it takes down: `gpu`, the replica holding the GPU; `host`, every replica on its host "
+           "(a server, or a GB200 NVL72 compute tray)"),
+    Column("gpu", STR, "the GPU it arrived on (node/gpu)"),
+    Column("replica", I64, "the replica it took down (steps.replica)"),
+    Column("pool", STR, "what that replica serves, as gpus.pool"),
+    Column("down_s", F64, "seconds until the replica serves again: detect + restart + weight reload + warm-up "
+           "(sim.faults.recovery), detect alone when a hot spare takes its place; for a replica already down, what "
+           "the fault adds"),
+    Column("spare", pa.bool_(), "a hot spare took the replica's place"),
+    Column("turns_affected", I64, "turns in flight or queued on the replica when it died"),
+    Column("kv_lost_tokens", I64, "KV tokens of live sessions it lost: HBM, DRAM offload, and NVMe when its host "
+           "went down"),
+    Column("tokens_recomputed", I64, "of those, what the sessions' next turns prefilled again"),
+    Column("recovery_j", F64, "the replica's baseline energy while down (idle GPUs, host, switch ports, facility), "
+           "already in the deployment's energy"),
+)
+
+TABLES = {"turns": TURNS, "steps": STEPS, "gpus": GPUS, "faults": FAULTS}
 
 
 def schema(columns: tuple[Column, ...]) -> pa.Schema:

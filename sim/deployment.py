@@ -44,6 +44,18 @@ class BuiltDeployment:
     replicas: list[BuiltReplica]
     warnings: list[str]
     prefill: list[BuiltReplica] = field(default_factory=list)   # its prefill pool (disaggregated serving)
+    spares: list[BuiltReplica] = field(default_factory=list)    # hot spares: standby replicas (sim.faults)
+
+    @property
+    def places(self) -> list[BuiltReplica]:
+        """Every replica in the engines' order: the serving ones, the prefill pool's, the hot spares."""
+        return self.replicas + self.prefill + self.spares
+
+    @property
+    def pools(self) -> list[str]:
+        """What each of `places` serves: `both` prefill and decode, `decode`, `prefill`, or a `spare`."""
+        return (["decode" if self.prefill else "both"] * len(self.replicas) + ["prefill"] * len(self.prefill)
+                + ["spare"] * len(self.spares))
 
 
 def cluster_of(spec: DeploymentSpec) -> Cluster:
@@ -117,17 +129,24 @@ def _does_not_fit(path: str, table: str, spec: DeploymentSpec, cluster: Cluster,
                        f"{spec.tp} x dp {spec.dp} x pp {spec.pp}: {problem}; valid: {hint}")
 
 
-def build(path: str, name: str, spec: DeploymentSpec) -> BuiltDeployment:
-    """The deployment's replicas placed on its cluster, and its prefill pool's, if it has one, on the first GPUs."""
+def build(path: str, name: str, spec: DeploymentSpec, spares: int = 0) -> BuiltDeployment:
+    """The deployment's replicas placed on its cluster, and its prefill pool's, if it has one, on the first GPUs;
+    `spares` more replicas after them stand by as hot spares (of a cluster the replicas fill, the last ones)."""
     table = f"deployments.{name}"
     cluster = cluster_of(spec)
     pool = spec.prefill_pool
     prefill, warnings = (_build_pool(path, f"{table}.prefill", pool, cluster, cluster.gpus, pool.replicas)
                          if pool else ([], []))
     first_free = sum(len(rep.placement.gpus) for rep in prefill)
-    replicas, decode_warnings = _build_pool(path, table, spec, cluster, cluster.gpus[first_free:], spec.replicas,
+    wanted = spec.replicas + spares if spec.replicas else 0
+    replicas, decode_warnings = _build_pool(path, table, spec, cluster, cluster.gpus[first_free:], wanted,
                                             explicit=bool(spec.gpus))
-    return BuiltDeployment(name, spec, cluster, replicas, warnings + decode_warnings, prefill)
+    if spares and len(replicas) <= spares:
+        raise ConfigError(path, "faults", "hot_spares", f"{spares} hot spares leave deployment {name} no replica to "
+                          f"serve (its cluster holds {len(replicas)}); valid: fewer spares, or more nodes")
+    serving = len(replicas) - spares
+    return BuiltDeployment(name, spec, cluster, replicas[:serving], warnings + decode_warnings, prefill,
+                           replicas[serving:])
 
 
 def _build_pool(path: str, table: str, spec: DeploymentSpec, cluster: Cluster, free: list[str], replicas: int,

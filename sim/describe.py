@@ -75,6 +75,9 @@ def describe(built: BuiltDeployment) -> str:
         (send,) = point_to_point(cluster, first.placement.gpus[0], built.replicas[0].placement.gpus[0]).algorithms
         lines.append(f"  KV transfer, prefill replica {len(built.replicas)} -> replica 0, each GPU its shard: slowest "
                      f"link {send.bottleneck}, + {send.latency_s * 1e6:.2f} us; sent layer by layer under the prefill")
+    if built.spares:   # hot spares ([faults] hot_spares, sim.faults)
+        lines.append(f"  hot spares: {len(built.spares)} standby replica(s), weights loaded and warm")
+        lines += _placements(cluster, built.spares, offset=len(built.replicas) + len(built.prefill))
     rep = built.replicas[0]
     m = rep.memory
     share = (f"x {m.usable_bytes / m.capacity_bytes:g} = {m.usable_bytes / gb:.1f} GB usable" if m.kv_share == 1.0

@@ -106,6 +106,9 @@ class ReplicaEngine:
     stage_busy_s: np.ndarray = None
     stage_energy_j: np.ndarray = None
     begin: Callable[[int], None] | None = None   # called with a session not yet begun when first admitted
+    # Hardware faults (sim.faults): whether it serves, and the events its process waits on while it does not.
+    up: bool = True
+    faults: object | None = None   # the deployment's sim.faults.injector.FaultLog, when faults are on
 
     def __post_init__(self):
         self.wakeup = self.env.event()
@@ -114,6 +117,9 @@ class ReplicaEngine:
         n_stages = len(self.cost.stages)
         self.stage_busy_s = np.zeros(n_stages)
         self.stage_energy_j = np.zeros(n_stages)
+        self.fault = self.env.event() if self.faults is not None else None   # fires when it dies
+        self.recovered = self.env.event()
+        self._lost_to: object | None = None   # the fault its process has yet to carry out
         self.process = self.env.process(self._run())
 
     # ---- arrivals ------------------------------------------------------------------------------
@@ -130,7 +136,9 @@ class ReplicaEngine:
                        record.session if cache_key is None else cache_key,
                        self.sessions[record.session].group % len(self.pools), transfer=transfer)
         total = seq.total_tokens
-        if self.limits.max_context and total > self.limits.max_context:
+        if not self.up:
+            self._fail(seq, "hardware", f"replica {self.index} is down (sim.faults)")
+        elif self.limits.max_context and total > self.limits.max_context:
             self._fail(seq, "context_overflow",
                        f"prompt {prompt_tokens} + reply {output_tokens} tokens > max context {self.limits.max_context}")
         elif self._pool(seq).footprint.blocks(total) > self._pool(seq).capacity_blocks:
@@ -255,6 +263,8 @@ class ReplicaEngine:
                 rec.cached_tokens = cached
                 rec.recomputed_tokens = (seq.prompt_tokens - rec.new_tokens - rec.retrieved_tokens - cached
                                          - sum(reloaded))
+                if self.faults is not None:
+                    self.faults.admitted(seq.cache_key, rec)
                 tier = pool.offload.plan.slowest(reloaded) if reloaded else None
                 rec.history_tier = tier or ("hbm" if cached else None)
             seq.prefilled, seq.allocated, seq.admitted = held, hold, True
@@ -316,8 +326,52 @@ class ReplicaEngine:
         seq.decoded, seq.decoding = 1, True
         return seq.prompt_tokens
 
+    # ---- faults (sim.faults.injector) ---------------------------------------------------------------
+    def die(self, fault) -> None:
+        """A fault takes the replica down now: its process stops the step in flight (the steps done before
+        stand) and carries the fault out (`_lose_everything`); it takes no turn until `recover`."""
+        self.up, self._lost_to = False, fault
+        if not self.fault.triggered:
+            self.fault.succeed()
+        self._batch_changed()
+
+    def recover(self) -> None:
+        """Back in service, its pools empty."""
+        self.up = True
+        self.fault = self.env.event()
+        self.recovered.succeed()
+        self.recovered = self.env.event()
+
+    def _lose_everything(self) -> None:
+        """Every turn it holds fails (status `hardware`: sim.simulation retries it elsewhere), and the KV on its
+        GPUs is lost, with what the engine's process held in host DRAM; its NVMe tier survives a fault that
+        leaves its host up. The fault is told each session's KV lost and the turns it ended."""
+        fault, self._lost_to = self._lost_to, None
+        self.settle_idle(self.env.now)   # the time before the fault is shared as the KV stood then
+        lost: Counter = Counter()
+        for pool in self.pools:
+            for key, tokens in pool.clear().items():
+                lost[key] += tokens
+            if pool.offload is not None:
+                for key, tokens in pool.offload.clear(keep_nvme=fault.scope != "host").items():
+                    lost[key] += tokens
+        ended = self.waiting + self.running
+        for seq in self.running:
+            held = _kv_held(seq)
+            seq.record.lost_tokens += held
+            lost[seq.cache_key] += held
+        self.waiting, self.running = [], []
+        for seq in ended:
+            self._fail(seq, "hardware", f"replica {self.index} died: {fault.cause} ({fault.component})")
+        self.faults.lost(fault, lost, [seq.record for seq in ended])
+
     def _run(self):
         while True:
+            if self._lost_to is not None:
+                self._lose_everything()
+            if not self.up:
+                yield self.recovered
+                continue
             if self.wakeup.triggered:
                 self.wakeup = self.env.event()
             # Admission adds none now: a turn prefilled elsewhere joins once its KV is in (_receive).
@@ -457,15 +511,19 @@ class ReplicaEngine:
         ends = start + np.cumsum(durations)
         self.last_end_ns = int(ends[-1])
         if n == 1:
-            yield self.env.timeout(int(durations[0]))
+            step = self.env.timeout(int(durations[0]))
+            yield step if self.fault is None else step | self.fault
         else:
             yield self.env.timeout(int(ends[-1] - start)) | self.wakeup
-            if self.env.now < ends[-1]:
+            if self.env.now < ends[-1] and self.up:
                 # The batch changed mid-run (an arrival or an abort): finish the step in flight, re-plan.
                 done_at = int(ends[np.searchsorted(ends, self.env.now)])
                 if done_at > self.env.now:
                     yield self.env.timeout(done_at - self.env.now)
         done = int(np.searchsorted(ends, self.env.now, side="right"))
+        if not done:   # it died during its first step: that step never ends
+            self.last_end_ns = start
+            return
         self.last_end_ns = int(ends[done - 1])
         self._apply(decode, chunks, completes, cost, ends, durations, done, kv_before, growing)
 

@@ -218,6 +218,15 @@ class KVPool:
             self.reserved_blocks += delta
         return True
 
+    def clear(self) -> dict[int, int]:
+        """A fault lost the GPUs' memory: every block is free, no prefix cached. Returns the prefix tokens each
+        live (not retired) session lost; what running turns held is theirs to count."""
+        lost = {key: tokens for key, tokens in self.cached.items() if key not in self.retired}
+        for key in list(self.cached):
+            self._set_cached(key, 0)
+        self.reserved_blocks = 0
+        return lost
+
     def release(self, session: int, total_tokens: int, keep_tokens: int) -> None:
         """End a turn: free its reservation, keeping `keep_tokens` of it (whole blocks) cached."""
         self.reserved_blocks -= self.footprint.blocks(total_tokens)

@@ -18,11 +18,36 @@ import pyarrow.parquet as pq
 
 from sim import __version__, contract
 from sim.cost.step import BOUND_NAMES
+from sim.records import NS_PER_S
 from sim.simulation import DeploymentResult
+
+def tables(results: list[DeploymentResult], replicate: int = 0) -> dict[str, pa.Table]:
+    """Every table of a run, each row marked with its `replicate`."""
+    made = {"turns": turns_table(results), "steps": steps_table(results), "gpus": gpus_table(results),
+            "faults": faults_table(results)}
+    return {name: with_replicate(table, replicate) for name, table in made.items()}
+
+
+def with_replicate(table: pa.Table, replicate: int) -> pa.Table:
+    """`table` with its `replicate` column (the first) set to `replicate` on every row."""
+    i = table.schema.get_field_index("replicate")
+    return table.set_column(i, table.schema.field(i), pa.array(np.full(table.num_rows, replicate, dtype=np.int64)))
+
 
 def turns_table(results: list[DeploymentResult]) -> pa.Table:
     rows = [t.row(r.boundary) for r in results for t in r.turns]
     return pa.Table.from_pylist(rows, schema=contract.schema(contract.TURNS))
+
+
+def faults_table(results: list[DeploymentResult]) -> pa.Table:
+    """One row per replica a fault hit (sim.faults.injector), in order of arrival."""
+    rows = [{"deployment": r.deployment.name, "fault": f.fault, "time_s": f.time_ns / NS_PER_S, "cause": f.cause,
+             "component": f.component, "scope": f.scope, "gpu": f.gpu, "replica": f.replica, "pool": f.pool,
+             "down_s": f.down_s, "spare": f.spare, "turns_affected": f.turns_affected,
+             "kv_lost_tokens": f.kv_lost_tokens, "tokens_recomputed": f.tokens_recomputed,
+             "recovery_j": f.recovery_j}
+            for r in results if r.faults is not None for f in r.faults.rows]
+    return pa.Table.from_pylist(rows, schema=contract.schema(contract.FAULTS))
 
 
 def steps_table(results: list[DeploymentResult]) -> pa.Table:
@@ -37,7 +62,7 @@ def steps_table(results: list[DeploymentResult]) -> pa.Table:
             **{c: cols[c].astype(float) for c in ("start_s", "duration_s", "replica_flops", "replica_hbm_bytes",
                                                   "replica_comm_bytes", "replica_power_w", "replica_energy_j",
                                                   "replica_dynamic_j", "bubble_s")},
-            "deployment": [r.deployment.name] * n, "replica": replica,
+            "replicate": np.zeros(n, dtype=np.int64), "deployment": [r.deployment.name] * n, "replica": replica,
             "bound": [BOUND_NAMES[b] for b in cols["bound"].astype(int)],
             "mean_gpu_power_w": cols["replica_power_w"].astype(float) / gpus[replica],
         })
@@ -52,9 +77,8 @@ def gpus_table(results: list[DeploymentResult]) -> pa.Table:
     rows = []
     for r in results:
         built = r.deployment
-        for engine, rep in zip(r.engines, built.replicas + built.prefill):
+        for engine, rep, serves in zip(r.engines, built.places, built.pools):
             cost, accel = rep.cost, rep.cost.accel
-            serves = "both" if not built.prefill else "decode" if engine.index < len(built.replicas) else "prefill"
             tp = rep.placement.layout.tp
             for s, stage_gpus in enumerate(rep.placement.stages):
                 for position, gpu in enumerate(stage_gpus):
@@ -115,6 +139,11 @@ def read(run_dir: str | Path) -> tuple[pa.Table, dict]:
         raise ResultsError(f"written by simrun {version}, whose tables differ from simrun {__version__}'s; "
                            f"valid: run the experiment again")
     return pq.read_table(run_dir / "turns.parquet"), info
+
+
+def read_faults(run_dir: str | Path) -> pa.Table:
+    """A written run's faults table."""
+    return pq.read_table(Path(run_dir) / "faults.parquet")
 
 
 TEMPORARY = re.compile(r"^\..+\.simrun-(\d+)-")   # .NAME.simrun-PID-... : a folder a run is writing

@@ -36,7 +36,7 @@ def _by_deployment(turns: pa.Table, keep=lambda row: True) -> dict[str, list[dic
 
 
 def _first_conversation_reply(row: dict) -> bool:
-    return row["session"] == 0 and row["kind"] == "reply"
+    return row["session"] == 0 and row["kind"] == "reply" and row["replicate"] == 0
 
 
 def _mark_failures(ax, rows, y_of, color) -> None:

@@ -59,6 +59,10 @@ class TurnRecord:
     transferred_tokens: int = 0          # ... the prompt tokens whose KV it sent to the decode replica ...
     transfer_s: float = 0.0              # ... and the seconds the turn waited for them (sim.serving.disaggregation)
     output_tokens: int = 0
+    retries: int = 0                 # times it was sent again after its replica died (sim.faults)
+    fault: int | None = None         # the first fault that hit it: its replica died under it, or took its history
+    lost_tokens: int = 0             # KV tokens it held on replicas that died under it
+    fault_lost_s: float = 0.0        # seconds of conversation the faults cost it (sim.simulation.ask)
     first_token_ns: int | None = None
     finish_ns: int | None = None     # its last token: set only when the turn ends ok
     end_ns: int | None = None        # when it ended, whatever its status
@@ -74,6 +78,15 @@ class TurnRecord:
     stall_s: float | None = None         # seconds its voice waited for tokens while speaking
     status: str = "pending"
     reason: str | None = None
+
+    def again(self) -> None:
+        """Sent again after its replica died (sim.faults): what the attempt set is set anew; its energy, lost
+        tokens and first fault stay."""
+        self.status, self.reason, self.retries, self.output_tokens = "pending", None, self.retries + 1, 0
+        self.first_token_ns = self.finish_ns = self.end_ns = self.first_step = self.last_step = None
+        self.cached_tokens = self.recomputed_tokens = self.reloaded_tokens = self.transferred_tokens = 0
+        self.reload_s = self.transfer_s = 0.0
+        self.history_tier = self.prefill_replica = None
 
     def energy(self, boundary: Boundary) -> dict[str, float]:
         """Its attributed energy by layer and view (sim.energy.ledger): what its own FLOPs and bytes added
@@ -111,7 +124,9 @@ class TurnRecord:
             "stall_s": self.stall_s,
             **self.energy(boundary), "kv_read_s": self.kv_read_s,
             "energy_retrieval_j": self.energy_retrieval_j, "replica": self.replica, "prefill_replica": self.prefill_replica,
-            "first_step": self.first_step, "last_step": self.last_step, "status": self.status, "reason": self.reason,
+            "first_step": self.first_step, "last_step": self.last_step, "retries": self.retries, "fault": self.fault,
+            "lost_tokens": self.lost_tokens, "fault_lost_s": self.fault_lost_s, "status": self.status,
+            "reason": self.reason,
         }
 
 

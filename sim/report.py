@@ -20,8 +20,9 @@ def minute_of(row: dict) -> float:
 
 
 def replies(rows: list[dict], deployment: str) -> list[dict]:
-    """The first conversation's replies on a deployment, in order."""
-    return [r for r in rows if r["deployment"] == deployment and r["session"] == 0 and r["kind"] == "reply"]
+    """The first conversation's replies on a deployment, in order (of the first replicate)."""
+    return [r for r in rows if r["deployment"] == deployment and r["session"] == 0 and r["kind"] == "reply"
+            and r["replicate"] == 0]
 
 
 def minute_marks(rows: list[dict], deployment: str, minutes: list[float]) -> list[tuple[float, dict | None]]:

@@ -10,8 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from hardware.catalog import PRECISION_BYTES
-from sim import __version__, config, output, report
+from sim import __version__, config, intervals, output, report
 from sim.deployment import build
+from sim.faults.rates import SECONDS_PER_HOUR, replica_rate_per_s, scenario
+from sim.records import NS_PER_S
 from sim.serving.slo import slo_lines
 from sim.simulation import DeploymentResult, simulate
 
@@ -43,34 +45,43 @@ def memory_per_token(arch, kv_dtype_bytes: float) -> dict:
             "window_tokens": arch.sliding_window, "state_bytes": arch.state_bytes_per_sequence}
 
 
-def run_experiment(path: str, mode: str | None = None, progress=None) -> RunResult:
+def run_experiment(path: str, mode: str | None = None, progress=None, replicates: int | None = None,
+                   jobs: int | None = None, replicate_done=None) -> RunResult:
     """Load, build, simulate every deployment in turn and make the tables. `progress(name)`, when given,
-    is a context manager around each deployment's simulation yielding the callback simulate reports to."""
+    is a context manager around each deployment's simulation yielding the callback simulate reports to.
+    `replicates` (default [run] replicates) runs of more than one go over `jobs` processes (sim.replicates),
+    `replicate_done(done, total)` called as each ends."""
     started = time.perf_counter()
     experiment = config.load(path)
     if experiment.sweep is not None:
         raise config.ConfigError(path, "sweep", None, "the file describes a sweep of many runs; valid: run its "
                                  "points with `simrun sweep`, or remove [sweep] to run the experiment once")
-    if mode:
-        experiment = experiment.model_copy(update={"run": experiment.run.model_copy(update={"mode": mode})})
-    return simulate_experiment(path, experiment, build_all(path, experiment), progress, started)
+    run = experiment.run.model_copy(update={"mode": mode or experiment.run.mode,
+                                            "replicates": replicates or experiment.run.replicates})
+    experiment = experiment.model_copy(update={"run": run})
+    built = build_all(path, experiment)   # a deployment that cannot be built is refused before any run
+    if run.replicates == 1:
+        return simulate_experiment(path, experiment, built, progress, started)
+    from sim.replicates import run_replicates   # (sim.replicates runs this module's simulate_experiment)
+    return run_replicates(path, experiment, jobs, replicate_done, started)
 
 
 def build_all(path: str, experiment: config.Experiment) -> list:
     """Every deployment of an experiment built on its cluster (a ConfigError names `path` where one cannot be)."""
-    return [build(path, name, spec) for name, spec in experiment.deployments.items()]
+    spares = experiment.faults.hot_spares
+    return [build(path, name, spec, spares) for name, spec in experiment.deployments.items()]
 
 
 def simulate_experiment(path: str, experiment: config.Experiment, built: list, progress=None,
-                        started: float | None = None) -> RunResult:
-    """Simulate an experiment's built deployments in turn and make the tables; `path` is where it came from."""
+                        started: float | None = None, replicate: int = 0) -> RunResult:
+    """Simulate an experiment's built deployments in turn and make the tables, marked as `replicate`; `path` is
+    where it came from."""
     started = time.perf_counter() if started is None else started
     results = []
     for b in built:
         with progress(b.name) if progress else nullcontext() as tick:
             results.append(simulate(experiment, b, progress=tick))
-    tables = {"turns": output.turns_table(results), "steps": output.steps_table(results),
-              "gpus": output.gpus_table(results)}
+    tables = output.tables(results, replicate)
     info = {
         "simrun_version": __version__, "seed": experiment.run.seed,
         "mode": experiment.run.mode, "config": experiment.model_dump(mode="json"),
@@ -78,9 +89,11 @@ def simulate_experiment(path: str, experiment: config.Experiment, built: list, p
             "description": one_line(b),
             **memory_per_token(b.spec.architecture, PRECISION_BYTES[b.spec.kv_cache]),
             "kv_capacity_tokens": b.replicas[0].kv_capacity_tokens,
-            "gpus": sum(len(r.placement.gpus) for r in b.replicas + b.prefill),
+            "gpus": sum(len(r.placement.gpus) for r in b.places),
         } for b in built},
         "ledger_j": {r.deployment.name: r.ledger() for r in results},
+        "faults": {r.deployment.name: exposure(r, experiment.faults) for r in results} if experiment.faults.enabled
+        else {},
         "steps_table": "one row per engine step (not sampled or aggregated)",
     }
     # How it was run, which the config and seed do not fix: the path it was given by, the time it took.
@@ -89,18 +102,44 @@ def simulate_experiment(path: str, experiment: config.Experiment, built: list, p
     return RunResult(experiment, results, tables, info, timing)
 
 
+def exposure(result: DeploymentResult, faults: config.FaultSpec) -> dict:
+    """A deployment's fault exposure over a run (sim.faults.rates): its GPU-hours, the faults the rates expect
+    over them (the closed form the faults table's count is drawn around), and the rate at which faults hit one
+    serving replica (its GPUs' gpu-scoped causes, its hosts' GPUs' host-scoped ones)."""
+    built, rates = result.deployment, scenario(faults.rates, faults.scale)
+    gpus = [g for rep in built.places for g in rep.placement.gpus]
+    gpu_hours = len(gpus) * result.end_ns / NS_PER_S / SECONDS_PER_HOUR
+    return {"gpu_hours": gpu_hours, "expected_faults": float(rates.expected(gpu_hours).sum()),
+            "replica_faults_per_h": replica_rate_per_s(rates, built.replicas[0].placement.gpus, gpus,
+                                                       built.cluster.host_of) * SECONDS_PER_HOUR}
+
+
 def default_output(path: str) -> Path:
     return Path("results") / Path(path).stem
 
 
-def render(turns: pa.Table, info: dict) -> str:
-    """The report from a run's turns table and run.json (what `simrun report` re-reads): the minute-mark
-    table of a podcast, the benchmark metrics of a benchmark workload."""
+def render(turns: pa.Table, info: dict, faults: pa.Table | None = None) -> str:
+    """The report from a run's turns table, faults table and run.json (what `simrun report` re-reads): the
+    minute-mark table of a podcast, the benchmark metrics of a benchmark workload; with replicates, each
+    podcast deployment's minute marks over them (mean and 95% interval); with faults, what they cost."""
     cfg, workload = info["config"]["report"], info["config"]["workload"]
     descriptions = {n: d["description"] for n, d in info["deployments"].items()}
     if workload["kind"] != "podcast":
         text = report.render_benchmark(turns, descriptions, workload["warmup_requests"], workload["cooldown_requests"])
     else:
         text = report.render(turns, descriptions, cfg["minutes"], cfg["brain_w"])
+    lines = [text]
+    replicates = info["config"]["run"]["replicates"]
+    exposures = info.get("replicates") or [info]
+    for name in descriptions:
+        more = intervals.minute_lines(turns, name, cfg["minutes"], replicates) \
+            if replicates > 1 and workload["kind"] == "podcast" else []
+        if info["faults"] and faults is not None:
+            more += intervals.fault_lines(turns, faults, name, [e["faults"][name] for e in exposures], replicates,
+                                          workload["duration_h"] if workload["kind"] == "podcast" else 0.0)
+        if more:
+            lines += ["", f"{name}:", *more]
     slo = config.SloSpec(**info["config"].get("slo", {}))   # results written before [slo] existed have none
-    return "\n".join([text, *slo_lines(turns, descriptions, slo.targets, slo.attainment)]) if slo.targets else text
+    if slo.targets:
+        lines += slo_lines(turns, descriptions, slo.targets, slo.attainment)
+    return "\n".join(lines)

@@ -14,6 +14,9 @@ from sim.energy.baseline import BaselineShares
 from sim.energy.ledger import Boundary
 from sim.energy.views import set_dedicated
 from sim.engine import EngineLimits, ReplicaEngine, SessionState
+from sim.faults.injector import FaultLog, Injector
+from sim.faults.rates import scenario
+from sim.faults.recovery import recovery_time
 from sim.kv import KVPool
 from sim.records import NS_PER_S, StepLog, TurnRecord
 from sim.serving.offload import TierStore
@@ -29,9 +32,10 @@ class DeploymentResult:
     deployment: BuiltDeployment
     turns: list[TurnRecord]
     steps: StepLog
-    engines: list[ReplicaEngine]    # the deployment's replicas, then its prefill pool's
+    engines: list[ReplicaEngine]    # the deployment's replicas, then its prefill pool's, then its hot spares
     end_ns: int
     boundary: Boundary           # one of the deployment's replicas' (they are alike)
+    faults: FaultLog | None = None   # its faults, when the experiment has any (sim.faults)
 
     @property
     def baselines(self) -> float:
@@ -72,14 +76,18 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     # scheduler sees it; it adds to the time to first token and to the end of the reply alike.
     api_ns = _ns(built.replicas[0].cost.engine.request_host_s) if spec.api_server else 0
     reference_gpus = len(built.replicas[0].placement.gpus)
+    fault_log = FaultLog() if experiment.faults.enabled else None
+    places = built.places
     engines = [
         ReplicaEngine(env, r, rep.cost, [_pool(rep, spec.block_tokens) for _ in range(rep.placement.layout.dp)],
                       limits, bulk, len(rep.placement.gpus), steps,
                       BaselineShares(rep.memory.kv_pool_bytes / rep.cost.accel.hbm_bytes,
-                                     len(rep.placement.gpus) / reference_gpus))
-        for r, rep in enumerate(built.replicas + built.prefill)]
+                                     len(rep.placement.gpus) / reference_gpus), faults=fault_log)
+        for r, rep in enumerate(places)]
     # Sessions are placed on the deployment's replicas; a prefill pool's follow them there (sim.serving.router).
-    decode_engines, prefill_engines = engines[:len(built.replicas)], engines[len(built.replicas):]
+    n_decode, n_prefill = len(built.replicas), len(built.prefill)
+    decode_engines, prefill_engines = engines[:n_decode], engines[n_decode:n_decode + n_prefill]
+    retries = experiment.faults.retries
     router = Router(decode_engines, spec.router, spec.queue_limit)
     prefill_router = Router(prefill_engines, spec.router, keeps_homes=True) if prefill_engines else None
     transfers = {}   # (prefill replica, decode replica) -> their KV transfer (sim.serving.disaggregation)
@@ -129,16 +137,44 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
                 engine.baseline.start(state, env.now)
 
     def ask(state: SessionState, record: TurnRecord, prompt, reply_tokens: int, cache_key: int | None = None):
-        """Route a request (sim.serving.router), pass it through the API server to its replica's engine and
-        wait for it (up to the deadline, counted from now); yields its sequence's end, or None when every
-        replica refused it. Its prompt's prefix is cached under `cache_key` (default: its session). With a
-        prefill pool it is routed to a replica of each pool and prefilled first (sim.serving.disaggregation)."""
+        """Send a request (`attempt`) and, while its replica dies under it (status `hardware`), send it again, up
+        to [faults] retries times while a replica is up. Its `fault_lost_s`: the time its failed attempts took,
+        and, failed for good, the rest of its wait and the reply never spoken."""
         turns.append(record)
         until_ns = env.now + deadline_ns
-        engine = router.route(state, prompt.reusable_tokens, prompt.tokens + reply_tokens, cache_key)
+        while True:
+            sent_ns = env.now
+            seq = yield from attempt(state, record, prompt, reply_tokens, cache_key, until_ns)
+            if record.status != "hardware" or record.retries >= retries or not serving():
+                break
+            record.again()
+        if record.retries or record.status == "hardware":
+            record.fault_lost_s = (sent_ns - record.arrival_ns) / NS_PER_S
+            if record.status == "hardware":
+                record.fault_lost_s += (record.end_ns - sent_ns) / NS_PER_S + record.reply_speech_s
+        return seq
+
+    def serving() -> bool:
+        """Whether a replica of each pool is up to take a turn."""
+        return all(any(e.up for e in pool) for pool in (decode_engines, prefill_engines) if pool)
+
+    def attempt(state: SessionState, record: TurnRecord, prompt, reply_tokens: int, cache_key: int | None,
+                until_ns: int):
+        """Route a request (sim.serving.router), pass it through the API server to its replica's engine and
+        wait for it (up to the deadline `until_ns`); yields its sequence's end, or None when every replica
+        refused it or is down. Its prompt's prefix is cached under `cache_key` (default: its session). With a
+        prefill pool it is routed to a replica of each pool and prefilled first (sim.serving.disaggregation)."""
+        engine = router.route(state, prompt.reusable_tokens, prompt.tokens + reply_tokens, cache_key) \
+            if serving() else None
         if engine is None:
-            record.status, record.end_ns, record.replica = "rejected", env.now, None
-            record.reason = f"every replica's queue holds {spec.queue_limit} turns (queue_limit)"
+            record.end_ns, record.replica = env.now, None
+            if serving():
+                record.status = "rejected"
+                record.reason = f"every replica's queue holds {spec.queue_limit} turns (queue_limit)"
+            else:
+                record.status, record.reason = "hardware", "every replica is down (sim.faults)"
+                if record.fault is None:
+                    record.fault = fault_log.rows[-1].fault
             return None
         serve_on(state, engine)
         record.replica = engine.index
@@ -193,6 +229,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             return max(0.0, (handoff_ns - env.now) / NS_PER_S + link.exposed_s(tokens, prefill_s))
 
         record.status, record.first_token_ns, record.finish_ns, record.end_ns = "pending", None, None, None
+        record.output_tokens = 0   # the first token counts once the reply ends ok
         record.first_step = record.last_step = None
         seq = engine.submit(record, prompt.tokens, reply_tokens, prompt.reusable_tokens, cache_key, transfer)
         yield from wait(engine, seq, until_ns)
@@ -323,9 +360,12 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         end(index)
 
     def chat_client(lengths, until_ns: int):
-        """A background client: its next chat as soon as its last one ended, until the podcasts end."""
+        """A background client: its next chat as soon as its last one ended, until the podcasts end; while every
+        replica is down (sim.faults), once one is back."""
         while env.now < until_ns:
             yield from chat(lengths)
+            if not serving():
+                yield env.any_of([e.recovered for e in decode_engines + prefill_engines if not e.up])
 
     def chat_arrivals(lengths, gaps, until_ns: int):
         """Background chats arriving at random (Poisson) until the podcasts end."""
@@ -386,6 +426,14 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
             engine.begin = begin
     for p in processes:
         env.process(p)
+    bounds = boundary(experiment, built)
+    if fault_log is not None:
+        Injector(env, engines, [rep.placement.gpus for rep in places], built.pools,
+                 [recovery_time(built.cluster, rep.placement.gpus, rep.cost.weights_bytes_per_gpu(),
+                                experiment.faults.weights_from, spec.fabric) for rep in places],
+                 built.cluster.host_of, scenario(experiment.faults.rates, experiment.faults.scale), experiment.run.seed,
+                 lambda e: bounds.facility_j(0.0, e.baseline.weight), lambda: all(s.ended for s in states.values()),
+                 fault_log)
     if workload.kind == "podcast":
         horizon_ns = _ns(starts_s[-1] + podcast.duration_s if starts_s else podcast.duration_s)
         report = (lambda: progress(min(env.now, horizon_ns) / NS_PER_S / 3600, horizon_ns / NS_PER_S / 3600,
@@ -400,7 +448,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
     for engine in engines:
         engine.settle_idle(end_ns)
         engine.baseline.close()
-    result = DeploymentResult(built, turns, steps, engines, end_ns, boundary(experiment, built))
+    result = DeploymentResult(built, turns, steps, engines, end_ns, bounds, fault_log)
     set_dedicated(result, states)
     return result
 

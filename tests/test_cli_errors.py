@@ -96,6 +96,17 @@ def run_cli(tmp_path, text):
     ("tp = 8", 'tp = 8\nrouter = "random"', "deployments.d", "router",
      "'session_affinity', 'round_robin', 'least_outstanding_tokens' or 'prefix_aware'"),
     ("tp = 8", "tp = 8\nqueue_limit = -1", "deployments.d", "queue_limit", "greater than or equal to 0"),
+    ("[deployments.d]", "[faults]\nrates = \"llama4\"\n[deployments.d]", "faults", "rates",
+     "unknown fault rates 'llama4'; valid: llama3, none"),
+    ("[deployments.d]", "[faults]\nrates = { gpux = 0.1 }\n[deployments.d]", "faults", "rates",
+     "unknown fault component 'gpux'; valid: gpu, hbm, host, network, nic, nvlink, software"),
+    ("[deployments.d]", "[faults]\nrates = { gpu = -1 }\n[deployments.d]", "faults", "rates",
+     "rate of gpu -1 per GPU-year is outside 0-1e6"),
+    ("[deployments.d]", "[faults]\nretry = 1\n[deployments.d]", "faults", "retry",
+     "unknown key; valid keys: rates, scale, retries, hot_spares, weights_from"),
+    ("[deployments.d]", "[faults]\nhot_spares = 1\n[deployments.d]", "faults", "hot_spares",
+     "1 hot spares leave deployment d no replica to serve (its cluster holds 1); valid: fewer spares, or more nodes"),
+    ('name = "t"', 'name = "t"\nreplicates = 0', "run", "replicates", "greater than or equal to 1"),
     ("[deployments.d]", "[slo]\nttft = 1.0\n[deployments.d]", "slo", "ttft",
      "unknown key; valid keys: ttft_s, tpot_s, e2e_s, stall_s, attainment"),
     ("[deployments.d]", "[slo]\nattainment = 1.5\n[deployments.d]", "slo", "attainment", "less than or equal to 1"),
@@ -168,7 +179,7 @@ def test_error_through_the_console_entry_point(tmp_path):
 def test_good_file_runs_and_writes(tmp_path):
     result, exp, out = run_cli(tmp_path, GOOD)
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"turns.parquet", "steps.parquet", "gpus.parquet", "run.json",
+    assert {p.name for p in out.iterdir()} == {"turns.parquet", "steps.parquet", "gpus.parquet", "faults.parquet", "run.json",
                                               "timing.json", "plots"}
     assert {p.name for p in (out / "plots").iterdir()} == {"energy_per_phrase.png", "energy_views.png", "latency.png",
                                                           "kv_memory.png"}

@@ -19,7 +19,7 @@ def check_invariants(results):
                     for e in r.engines}
         api_ns = round(r.engines[0].cost.engine.request_host_s * 1e9) if r.deployment.spec.api_server else 0
         for t in r.turns:
-            assert t.status in ("ok", "kv_oom", "context_overflow", "timeout", "rejected")
+            assert t.status in ("ok", "kv_oom", "context_overflow", "timeout", "rejected", "hardware")
             ok = t.status == "ok"
             assert ok == (t.reason is None) and (ok or t.reason)
             assert t.end_ns is not None and t.end_ns >= t.arrival_ns

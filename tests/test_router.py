@@ -15,11 +15,11 @@ from test_engine import assert_same_run, check_invariants
 TWO_REPLICAS = {"model": "llama31_8b", "gpu": "h100_sxm", "nodes": 1, "tp": 1, "replicas": 2}
 
 
-def fake(index, waiting=0, cached=0, capacity=None):
-    """A replica as the router sees it: its index, its scheduler's queue, the session's cached prefix there, and
-    the tokens its KV pools hold."""
+def fake(index, waiting=0, cached=0, capacity=None, up=True):
+    """A replica as the router sees it: its index, its scheduler's queue, the session's cached prefix there, the
+    tokens its KV pools hold, and whether it is up (sim.faults)."""
     return SimpleNamespace(index=index, waiting=[None] * waiting, kv_capacity_tokens=capacity,
-                           cached_tokens=lambda state, key, reusable: min(cached, reusable))
+                           cached_tokens=lambda state, key, reusable: min(cached, reusable), up=up)
 
 
 SESSION = SimpleNamespace(index=5, replica=1, group=0)
@@ -187,3 +187,15 @@ def test_a_request_sent_away_from_where_it_was_placed_is_billed_where_it_runs(mo
     assert [t.replica for t in sorted(result.turns, key=lambda t: t.session)] == [0, 1, 1, 1, 1, 1]
     assert [set(e.sessions) for e in result.engines] == [{0}, {1, 2, 3, 4, 5}]
     check_ledger(result)
+
+
+def test_a_replica_down_takes_no_turn_and_its_sessions_move():
+    # Session 5's home is replica 1; down after a fault, the turn goes to the least loaded of the others, which
+    # becomes its home; with every replica down there is none.
+    replicas = [fake(0), fake(1, up=False), fake(2)]
+    router = Router(replicas, "session_affinity")
+    router.route(SimpleNamespace(index=0, replica=0, group=0), 0, 50)   # replica 0 now carries 50 tokens
+    assert router.route(SESSION, 0, 10).index == 2
+    for r in replicas:
+        r.up = False
+    assert router.route(SESSION, 0, 10) is None

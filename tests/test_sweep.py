@@ -161,7 +161,7 @@ def test_a_killed_sweep_resumes_without_running_finished_points_and_duckdb_reads
     staged = len(list((out / store.STAGING).iterdir())) if (out / store.STAGING).exists() else 0
     assert done.stdout.strip().splitlines()[-1] == (
         f"sweep: 24 points: {24 - skipped} ran, {skipped} skipped (done before), 0 failed; dataset in {out}/ "
-        f"(summary, turns, steps, gpus)") and staged == 0
+        f"(summary, turns, steps, gpus, faults)") and staged == 0
     assert "sweep: 100%" in done.stderr     # the progress bar
     assert {p.parent.name: p.stat().st_mtime_ns for p in out.glob("summary/*/part-0.parquet")
             if p.parent.name in before} == before

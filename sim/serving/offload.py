@@ -113,6 +113,19 @@ class TierStore:
             start = start + held if given == held else reusable   # a span cut short ends what follows it
         return got
 
+    def clear(self, keep_nvme: bool) -> dict[int, int]:
+        """A fault ended the engine's process: its DRAM tier (in the process's memory) is gone, and with its host
+        the NVMe tier too unless `keep_nvme`. Returns the tokens each key lost."""
+        lost: dict[int, int] = {}
+        for level, tier in enumerate(self.plan.tiers):
+            if tier.name == "nvme" and keep_nvme:
+                continue
+            for key, tokens in self.spans[level].items():
+                lost[key] = lost.get(key, 0) + tokens
+            self.spans[level].clear()
+            self.used[level] = 0
+        return lost
+
     def tokens_of(self, key: int) -> list[int]:
         return [spans.get(key, 0) for spans in self.spans]
 
@@ -133,9 +146,7 @@ def plan_offload(kind: str, cluster, gpu: str, kv_pool_bytes_per_gpu: float, kv_
             tiers.append(TierLink(name, int(budget // kv_bytes_per_token), host.bandwidth_bytes_per_s, host.latency_s))
         else:
             _, path = cluster.drive_of(gpu)
-            drives_per_gpu = node.nvme_drives / node.gpus_per_node
-            # The GPU's share of its node's drives, read in parallel, through its own host link.
-            bytes_per_s = min(path.bandwidth_bytes_per_s * drives_per_gpu, host.bandwidth_bytes_per_s)
+            bytes_per_s = cluster.nvme_read_bytes_per_s(gpu)
             budget = node.nvme_drives * node.nvme_tb_per_drive * 1e12 / node.gpus_per_node
             tiers.append(TierLink(name, int(budget // kv_bytes_per_token), bytes_per_s, path.latency_s))
     return OffloadPlan(tuple(tiers), kv_bytes_per_token)

@@ -16,7 +16,8 @@ over yet. Ties go to the first replica in the router's list. With a prefill pool
 (sim.serving.disaggregation), whose sessions' homes are their replicas in that pool. A replica is full for a turn when its queue holds
 `queue_limit` turns (admission control; 0: no limit), or when the turn beside its load would pass its KV
 pool's tokens. A turn for which every replica's queue is at the limit is refused (status `rejected`); a
-replica without room may still take it when none with room has space in its queue.
+replica without room may still take it when none with room has space in its queue. A replica down after a fault
+(sim.faults) takes no turn: a session whose replica is down moves to another.
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ class Router:
         `cache_key`, by default the session's; `total_tokens` its prompt and reply), or None when no replica's
         queue has room for it. The turn is sent to it: call `handed` when it reaches the scheduler and `ended`
         when it ends."""
-        open_ = [e for e in self.engines if not self.queue_limit or self.queued(e) < self.queue_limit]
+        open_ = [e for e in self.engines if e.up and (not self.queue_limit or self.queued(e) < self.queue_limit)]
         if not open_:
             return None
         key = state.index if cache_key is None else cache_key

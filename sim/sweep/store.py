@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from sim import __version__
 
-TABLES = ("turns", "steps", "gpus")
+TABLES = ("turns", "steps", "gpus", "faults")
 PART = "part-0.parquet"
 STAGING = ".staging"
 COMPLETE = "complete"
