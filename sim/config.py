@@ -7,6 +7,7 @@ key, what is wrong, what would be valid.
 """
 from __future__ import annotations
 
+import copy
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -897,6 +898,42 @@ def _valid_keys(table: str) -> str:
     if table == "top level":
         model = Experiment
     return ", ".join(model.model_fields)
+
+
+# Tables whose keys name things the experiment defines: a path into them must name one that exists.
+NAMED_TABLES = ("deployments", "clusters", "models")
+
+
+def set_path(data: dict, path: str, value) -> None:
+    """Set `value` at dotted `path` in `data` (tables made as needed, `*` every key of its table); a
+    ValueError says why a path cannot be set."""
+    parts = path.split(".")
+    if not all(parts):
+        raise ValueError("an empty part in the path; valid: names joined by dots, e.g. deployments.*.gpu")
+    if parts[0] == "sweep":
+        raise ValueError("a sweep cannot set its own [sweep] table")
+    _set(data, parts, value, [])
+
+
+def _set(table: dict, parts: list[str], value, done: list[str]) -> None:
+    head, rest = parts[0], parts[1:]
+    where = ".".join(done) or "the top level"
+    if head == "*":
+        if not table:
+            raise ValueError(f"'*' matches nothing: [{where}] has no keys")
+        names = list(table)
+    elif done and done[-1] in NAMED_TABLES and len(done) == 1 and head not in table:
+        raise ValueError(f"no [{done[0]}.{head}] in the experiment; valid: {', '.join(table) or 'none defined'}")
+    else:
+        names = [head]
+    for name in names:
+        if not rest:
+            table[name] = copy.deepcopy(value)
+            continue
+        inner = table.setdefault(name, {})
+        if not isinstance(inner, dict):
+            raise ValueError(f"[{'.'.join([*done, name])}] is a value, not a table of keys")
+        _set(inner, rest, value, [*done, name])
 
 
 def read_toml(path: str | Path) -> dict:

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim import __version__, config
+from sim.config import set_path
 from sim.errors import ConfigError, printable
 from sim.run import build_all
 
-# Tables whose keys name things the experiment defines: a path into them must name one that exists.
-NAMED_TABLES = ("deployments", "clusters", "models")
 
 
 @dataclass(frozen=True)
@@ -69,38 +68,6 @@ def _draws(spec: config.RandomSpec) -> list[dict]:
 
 def _table_of(path: str, block: str, spec: config.SweepSpec) -> str:
     return "sweep.random" if spec.random and path in spec.random.params else f"sweep.{block}"
-
-
-def set_path(data: dict, path: str, value) -> None:
-    """Set `value` at dotted `path` in `data` (tables made as needed, `*` every key of its table); a
-    ValueError says why a path cannot be set."""
-    parts = path.split(".")
-    if not all(parts):
-        raise ValueError("an empty part in the path; valid: names joined by dots, e.g. deployments.*.gpu")
-    if parts[0] == "sweep":
-        raise ValueError("a sweep cannot set its own [sweep] table")
-    _set(data, parts, value, [])
-
-
-def _set(table: dict, parts: list[str], value, done: list[str]) -> None:
-    head, rest = parts[0], parts[1:]
-    where = ".".join(done) or "the top level"
-    if head == "*":
-        if not table:
-            raise ValueError(f"'*' matches nothing: [{where}] has no keys")
-        names = list(table)
-    elif done and done[-1] in NAMED_TABLES and len(done) == 1 and head not in table:
-        raise ValueError(f"no [{done[0]}.{head}] in the experiment; valid: {', '.join(table) or 'none defined'}")
-    else:
-        names = [head]
-    for name in names:
-        if not rest:
-            table[name] = copy.deepcopy(value)
-            continue
-        inner = table.setdefault(name, {})
-        if not isinstance(inner, dict):
-            raise ValueError(f"[{'.'.join([*done, name])}] is a value, not a table of keys")
-        _set(inner, rest, value, [*done, name])
 
 
 def key_of(experiment: config.Experiment) -> str:
