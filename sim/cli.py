@@ -155,17 +155,19 @@ def cli() -> None:
               help="Override [run] replicates: runs with seeds drawn from the experiment's, reported with 95% intervals.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 4096), default=None,
               help="Processes the replicates run in (default: the cores).")
+@click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
+              help="Change a key of the experiment, a dotted path as a sweep's (e.g. workload.sessions=100); repeatable.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--quiet", "-q", is_flag=True, help="Print no progress lines.")
 def run_command(experiment: str, output_dir: str | None, mode: str | None, replicates: int | None, jobs: int | None,
-                no_plots: bool, quiet: bool) -> None:
+                sets: tuple[str, ...], no_plots: bool, quiet: bool) -> None:
     """Simulate EXPERIMENT on its deployments; print the minute-mark table (or a benchmark workload's
     metrics); write tables and plots."""
     out_dir = Path(output_dir) if output_dir is not None else default_output(experiment)
     _check_output(out_dir)
     try:
         with _replicates_bar(quiet) as done:
-            result = run_experiment(experiment, mode, None if quiet else _simulating, replicates, jobs, done)
+            result = run_experiment(experiment, mode, None if quiet else _simulating, replicates, jobs, done, sets)
     except ConfigError as e:
         _fail(str(e))
     extras = None if no_plots else (

@@ -849,6 +849,14 @@ class Experiment(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _one_run_a_point(self):
+        """A sweep runs each point once: its replicates are a sweep over run.seed."""
+        if self.sweep is not None and self.run.replicates > 1:
+            raise CaseError("run", "replicates", "a sweep runs each point once; valid: replicates = 1, and "
+                            "\"run.seed\" among the swept parameters for runs of other seeds")
+        return self
+
+    @model_validator(mode="after")
     def _chats_alone(self):
         """No podcast: the chats of every deployment's background are the whole load."""
         if self.workload.kind == "podcast" and self.workload.sessions == 0:
@@ -949,9 +957,28 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(path, "top level", None, f"invalid TOML: {e}") from None
 
 
-def load(path: str | Path) -> Experiment:
-    """Any experiment file, a validation case included, validated whole."""
-    return parse(str(path), resolve_paths(path, read_toml(path)))
+def load(path: str | Path, sets: tuple[str, ...] = ()) -> Experiment:
+    """Any experiment file, a validation case included, validated whole; `sets` are `PATH=VALUE` changes made
+    first (the command line's --set), each VALUE a TOML value (a bare word is a string)."""
+    data = resolve_paths(path, read_toml(path))
+    for change in sets:
+        key, _, text = change.partition("=")
+        try:
+            set_path(data, key.strip(), _toml_value(text.strip()))
+        except ValueError as e:
+            hint = "" if "valid:" in str(e) else "; valid: PATH=VALUE, e.g. workload.sessions=100"
+            raise ConfigError(str(path), "--set", change, f"{e}{hint}") from None
+    return parse(str(path), data)
+
+
+def _toml_value(text: str):
+    """A command line's value as TOML reads it (100, 0.5, true, [1, 2], "x"), a bare word as a string."""
+    if not text:
+        raise ValueError("no value after '='")
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
 
 
 def resolve_paths(path: str | Path, data: dict) -> dict:

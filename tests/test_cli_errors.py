@@ -272,3 +272,38 @@ def test_sizes_are_bounded(tmp_path, line, key):
     result, exp, out = run_cli(tmp_path, text)
     assert result.exit_code == 2 and f"[deployments.d] key '{key}'" in result.output
     assert "less than or equal to" in result.output
+
+
+@pytest.mark.parametrize("change, key, expect", [
+    ("workload", "workload", "no value after '='; valid: PATH=VALUE, e.g. workload.sessions=100"),
+    ("deployments.x.tp=2", "deployments.x.tp=2", "no [deployments.x] in the experiment; valid: d"),
+])
+def test_a_bad_set_is_one_line(tmp_path, change, key, expect):
+    exp = tmp_path / "exp.toml"
+    exp.write_text(GOOD)
+    result = CliRunner().invoke(main, [str(exp), "--output", str(tmp_path / "out"), "-q", "--set", change])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert "\n" not in line and f"[--set] key '{key}'" in line and expect in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_set_changes_the_run(tmp_path):
+    exp = tmp_path / "exp.toml"
+    exp.write_text(GOOD)
+    result = CliRunner().invoke(main, [str(exp), "--output", str(tmp_path / "out"), "-q", "--no-plots",
+                                       "--set", "run.name=renamed", "--set", "workload.sessions=2"])
+    assert result.exit_code == 0, result.output
+    import json
+    info = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert info["config"]["run"]["name"] == "renamed" and info["config"]["workload"]["sessions"] == 2
+
+
+def test_replicates_in_a_sweep_are_refused_in_one_line(tmp_path):
+    exp = tmp_path / "exp.toml"
+    exp.write_text(GOOD.replace('name = "t"', 'name = "t"\nreplicates = 2')
+                   + '[sweep.grid]\n"workload.sessions" = [1, 2]\n')
+    result = CliRunner().invoke(main, ["sweep", str(exp), "--output", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert "\n" not in line and "[run] key 'replicates': a sweep runs each point once" in line
