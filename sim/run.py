@@ -12,7 +12,7 @@ import pyarrow as pa
 from hardware.catalog import PRECISION_BYTES
 from sim import __version__, config, intervals, output, report
 from sim.deployment import build
-from sim.faults.rates import SECONDS_PER_HOUR, replica_rate_per_s, scenario
+from sim.faults.rates import SECONDS_PER_HOUR, exposed, rate_per_s, replica_rate_per_s, scenario
 from sim.records import NS_PER_S
 from sim.serving.slo import slo_lines
 from sim.simulation import DeploymentResult, simulate
@@ -46,13 +46,13 @@ def memory_per_token(arch, kv_dtype_bytes: float) -> dict:
 
 
 def run_experiment(path: str, mode: str | None = None, progress=None, replicates: int | None = None,
-                   jobs: int | None = None, replicate_done=None) -> RunResult:
+                   jobs: int | None = None, replicate_done=None, sets: tuple[str, ...] = ()) -> RunResult:
     """Load, build, simulate every deployment in turn and make the tables. `progress(name)`, when given,
     is a context manager around each deployment's simulation yielding the callback simulate reports to.
     `replicates` (default [run] replicates) runs of more than one go over `jobs` processes (sim.replicates),
-    `replicate_done(done, total)` called as each ends."""
+    `replicate_done(done, total)` called as each ends. `sets`: the command line's PATH=VALUE changes."""
     started = time.perf_counter()
-    experiment = config.load(path)
+    experiment = config.load(path, sets)
     if experiment.sweep is not None:
         raise config.ConfigError(path, "sweep", None, "the file describes a sweep of many runs; valid: run its "
                                  "points with `simrun sweep`, or remove [sweep] to run the experiment once")
@@ -104,14 +104,16 @@ def simulate_experiment(path: str, experiment: config.Experiment, built: list, p
 
 def exposure(result: DeploymentResult, faults: config.FaultSpec) -> dict:
     """A deployment's fault exposure over a run (sim.faults.rates): its GPU-hours, the faults the rates expect
-    over them (the closed form the faults table's count is drawn around), and the rate at which faults hit one
-    serving replica (its GPUs' gpu-scoped causes, its hosts' GPUs' host-scoped ones)."""
-    built, rates = result.deployment, scenario(faults.rates, faults.scale)
+    over the run (the closed form the faults table's count is drawn around: its GPUs' gpu-scoped causes, its
+    hosts' GPUs' host-scoped ones), and the rate at which faults hit one serving replica."""
+    built, rates, cluster = result.deployment, scenario(faults.rates, faults.scale), result.deployment.cluster
     gpus = [g for rep in built.places for g in rep.placement.gpus]
-    gpu_hours = len(gpus) * result.end_ns / NS_PER_S / SECONDS_PER_HOUR
-    return {"gpu_hours": gpu_hours, "expected_faults": float(rates.expected(gpu_hours).sum()),
-            "replica_faults_per_h": replica_rate_per_s(rates, built.replicas[0].placement.gpus, gpus,
-                                                       built.cluster.host_of) * SECONDS_PER_HOUR}
+    hours = result.end_ns / NS_PER_S / SECONDS_PER_HOUR
+    on_hosts = len(exposed(gpus, cluster.gpus, cluster.host_of))
+    return {"gpu_hours": len(gpus) * hours,
+            "expected_faults": rate_per_s(rates, len(gpus), on_hosts) * hours * SECONDS_PER_HOUR,
+            "replica_faults_per_h": replica_rate_per_s(rates, built.replicas[0].placement.gpus, cluster.gpus,
+                                                       cluster.host_of) * SECONDS_PER_HOUR}
 
 
 def default_output(path: str) -> Path:

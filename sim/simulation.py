@@ -428,10 +428,11 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         env.process(p)
     bounds = boundary(experiment, built)
     if fault_log is not None:
+        faults, cluster = experiment.faults, built.cluster
         Injector(env, engines, [rep.placement.gpus for rep in places], built.pools,
-                 [recovery_time(built.cluster, rep.placement.gpus, rep.cost.weights_bytes_per_gpu(),
-                                experiment.faults.weights_from, spec.fabric) for rep in places],
-                 built.cluster.host_of, scenario(experiment.faults.rates, experiment.faults.scale), experiment.run.seed,
+                 [recovery_time(cluster, rep.placement.gpus, rep.cost.weights_bytes_per_gpu(), faults.weights_from,
+                                spec.fabric) for rep in places],
+                 cluster.gpus, cluster.host_of, scenario(faults.rates, faults.scale), experiment.run.seed,
                  lambda e: bounds.facility_j(0.0, e.baseline.weight), lambda: all(s.ended for s in states.values()),
                  fault_log)
     if workload.kind == "podcast":

@@ -64,6 +64,10 @@ def test_replicates_are_reproducible_whatever_the_processes_and_the_first_is_the
     assert set(turns["replicate"].to_pylist()) == {0, 1, 2}
     assert [r["seed"] for r in serial.info["replicates"]] == seeds(11, 3)
     assert serial.tables["faults"].num_rows > 0    # ~3 faults a run at these rates
+    # The closed form: 2 GPUs x 200,000 + their host's 8 GPUs x 20,000 faults a GPU-year, over the run's hours.
+    exposure = serial.info["replicates"][0]["faults"]["d"]
+    hours = exposure["gpu_hours"] / 2
+    assert exposure["expected_faults"] == pytest.approx((2 * 200_000 + 8 * 20_000) / 8766 * hours, rel=1e-12)
     plain = run_experiment(path, replicates=1)
     for name, table in plain.tables.items():
         first = serial.tables[name].filter(serial.tables[name]["replicate"].to_numpy() == 0)

@@ -17,7 +17,7 @@ from typing import Callable
 import simpy
 
 from sim.faults.arrivals import arrivals, rng_for
-from sim.faults.rates import FaultRates
+from sim.faults.rates import FaultRates, exposed
 from sim.faults.recovery import RecoveryTime
 from sim.records import NS_PER_S
 
@@ -67,15 +67,19 @@ class FaultLog:
 
 
 class Injector:
-    """Runs a deployment's faults: `engines` with their GPUs, pools and recovery times; `spares` the standby ones."""
+    """Runs a deployment's faults: `engines` with their GPUs, pools and recovery times (a pool `spare`: standing
+    by). Faults arrive on every GPU of the engines' hosts (`cluster_gpus` filtered, sim.faults.rates.exposed): a
+    gpu-scoped one on a GPU no engine holds hits nothing, a host-scoped one there takes its host's replicas."""
 
     def __init__(self, env: simpy.Environment, engines: list, gpus: list[list[str]], pools: list[str],
-                 recovery: list[RecoveryTime], host_of: Callable[[str], object], rates: FaultRates, seed: int,
-                 baseline_j_per_s: Callable[[object], float], done: Callable[[], bool], log: FaultLog):
+                 recovery: list[RecoveryTime], cluster_gpus: list[str], host_of: Callable[[str], object],
+                 rates: FaultRates, seed: int, baseline_j_per_s: Callable[[object], float], done: Callable[[], bool],
+                 log: FaultLog):
         self.env, self.engines, self.pools, self.recovery = env, engines, pools, recovery
         self.rates, self.seed, self.baseline_j_per_s, self.done, self.log = rates, seed, baseline_j_per_s, done, log
         self.host_of = host_of
-        self.gpus = [(gpu, engine) for engine, names in zip(engines, gpus) for gpu in names]
+        holder = {gpu: engine for engine, names in zip(engines, gpus) for gpu in names}
+        self.gpus = [(gpu, holder.get(gpu)) for gpu in exposed(list(holder), cluster_gpus, host_of)]
         self.spares = [e for e, pool in zip(engines, pools) if pool == "spare"]
         self.until_ns = {id(e): 0 for e in engines}
         self.scopes = rates.scopes
@@ -89,8 +93,10 @@ class Injector:
                 return
             gpu, engine = self.gpus[arrival.gpu]
             scope = self.scopes[arrival.cause]
-            hit = [engine] if scope == "gpu" else [
-                e for e in dict.fromkeys(e for g, e in self.gpus if self.host_of(g) == self.host_of(gpu))]
+            hit = ([engine] if engine else []) if scope == "gpu" else [
+                e for e in dict.fromkeys(e for g, e in self.gpus if e and self.host_of(g) == self.host_of(gpu))]
+            if not hit:
+                continue
             for e in hit:
                 self._hit(e, FaultRow(faults, self.env.now, self.rates.causes[arrival.cause],
                                       self.rates.components[arrival.cause], scope, gpu, e.index,

@@ -65,13 +65,24 @@ def component_rates(per_gpu_year: dict[str, float], scale: float = 1.0) -> Fault
                                               for n in names]))
 
 
-def replica_rate_per_s(rates: FaultRates, replica_gpus: list[str], deployment_gpus: list[str], host_of) -> float:
-    """Faults a second that take down one replica: each gpu-scoped cause on its own GPUs, each host-scoped one on
-    every GPU of the deployment on its hosts. A podcast kept on it meets none in T seconds with e^(-rate x T)."""
-    hosts = {host_of(g) for g in replica_gpus}
-    on_hosts = sum(1 for g in deployment_gpus if host_of(g) in hosts)
-    return sum(rate * (len(replica_gpus) if scope == "gpu" else on_hosts)
-               for rate, scope in zip(rates.per_gpu_s.tolist(), rates.scopes))
+def exposed(gpus: list[str], cluster_gpus: list[str], host_of) -> list[str]:
+    """The GPUs whose faults reach replicas on `gpus`: their hosts' GPUs, in the cluster's order (a host-scoped
+    cause arrives on every GPU of a host, used or not; a gpu-scoped one matters on `gpus` alone)."""
+    hosts = {host_of(g) for g in gpus}
+    return [g for g in cluster_gpus if host_of(g) in hosts]
+
+
+def rate_per_s(rates: FaultRates, gpus: int, host_gpus: int) -> float:
+    """Faults a second on `gpus` GPUs whose hosts carry `host_gpus`: gpu-scoped causes x gpus + host-scoped ones
+    x host_gpus."""
+    return sum(rate * (gpus if scope == "gpu" else host_gpus) for rate, scope in zip(rates.per_gpu_s.tolist(),
+                                                                                      rates.scopes))
+
+
+def replica_rate_per_s(rates: FaultRates, replica_gpus: list[str], cluster_gpus: list[str], host_of) -> float:
+    """Faults a second that take down one replica: its GPUs' gpu-scoped causes, its hosts' host-scoped ones. A
+    podcast kept on it meets none in T seconds with probability e^(-rate x T)."""
+    return rate_per_s(rates, len(replica_gpus), len(exposed(replica_gpus, cluster_gpus, host_of)))
 
 
 def scenario(rates: str | dict[str, float], scale: float = 1.0) -> FaultRates:
