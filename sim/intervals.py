@@ -70,7 +70,7 @@ def minute_lines(turns: pa.Table, deployment: str, minutes: list[float], replica
     col = _columns(turns, deployment)
     lines = [f"over {replicates} replicates (mean +- 95% interval; a replicate's figure: its podcasts' mean)",
              f"{'minute':>6} {'context':>9} {'to speech s':>17} {'reply s':>17} {'attributed Wh':>17} "
-             f"{'phrases failed':>14}"]
+             f"{'phrases failed':>14} {'hit by a fault':>14}"]
     for mark in minutes:
         rows = mark_rows(col, mark)
         if not rows.any():
@@ -79,9 +79,9 @@ def minute_lines(turns: pa.Table, deployment: str, minutes: list[float], replica
         speech = interval(_per_replicate(col, replicates, col["time_to_speech_s"], rows))
         reply = interval(_per_replicate(col, replicates, col["e2e_s"], rows))
         energy = interval(_per_replicate(col, replicates, col["energy_j"].astype(float), rows))
-        failed = int((col["status"][rows] != "ok").sum())
+        failed, hit, n = int((col["status"][rows] != "ok").sum()), int(col["fault"][rows].sum()), int(rows.sum())
         lines.append(f"{mark:>6g} {np.nanmean(context):>9,.0f} {_fmt(*speech):>17} {_fmt(*reply):>17} "
-                     f"{_fmt(*energy, 1 / J_PER_WH, 4):>17} {failed:>7} of {int(rows.sum()):<5}")
+                     f"{_fmt(*energy, 1 / J_PER_WH, 4):>17} {failed:>7} of {n:<5} {hit:>7} of {n:<5}")
     return lines
 
 

@@ -144,6 +144,9 @@ def render(turns: pa.Table, deployments: dict[str, str], minutes: list[float], b
             failed = r["status"] != "ok"
             failed_any |= failed
             status = f"{r['status']}: {r['reason']}" if failed else r["status"]
+            if r["fault"] is not None:   # hit by a fault (sim.faults): retried, or its history prefilled again
+                retried = f", sent {r['retries'] + 1} times" if r["retries"] else ""
+                status += f" [fault {r['fault']}{retried}]"
             wh = [f"{r[c] / J_PER_WH:.3f}" + ("*" if failed else " ") for c in ("marginal_j", "energy_j", "dedicated_j")]
             lines.append(f"{minute_of(r):>6.1f} {r['context_tokens']:>8d} {_fmt_s(r.get('time_to_speech_s')):>9} "
                          f"{_fmt_s(r.get('stall_s')):>8} {_fmt_s(r['e2e_s']):>9} {wh[0]:>9} {wh[1]:>10} {wh[2]:>10} "
