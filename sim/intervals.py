@@ -106,7 +106,7 @@ def fault_lines(turns: pa.Table, faults: pa.Table, deployment: str, exposures: l
     rate_per_h = exposures[0]["replica_faults_per_h"]
     closed = 1.0 - math.exp(-rate_per_h * duration_h)
     lines.append(f"a {duration_h:g}-hour podcast met a fault: {_fmt(*interval(hit), 100, 1)}% of podcasts (kept on "
-                 f"one replica, 1 - e^(-{rate_per_h:.3g}/h x {duration_h:g} h) = {closed:.1%})")
+                 f"one replica, 1 - e^(-{rate_per_h:.3g}/h x {duration_h:g} h) = {closed * 100:.2g}%)")
     lines.append(f"minutes a podcast lost to faults: {_fmt(*interval(lost_min), digits=2)} (a retried phrase's "
                  "failed attempts; a failed one's wait and its unspoken reply)")
     return lines
