@@ -267,3 +267,33 @@ def test_a_host_is_a_server_or_a_compute_tray():
     rack_gpus = [f"n0/gpu{i}" for i in range(72)]
     assert replica_rate_per_s(host, rack_gpus[4:8], rack_gpus, rack.host_of) * per_year == pytest.approx(4.0)
     assert replica_rate_per_s(host, rack_gpus[2:6], rack_gpus, rack.host_of) * per_year == pytest.approx(8.0)
+    # Two GPUs of an 8-GPU server: gpu-scoped causes on those 2, host-scoped ones on all 8 of the host.
+    both = scenario({"gpu": 1.0, "host": 1.0})
+    server = [f"n0/gpu{i}" for i in range(8)]
+    assert replica_rate_per_s(both, server[:2], server, hgx.host_of) * per_year == pytest.approx(2.0 + 8.0)
+
+
+def test_the_faults_experiment_runs_as_its_comments_say(tmp_path):
+    """experiments/faults.toml: Kimi K2 on one NVL72 rack (nine replicas of 8 GPUs) and on 2x HGX H200 (one tp 8 x
+    pp 2 replica), Llama 3's rates, 100 replicates; here three minutes of two podcasts, rates x 30,000 so that
+    faults come, two replicates: the report gives each deployment's fault figures, the tables both replicates."""
+    from click.testing import CliRunner
+
+    from sim import config
+    from sim.cli import cli
+    from sim.run import build_all
+    path = "experiments/faults.toml"
+    exp = config.load(path)
+    assert (exp.run.replicates, exp.faults.rates, exp.workload.sessions, exp.workload.duration_h) == (100, "llama3", 1, 10)
+    shapes = {b.name: (len(b.replicas), len(b.replicas[0].placement.gpus)) for b in build_all(path, exp)}
+    assert shapes == {"nvl72": (9, 8), "hgx": (1, 16)}
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [path, "-o", str(out), "-q", "--no-plots", "--replicates", "2", "-j", "1",
+                                      "--set", "workload.duration_h=0.05", "--set", "workload.sessions=2",
+                                      "--set", "faults.scale=30000", "--set", "report.minutes=[1, 2]"])
+    assert result.exit_code == 0, result.output
+    for name in ("nvl72", "hgx"):
+        assert f"\n{name}:\nover 2 replicates" in result.output
+    assert result.output.count("per run (the rates expect") == 2
+    import pyarrow.parquet as pq
+    assert set(pq.read_table(out / "turns.parquet")["replicate"].to_pylist()) == {0, 1}
