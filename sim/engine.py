@@ -540,6 +540,10 @@ class ReplicaEngine:
         add_by_column(records, "dynamic_kv_j", per_seq_kv)
         add_by_column(records, "kv_read_s", kv_read_s)
         self.baseline.share(ends[:done], durations[:done] / NS_PER_S, growing)
+        if growing:   # the baseline holds each growing prompt at its last piece's KV now: _kv_changes compares to it
+            for seq, c in chunks:
+                if self.baseline.holds(seq.record.session):
+                    self._kv_tokens[seq.record.session] = seq.prefilled + c * (done - 1)
         end_ns = int(ends[done - 1])
         for (seq, c), complete in zip(chunks, completes):
             if seq.started_ns is None:
