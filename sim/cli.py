@@ -106,12 +106,14 @@ def _results_folder(run_dir: str):
 def _simulating(name: str):
     """A line on stderr as a deployment starts, and on runs longer than a few seconds a progress bar:
     simulated hours against the horizon (a benchmark: requests ended against all of them)."""
-    click.echo(f"simulating {name} ...", err=True)
     terminal = sys.stderr.isatty()
     # The size from shutil, which falls back to 80 x 24 where a terminal reports none (tqdm draws nothing then)
     columns, rows = shutil.get_terminal_size()
     with tqdm(desc=f"  {name}", total=1, file=sys.stderr, delay=3, leave=False, mininterval=0.5 if terminal else 30,
               ncols=columns, nrows=rows) as bar:
+        # The line after the bar is made: a Ctrl-C right after it finds the bar whole (a half-made one complains
+        # at exit).
+        click.echo(f"simulating {name} ...", err=True)
         def tick(done: float, total: float, unit: str) -> None:
             if bar.unit != unit:
                 number = ".1f" if unit.startswith("h") else ",.0f"
@@ -125,15 +127,22 @@ def _simulating(name: str):
 
 @contextmanager
 def _replicates_bar(quiet: bool):
-    """A progress bar over replicates (shown when a run has more than one and takes a few seconds)."""
+    """A progress bar over replicates, made when the first replicate ends (a run of one makes none), shown when
+    the run takes a few seconds."""
     if quiet:
         yield None
         return
-    with tqdm(desc="  replicates", total=1, file=sys.stderr, delay=3, leave=False, unit="run") as bar:
-        def done(finished: int, total: int) -> None:
-            bar.total = total
-            bar.update(finished - bar.n)
+    bars: list[tqdm] = []
+
+    def done(finished: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(desc="  replicates", total=total, file=sys.stderr, delay=3, leave=False, unit="run"))
+        bars[0].update(finished - bars[0].n)
+    try:
         yield done
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 @click.group(cls=_RunByDefault, context_settings={"help_option_names": ["-h", "--help"]})
