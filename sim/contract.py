@@ -175,8 +175,8 @@ FAULTS = (
     Column("kv_lost_tokens", I64, "KV tokens of live sessions it lost: HBM, DRAM offload, and NVMe when its host "
            "went down"),
     Column("tokens_recomputed", I64, "of those, what the sessions' next turns prefilled again"),
-    Column("recovery_j", F64, "the replica's baseline energy while down (idle GPUs, host, switch ports, facility), "
-           "already in the deployment's energy"),
+    Column("recovery_j", F64, "the replica's baseline energy (idle GPUs, host, switch ports, facility) over down_s; "
+           "what of it falls within the run is in the deployment's energy"),
 )
 
 TABLES = {"turns": TURNS, "steps": STEPS, "gpus": GPUS, "faults": FAULTS}

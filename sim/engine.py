@@ -109,6 +109,7 @@ class ReplicaEngine:
     # Hardware faults (sim.faults): whether it serves, and the events its process waits on while it does not.
     up: bool = True
     faults: object | None = None   # the deployment's sim.faults.injector.FaultLog, when faults are on
+    down_by: object | None = None  # the fault row that last took it down
 
     def __post_init__(self):
         self.wakeup = self.env.event()
@@ -136,8 +137,10 @@ class ReplicaEngine:
                        record.session if cache_key is None else cache_key,
                        self.sessions[record.session].group % len(self.pools), transfer=transfer)
         total = seq.total_tokens
-        if not self.up:
-            self._fail(seq, "hardware", f"replica {self.index} is down (sim.faults)")
+        if not self.up:   # it died while the turn was on its way: that fault's turn too
+            row = self.down_by
+            self._fail(seq, "hardware", f"replica {self.index} is down: {row.cause} ({row.component})")
+            self.faults.lost(row, Counter(), [seq.record])
         elif self.limits.max_context and total > self.limits.max_context:
             self._fail(seq, "context_overflow",
                        f"prompt {prompt_tokens} + reply {output_tokens} tokens > max context {self.limits.max_context}")
@@ -330,7 +333,7 @@ class ReplicaEngine:
     def die(self, fault) -> None:
         """A fault takes the replica down now: its process stops the step in flight (the steps done before
         stand) and carries the fault out (`_lose_everything`); it takes no turn until `recover`."""
-        self.up, self._lost_to = False, fault
+        self.up, self._lost_to, self.down_by = False, fault, fault
         if not self.fault.triggered:
             self.fault.succeed()
         self._batch_changed()
@@ -349,17 +352,16 @@ class ReplicaEngine:
         fault, self._lost_to = self._lost_to, None
         self.settle_idle(self.env.now)   # the time before the fault is shared as the KV stood then
         lost: Counter = Counter()
-        for pool in self.pools:
-            for key, tokens in pool.clear().items():
-                lost[key] += tokens
-            if pool.offload is not None:
-                for key, tokens in pool.offload.clear(keep_nvme=fault.scope != "host").items():
-                    lost[key] += tokens
-        ended = self.waiting + self.running
         for seq in self.running:
             held = _kv_held(seq)
             seq.record.lost_tokens += held
             lost[seq.cache_key] += held
+        for pool in self.pools:
+            lost.update(pool.clear())
+        for pool in self.pools:   # (a key's NVMe span is a prefix's tail: of no use once what came before it is lost)
+            if pool.offload is not None:
+                lost.update(pool.offload.clear(keep_nvme=fault.scope != "host", broken=set(lost)))
+        ended = self.waiting + self.running
         self.waiting, self.running = [], []
         for seq in ended:
             self._fail(seq, "hardware", f"replica {self.index} died: {fault.cause} ({fault.component})")
@@ -511,21 +513,25 @@ class ReplicaEngine:
         ends = start + np.cumsum(durations)
         self.last_end_ns = int(ends[-1])
         if n == 1:
-            step = self.env.timeout(int(durations[0]))
-            yield step if self.fault is None else step | self.fault
+            yield self._until_or_fault(int(durations[0]))
         else:
             yield self.env.timeout(int(ends[-1] - start)) | self.wakeup
             if self.env.now < ends[-1] and self.up:
                 # The batch changed mid-run (an arrival or an abort): finish the step in flight, re-plan.
                 done_at = int(ends[np.searchsorted(ends, self.env.now)])
                 if done_at > self.env.now:
-                    yield self.env.timeout(done_at - self.env.now)
+                    yield self._until_or_fault(done_at - self.env.now)
         done = int(np.searchsorted(ends, self.env.now, side="right"))
         if not done:   # it died during its first step: that step never ends
             self.last_end_ns = start
             return
         self.last_end_ns = int(ends[done - 1])
         self._apply(decode, chunks, completes, cost, ends, durations, done, kv_before, growing)
+
+    def _until_or_fault(self, delay_ns: int):
+        """A step's wait: its end, or a fault that stops it first (sim.faults)."""
+        step = self.env.timeout(delay_ns)
+        return step if self.fault is None else step | self.fault
 
     def _apply(self, decode, chunks, completes, cost, ends, durations, done, kv_before, growing) -> None:
         energy, dynamic = cost.energy_j[:done], cost.dynamic_j[:done]

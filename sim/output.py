@@ -29,7 +29,7 @@ def tables(results: list[DeploymentResult], replicate: int = 0) -> dict[str, pa.
 
 
 def with_replicate(table: pa.Table, replicate: int) -> pa.Table:
-    """`table` with its `replicate` column (the first) set to `replicate` on every row."""
+    """`table` with its `replicate` column set to `replicate` on every row."""
     i = table.schema.get_field_index("replicate")
     return table.set_column(i, table.schema.field(i), pa.array(np.full(table.num_rows, replicate, dtype=np.int64)))
 

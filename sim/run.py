@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hardware.catalog import PRECISION_BYTES
 from sim import __version__, config, intervals, output, report
@@ -126,12 +127,14 @@ def render(turns: pa.Table, info: dict, faults: pa.Table | None = None) -> str:
     podcast deployment's minute marks over them (mean and 95% interval); with faults, what they cost."""
     cfg, workload = info["config"]["report"], info["config"]["workload"]
     descriptions = {n: d["description"] for n, d in info["deployments"].items()}
+    replicates = info["config"]["run"]["replicates"]
+    # Rates and counts are one run's: with replicates, the first's (the minute marks' intervals span them all).
+    first = turns.filter(pc.equal(turns["replicate"], 0)) if replicates > 1 else turns
     if workload["kind"] != "podcast":
-        text = report.render_benchmark(turns, descriptions, workload["warmup_requests"], workload["cooldown_requests"])
+        text = report.render_benchmark(first, descriptions, workload["warmup_requests"], workload["cooldown_requests"])
     else:
         text = report.render(turns, descriptions, cfg["minutes"], cfg["brain_w"])
-    lines = [text]
-    replicates = info["config"]["run"]["replicates"]
+    lines = [text if replicates == 1 else f"{text}\n(replicate 0 above; seed {info['seed']})"]
     exposures = info.get("replicates") or [info]
     for name in descriptions:
         more = intervals.minute_lines(turns, name, cfg["minutes"], replicates) \
@@ -143,5 +146,5 @@ def render(turns: pa.Table, info: dict, faults: pa.Table | None = None) -> str:
             lines += ["", f"{name}:", *more]
     slo = config.SloSpec(**info["config"].get("slo", {}))   # results written before [slo] existed have none
     if slo.targets:
-        lines += slo_lines(turns, descriptions, slo.targets, slo.attainment)
+        lines += slo_lines(first, descriptions, slo.targets, slo.attainment)
     return "\n".join(lines)

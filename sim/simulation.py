@@ -141,7 +141,8 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         to [faults] retries times while a replica is up. Its `fault_lost_s`: the time its failed attempts took,
         and, failed for good, the rest of its wait and the reply never spoken."""
         turns.append(record)
-        until_ns = env.now + deadline_ns
+        until_ns = first_ns = env.now
+        until_ns += deadline_ns
         while True:
             sent_ns = env.now
             seq = yield from attempt(state, record, prompt, reply_tokens, cache_key, until_ns)
@@ -149,7 +150,7 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
                 break
             record.again()
         if record.retries or record.status == "hardware":
-            record.fault_lost_s = (sent_ns - record.arrival_ns) / NS_PER_S
+            record.fault_lost_s = (sent_ns - first_ns) / NS_PER_S
             if record.status == "hardware":
                 record.fault_lost_s += (record.end_ns - sent_ns) / NS_PER_S + record.reply_speech_s
         return seq
@@ -173,8 +174,9 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
                 record.reason = f"every replica's queue holds {spec.queue_limit} turns (queue_limit)"
             else:
                 record.status, record.reason = "hardware", "every replica is down (sim.faults)"
-                if record.fault is None:
-                    record.fault = fault_log.rows[-1].fault
+                if record.fault is None:   # the latest fault that took a replica of the pools down
+                    record.fault = max((e.down_by for e in decode_engines + prefill_engines if not e.up),
+                                       key=lambda row: row.time_ns).fault
             return None
         serve_on(state, engine)
         record.replica = engine.index

@@ -144,7 +144,7 @@ def test_validate_stops_its_workers_when_only_it_is_interrupted(tmp_path):
 
 def test_version_and_options_before_the_subcommand(tmp_path):
     version = subprocess.run([sys.executable, "-m", "sim", "--version"], capture_output=True, text=True)
-    assert version.returncode == 0 and version.stdout == f"simrun {__version__}\n" == "simrun 0.2.0\n"
+    assert version.returncode == 0 and version.stdout == f"simrun {__version__}\n" == "simrun 0.3.0\n"
     exp = tmp_path / "exp.toml"
     exp.write_text(LONG.replace("duration_h = 10", "duration_h = 0.05").replace("sessions = 12", "sessions = 1"))
     run = CliRunner().invoke(main, ["-q", "--output", str(tmp_path / "out"), "--no-plots", str(exp)])

@@ -14,7 +14,9 @@ import numpy as np
 
 from sim.faults.rates import FaultRates
 
-STREAM = (6, 0)   # the faults' stream of the run seed (workloads use [seed, 1..5], [seed, session], [seed, 7])
+# The faults' stream of the run seed: workloads use [seed, 1..5], [seed, session], [seed, 5, index], [seed, 7]; numpy
+# pads a seed list with zeros, so [seed, 6, 0] would be podcast session 6's stream, and a last 1 is none of those.
+STREAM = (6, 1)
 
 
 @dataclass(frozen=True)

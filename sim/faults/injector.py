@@ -37,7 +37,7 @@ class FaultRow:
     turns_affected: int = 0    # turns in flight or queued on the replica when it died
     kv_lost_tokens: int = 0    # KV tokens of live sessions lost (HBM, and the tiers that died with it)
     tokens_recomputed: int = 0  # of those, what the sessions' next turns prefilled again
-    recovery_j: float = 0.0    # the replica's baseline energy while down, at the facility boundary (in the ledger)
+    recovery_j: float = 0.0    # the replica's baseline energy over down_s, at the facility boundary
 
 
 @dataclass
@@ -97,16 +97,20 @@ class Injector:
                 e for e in dict.fromkeys(e for g, e in self.gpus if e and self.host_of(g) == self.host_of(gpu))]
             if not hit:
                 continue
-            for e in hit:
-                self._hit(e, FaultRow(faults, self.env.now, self.rates.causes[arrival.cause],
-                                      self.rates.components[arrival.cause], scope, gpu, e.index,
-                                      self.pools[self.engines.index(e)]))
+            was_up = [e.up for e in hit]
+            for e in hit:   # all down at once: a spare on the same host is no spare
+                self._down_until(e, self.env.now)
+            for e, up in zip(hit, was_up):
+                self._hit(e, up, FaultRow(faults, self.env.now, self.rates.causes[arrival.cause],
+                                          self.rates.components[arrival.cause], scope, gpu, e.index,
+                                          self.pools[self.engines.index(e)]))
             faults += 1
 
-    def _hit(self, engine, row: FaultRow) -> None:
+    def _hit(self, engine, was_up: bool, row: FaultRow) -> None:
+        """`engine` (up before the fault if `was_up`) is down until its recovery, or its detection when a spare is
+        free: a standby replica of the deployment's own pool (a prefill pool's replicas have none)."""
         now, recovery = self.env.now, self.recovery[self.engines.index(engine)]
-        was_up = engine.up
-        free = [s for s in self.spares if s.up and s is not engine] if row.pool != "spare" and was_up else []
+        free = [s for s in self.spares if s.up] if row.pool in ("both", "decode") and was_up else []
         if free:   # the spare serves once the fault is detected; the dead GPUs recover as the spare
             row.spare = True
             self._down_until(free[0], now + round(recovery.total_s * NS_PER_S))
@@ -123,7 +127,7 @@ class Injector:
 
     def _down_until(self, engine, until_ns: int) -> None:
         """`engine` is down until `until_ns` at least; a replica that was up starts its recovery."""
-        if engine.up and self.until_ns[id(engine)] <= self.env.now:
+        if engine.up:
             engine.up = False
             self.until_ns[id(engine)] = until_ns
             self.env.process(self._recover(engine))

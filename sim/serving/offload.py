@@ -113,17 +113,22 @@ class TierStore:
             start = start + held if given == held else reusable   # a span cut short ends what follows it
         return got
 
-    def clear(self, keep_nvme: bool) -> dict[int, int]:
+    def clear(self, keep_nvme: bool, broken: set[int]) -> dict[int, int]:
         """A fault ended the engine's process: its DRAM tier (in the process's memory) is gone, and with its host
-        the NVMe tier too unless `keep_nvme`. Returns the tokens each key lost."""
+        the NVMe tier too unless `keep_nvme`. A key's NVMe span, the tail of its prefix, stays only when none of
+        the prefix before it was lost: not in HBM (`broken`, the keys that lost KV there), not in DRAM. Returns
+        the tokens each key lost."""
         lost: dict[int, int] = {}
         for level, tier in enumerate(self.plan.tiers):
+            spans = self.spans[level]
             if tier.name == "nvme" and keep_nvme:
-                continue
-            for key, tokens in self.spans[level].items():
+                gone = [key for key in spans if key in broken or key in lost]
+            else:
+                gone = list(spans)
+            for key in gone:
+                tokens = spans.pop(key)
+                self.used[level] -= tokens
                 lost[key] = lost.get(key, 0) + tokens
-            self.spans[level].clear()
-            self.used[level] = 0
         return lost
 
     def tokens_of(self, key: int) -> list[int]:
