@@ -141,8 +141,8 @@ def simulate(experiment: Experiment, built: BuiltDeployment, bulk: bool | None =
         to [faults] retries times while a replica is up. Its `fault_lost_s`: the time its failed attempts took,
         and, failed for good, the rest of its wait and the reply never spoken."""
         turns.append(record)
-        until_ns = first_ns = env.now
-        until_ns += deadline_ns
+        first_ns = env.now
+        until_ns = first_ns + deadline_ns
         while True:
             sent_ns = env.now
             seq = yield from attempt(state, record, prompt, reply_tokens, cache_key, until_ns)

@@ -67,15 +67,15 @@ class FaultLog:
 
 
 class Injector:
-    """Runs a deployment's faults: `engines` with their GPUs, pools and recovery times (a pool `spare`: standing
-    by). Faults arrive on every GPU of the engines' hosts (`cluster_gpus` filtered, sim.faults.rates.exposed): a
+    """Runs a deployment's faults: `engines` (each at its index) with their GPUs, pools and recovery times (a pool
+    `spare`: standing by). Faults arrive on every GPU of the engines' hosts (`cluster_gpus` filtered, sim.faults.rates.exposed): a
     gpu-scoped one on a GPU no engine holds hits nothing, a host-scoped one there takes its host's replicas."""
 
     def __init__(self, env: simpy.Environment, engines: list, gpus: list[list[str]], pools: list[str],
                  recovery: list[RecoveryTime], cluster_gpus: list[str], host_of: Callable[[str], object],
                  rates: FaultRates, seed: int, baseline_j_per_s: Callable[[object], float], done: Callable[[], bool],
                  log: FaultLog):
-        self.env, self.engines, self.pools, self.recovery = env, engines, pools, recovery
+        self.env, self.pools, self.recovery = env, pools, recovery
         self.rates, self.seed, self.baseline_j_per_s, self.done, self.log = rates, seed, baseline_j_per_s, done, log
         self.host_of = host_of
         holder = {gpu: engine for engine, names in zip(engines, gpus) for gpu in names}
@@ -103,13 +103,13 @@ class Injector:
             for e, up in zip(hit, was_up):
                 self._hit(e, up, FaultRow(faults, self.env.now, self.rates.causes[arrival.cause],
                                           self.rates.components[arrival.cause], scope, gpu, e.index,
-                                          self.pools[self.engines.index(e)]))
+                                          self.pools[e.index]))
             faults += 1
 
     def _hit(self, engine, was_up: bool, row: FaultRow) -> None:
         """`engine` (up before the fault if `was_up`) is down until its recovery, or its detection when a spare is
         free: a standby replica of the deployment's own pool (a prefill pool's replicas have none)."""
-        now, recovery = self.env.now, self.recovery[self.engines.index(engine)]
+        now, recovery = self.env.now, self.recovery[engine.index]
         free = [s for s in self.spares if s.up] if row.pool in ("both", "decode") and was_up else []
         if free:   # the spare serves once the fault is detected; the dead GPUs recover as the spare
             row.spare = True
